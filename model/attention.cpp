@@ -1,0 +1,108 @@
+#include "model/attention.h"
+
+#include <torch/version.h>
+
+#include <cmath>
+
+#include "model/rope.h"
+
+namespace ropelab::model {
+namespace {
+
+at::Tensor causal_scores(const at::Tensor& q, const at::Tensor& k, const at::Tensor& q_pos,
+                         const at::Tensor& k_pos, double scale) {
+  auto scores = at::matmul(q, k.transpose(-2, -1)).to(at::kFloat) * scale;
+  auto future = k_pos.unsqueeze(0) > q_pos.unsqueeze(1);  // [Tq, Tk]: key after query
+  return scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+}
+
+// Queries per chunk so one chunk's scores stay near 64 MB.
+int64_t query_chunk(const at::Tensor& q, int64_t Tk) {
+  const int64_t per_row = q.size(0) * q.size(1) * Tk * 4;
+  return std::max<int64_t>(1, (int64_t(64) << 20) / std::max<int64_t>(per_row, 1));
+}
+
+}  // namespace
+
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& q_pos,
+                  const at::Tensor& k_pos, double scale) {
+  const int64_t Tq = q.size(2), chunk = query_chunk(q, k.size(2));
+  std::vector<at::Tensor> outs;
+  for (int64_t s = 0; s < Tq; s += chunk) {
+    const int64_t n = std::min(chunk, Tq - s);
+    auto p = at::softmax(causal_scores(q.narrow(2, s, n), k, q_pos.narrow(0, s, n), k_pos, scale), -1);
+    outs.push_back(at::matmul(p.to(v.scalar_type()), v));
+  }
+  return outs.size() == 1 ? outs[0] : at::cat(outs, 2);
+}
+
+at::Tensor attention_probs(const at::Tensor& q_rows, const at::Tensor& k, const at::Tensor& q_pos_rows,
+                           const at::Tensor& k_pos, double scale) {
+  return at::softmax(causal_scores(q_rows, k, q_pos_rows, k_pos, scale), -1);
+}
+
+AttentionImpl::AttentionImpl(const ModelConfig& c)
+    : n_heads_(c.n_heads), n_kv_heads_(c.n_kv_heads), d_head_(c.d_head), rotary_dim_(c.rotary_dim()) {
+  auto lin = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
+  wq = register_module("wq", lin(c.d_model, c.n_heads * c.d_head));
+  wk = register_module("wk", lin(c.d_model, c.n_kv_heads * c.d_head));
+  wv = register_module("wv", lin(c.d_model, c.n_kv_heads * c.d_head));
+  wo = register_module("wo", lin(c.n_heads * c.d_head, c.d_model));
+}
+
+at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, const AttentionSettings& s,
+                                  LayerKV* cache, AttentionProbe* probe) {
+  const int64_t B = x.size(0), T = x.size(1);
+  auto heads = [&](const at::Tensor& t, int64_t h) { return t.view({B, T, h, d_head_}).transpose(1, 2); };
+  auto q = heads(wq->forward(x), n_heads_);
+  auto k = heads(wk->forward(x), n_kv_heads_);
+  auto v = heads(wv->forward(x), n_kv_heads_);
+
+  const auto inv_freq = s.inv_freq.defined() ? s.inv_freq : rope_inv_freq(s.rope_theta, rotary_dim_);
+  const auto tables = rope_tables(inv_freq, pos, s.position_scale, q.scalar_type());
+  q = apply_rope(q, tables);
+  k = apply_rope(k, tables);
+  if (s.logn_train_length > 0) {
+    // log-n scaling: a query at position n > T_train sharpens by log(n)/log(T_train).
+    auto n = pos.to(at::kDouble) + 1.0;
+    auto f = at::clamp_min(at::log(n) / std::log(double(s.logn_train_length)), 1.0);
+    q = q * f.to(q.scalar_type()).view({1, 1, T, 1});
+  }
+
+  at::Tensor k_pos = pos;
+  if (cache) {
+    if (cache->k.defined()) {
+      k = at::cat({cache->k, k}, 2);
+      v = at::cat({cache->v, v}, 2);
+      k_pos = at::cat({cache->pos, pos}, 0);
+    }
+    cache->k = k; cache->v = v; cache->pos = k_pos;
+  }
+  // Grouped-query attention: KV head g serves query heads g*G .. g*G+G-1.
+  const int64_t groups = n_heads_ / n_kv_heads_;
+  if (groups > 1) {
+    k = k.repeat_interleave(groups, 1);
+    v = v.repeat_interleave(groups, 1);
+  }
+  const double scale = s.score_multiplier / std::sqrt(double(d_head_));
+
+  if (probe) {
+    auto rows = probe->rows.to(q.device());
+    probe->probs.push_back(attention_probs(q.index_select(2, rows), k, pos.index_select(0, rows), k_pos, scale));
+  }
+
+  at::Tensor y;
+#if TORCH_VERSION_MAJOR >= 2
+  // Flash/memory-efficient kernels on CUDA when the mask is plain causal.
+  // The score multiplier is folded into q so SDPA's default 1/sqrt(D) applies.
+  if (x.is_cuda() && (k.size(2) == T || T == 1)) {
+    y = at::scaled_dot_product_attention(q * s.score_multiplier, k, v, {}, 0.0, /*is_causal=*/T > 1);
+  } else
+#endif
+  {
+    y = attend(q, k, v, pos, k_pos, scale);
+  }
+  return wo->forward(y.transpose(1, 2).reshape({B, T, n_heads_ * d_head_}));
+}
+
+}  // namespace ropelab::model

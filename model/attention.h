@@ -1,0 +1,62 @@
+// The one attention implementation. Everything that varies between RoPE
+// studies (base, interpolation, per-frequency scaling, temperature, log-n
+// query scaling, a KV cache, reading attention rows) is a parameter here.
+#pragma once
+#include <torch/nn/module.h>
+#include <torch/nn/modules/linear.h>
+
+#include <vector>
+
+#include "model/config.h"
+
+namespace ropelab::model {
+
+// How positions become rotations and scores become probabilities.
+struct AttentionSettings {
+  double rope_theta = 10000.0;       // base θ (NTK scaling changes it)
+  double position_scale = 1.0;       // position interpolation: pos / s
+  at::Tensor inv_freq;               // undefined: θ^(-2i/rd); else per-frequency (YaRN)
+  double score_multiplier = 1.0;     // times 1/sqrt(d_head) (YaRN temperature)
+  int64_t logn_train_length = 0;     // >0: queries at n > this scaled by log(n)/log(train length)
+};
+
+// Keys/values seen so far in one layer; keys are stored rotated.
+struct LayerKV {
+  at::Tensor k, v;    // [B, n_kv_heads, T_cached, d_head]
+  at::Tensor pos;     // int64 [T_cached]: the position of each cached key
+};
+struct KVCache {
+  std::vector<LayerKV> layers;
+  int64_t next_pos = 0;  // position of the next token fed
+};
+
+// Asks a forward pass for the attention probabilities of chosen query rows.
+struct AttentionProbe {
+  at::Tensor rows;                 // int64 indices into this forward's query positions
+  std::vector<at::Tensor> probs;   // filled per layer: [B, n_heads, n_rows, T_keys], float32
+};
+
+// softmax(q k^T * scale + causal mask) v, computed in query chunks so no
+// [T, T] matrix per head is held at once. q: [B,H,Tq,D]; k,v: [B,H,Tk,D]
+// (already expanded to H heads); q_pos [Tq], k_pos [Tk] int64.
+at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& q_pos,
+                  const at::Tensor& k_pos, double scale);
+// Attention probabilities of the given q rows (same math as attend).
+at::Tensor attention_probs(const at::Tensor& q_rows, const at::Tensor& k, const at::Tensor& q_pos_rows,
+                           const at::Tensor& k_pos, double scale);
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  explicit AttentionImpl(const ModelConfig& cfg);
+  // x: [B, T, d_model]; pos: int64 [T] absolute positions of x's tokens.
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& pos, const AttentionSettings& s,
+                     LayerKV* cache, AttentionProbe* probe);
+
+  torch::nn::Linear wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
+
+ private:
+  int64_t n_heads_, n_kv_heads_, d_head_, rotary_dim_;
+};
+TORCH_MODULE(Attention);
+
+}  // namespace ropelab::model

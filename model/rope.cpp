@@ -1,0 +1,26 @@
+#include "model/rope.h"
+
+namespace ropelab::model {
+
+at::Tensor rope_inv_freq(double theta, int64_t rotary_dim) {
+  auto i = at::arange(0, rotary_dim, 2, at::kDouble);
+  return at::pow(theta, -i / static_cast<double>(rotary_dim));
+}
+
+RopeTables rope_tables(const at::Tensor& inv_freq, const at::Tensor& positions, double position_scale,
+                       at::ScalarType dtype) {
+  // Angles in float64: at 1e5 positions float32 angles lose the low frequencies' phase.
+  auto pos = positions.to(at::kDouble) / position_scale;
+  auto angles = at::outer(pos.cpu(), inv_freq.to(at::kDouble).cpu());
+  return {at::cos(angles).to(positions.device(), dtype), at::sin(angles).to(positions.device(), dtype)};
+}
+
+at::Tensor apply_rope(const at::Tensor& x, const RopeTables& t) {
+  const int64_t half = t.cos.size(-1), rd = 2 * half;
+  auto x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);
+  auto rotated = at::cat({x1 * t.cos - x2 * t.sin, x2 * t.cos + x1 * t.sin}, -1);
+  if (rd == x.size(-1)) return rotated;
+  return at::cat({rotated, x.narrow(-1, rd, x.size(-1) - rd)}, -1);
+}
+
+}  // namespace ropelab::model

@@ -1,0 +1,109 @@
+#include "model/transformer.h"
+
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/loss.h>
+#include <torch/nn/init.h>
+#include <torch/nn/modules/normalization.h>
+#include <torch/utils.h>
+
+#include <cmath>
+
+namespace ropelab::model {
+namespace F = torch::nn::functional;
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
+
+at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
+  auto xf = x.to(at::kFloat);
+  auto y = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_);
+  return (y * weight.to(at::kFloat)).to(x.scalar_type());
+}
+
+namespace {
+torch::nn::AnyModule make_norm(const ModelConfig& c) {
+  if (c.norm == "layernorm")
+    return torch::nn::AnyModule(torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model}).eps(1e-5)));
+  return torch::nn::AnyModule(RMSNorm(c.d_model));
+}
+torch::nn::Linear linear(int64_t in, int64_t out) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+}
+}  // namespace
+
+MLPImpl::MLPImpl(const ModelConfig& c) {
+  up = register_module("up", linear(c.d_model, c.d_ff));
+  if (c.mlp == "swiglu") gate = register_module("gate", linear(c.d_model, c.d_ff));
+  down = register_module("down", linear(c.d_ff, c.d_model));
+}
+
+at::Tensor MLPImpl::forward(const at::Tensor& x) {
+  if (gate) return down->forward(F::silu(gate->forward(x)) * up->forward(x));
+  return down->forward(F::gelu(up->forward(x)));
+}
+
+BlockImpl::BlockImpl(const ModelConfig& c) : norm1(make_norm(c)), norm2(make_norm(c)) {
+  register_module("norm1", norm1.ptr());
+  attn = register_module("attn", Attention(c));
+  register_module("norm2", norm2.ptr());
+  mlp = register_module("mlp", MLP(c));
+}
+
+at::Tensor BlockImpl::forward(const at::Tensor& x, const at::Tensor& pos, const AttentionSettings& s,
+                              LayerKV* cache, AttentionProbe* probe) {
+  auto h = x + attn->forward(norm1.forward(x), pos, s, cache, probe);
+  return h + mlp->forward(norm2.forward(h));
+}
+
+TransformerImpl::TransformerImpl(const ModelConfig& config) : cfg(config.resolved()) {
+  attention.rope_theta = cfg.rope_theta;
+  tok_emb = register_module("tok_emb", torch::nn::Embedding(cfg.vocab_size, cfg.d_model));
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < cfg.n_layers; ++i) blocks->push_back(Block(cfg));
+  norm_f = make_norm(cfg);
+  register_module("norm_f", norm_f.ptr());
+  if (!cfg.tie_embeddings) lm_head = register_module("lm_head", linear(cfg.d_model, cfg.vocab_size));
+}
+
+at::Tensor TransformerImpl::forward(const at::Tensor& idx, KVCache* cache, AttentionProbe* probe) {
+  const int64_t T = idx.size(1), start = cache ? cache->next_pos : 0;
+  auto pos = at::arange(start, start + T, idx.options().dtype(at::kLong));
+  if (cache && cache->layers.empty()) cache->layers.resize(cfg.n_layers);
+  if (probe) probe->probs.clear();
+  auto x = tok_emb->forward(idx);
+  for (int64_t l = 0; l < cfg.n_layers; ++l)
+    x = blocks[l]->as<BlockImpl>()->forward(x, pos, attention, cache ? &cache->layers[l] : nullptr, probe);
+  if (cache) cache->next_pos += T;
+  x = norm_f.forward(x);
+  return lm_head ? lm_head->forward(x) : at::matmul(x, tok_emb->weight.t());
+}
+
+at::Tensor TransformerImpl::loss(const at::Tensor& idx, const at::Tensor& targets) {
+  auto logits = forward(idx);
+  return F::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), targets.reshape({-1}));
+}
+
+int64_t TransformerImpl::parameter_count() const {
+  int64_t n = 0;
+  for (const auto& p : parameters()) n += p.numel();
+  return n;
+}
+
+Transformer make_model(const ModelConfig& cfg, uint64_t seed) {
+  torch::manual_seed(seed);
+  Transformer m(cfg);
+  torch::NoGradGuard no_grad;
+  // GPT-2 initialisation: N(0, 0.02), residual-branch outputs scaled by 1/sqrt(2L).
+  const double resid_std = 0.02 / std::sqrt(2.0 * m->cfg.n_layers);
+  for (auto& item : m->named_parameters()) {
+    const auto& name = item.key();
+    auto& p = item.value();
+    if (p.dim() < 2) continue;  // norms keep their ones/zeros
+    const bool resid = name.find("attn.wo") != std::string::npos || name.find("mlp.down") != std::string::npos;
+    torch::nn::init::normal_(p, 0.0, resid ? resid_std : 0.02);
+  }
+  return m;
+}
+
+}  // namespace ropelab::model

@@ -1,0 +1,67 @@
+// A decoder-only RoPE transformer, the whole architecture on one screen:
+//   tokens -> embedding -> n_layers x [x + attn(norm(x)); x + mlp(norm(x))]
+//          -> final norm -> LM head (tied to the embedding or not)
+#pragma once
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+
+#include "model/attention.h"
+#include "model/config.h"
+
+namespace ropelab::model {
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  explicit RMSNormImpl(int64_t dim, double eps = 1e-5);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight;
+ private:
+  double eps_;
+};
+TORCH_MODULE(RMSNorm);
+
+class MLPImpl : public torch::nn::Module {
+ public:
+  explicit MLPImpl(const ModelConfig& cfg);
+  at::Tensor forward(const at::Tensor& x);
+  torch::nn::Linear up{nullptr}, gate{nullptr}, down{nullptr};  // gate only for SwiGLU
+};
+TORCH_MODULE(MLP);
+
+class BlockImpl : public torch::nn::Module {
+ public:
+  explicit BlockImpl(const ModelConfig& cfg);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& pos, const AttentionSettings& s, LayerKV* cache,
+                     AttentionProbe* probe);
+  torch::nn::AnyModule norm1, norm2;
+  Attention attn{nullptr};
+  MLP mlp{nullptr};
+};
+TORCH_MODULE(Block);
+
+class TransformerImpl : public torch::nn::Module {
+ public:
+  explicit TransformerImpl(const ModelConfig& cfg);
+  // idx: int64 [B, T] -> logits [B, T, vocab]. With a cache, idx continues
+  // the cached sequence (incremental decoding); with a probe, the chosen
+  // query rows' attention probabilities are recorded per layer.
+  at::Tensor forward(const at::Tensor& idx, KVCache* cache = nullptr, AttentionProbe* probe = nullptr);
+  // Mean next-token cross-entropy of logits(idx) against targets, in float32.
+  at::Tensor loss(const at::Tensor& idx, const at::Tensor& targets);
+  int64_t parameter_count() const;
+
+  ModelConfig cfg;
+  AttentionSettings attention;  // defaults from cfg; evaluations change it
+  torch::nn::Embedding tok_emb{nullptr};
+  torch::nn::ModuleList blocks{nullptr};
+  torch::nn::AnyModule norm_f;
+  torch::nn::Linear lm_head{nullptr};  // null when tied
+};
+TORCH_MODULE(Transformer);
+
+// Builds the model with deterministic GPT-2-style initialisation from `seed`.
+Transformer make_model(const ModelConfig& cfg, uint64_t seed);
+
+}  // namespace ropelab::model
