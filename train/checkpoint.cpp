@@ -1,0 +1,101 @@
+#include "train/checkpoint.h"
+
+#include <torch/serialize.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "train/train_config.h"
+
+namespace ropelab::train {
+
+std::string checkpoints_dir(const std::string& run_dir) { return run_dir + "/checkpoints"; }
+
+std::vector<CheckpointEntry> read_manifest(const std::string& run_dir) {
+  const std::string path = checkpoints_dir(run_dir) + "/manifest.json";
+  std::vector<CheckpointEntry> out;
+  if (!io::exists(path)) return out;
+  const auto j = io::read_json(path);
+  try {
+    for (const auto& e : j.at("checkpoints"))
+      out.push_back({e.at("step").get<int64_t>(), e.at("file").get<std::string>(), e.at("tokens_seen").get<int64_t>()});
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": malformed manifest (" + e.what() + ")");
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.step < b.step; });
+  return out;
+}
+
+void save_checkpoint(const std::string& run_dir, int64_t step, int64_t tokens_seen, model::Transformer& m,
+                     torch::optim::Optimizer* opt, const nlohmann::json& state) {
+  const std::string dir = checkpoints_dir(run_dir);
+  io::make_dirs(dir);
+  char name[64];
+  std::snprintf(name, sizeof name, "step_%08lld.pt", static_cast<long long>(step));
+  const std::string path = dir + "/" + name, tmp = io::temp_name(path);
+
+  torch::serialize::OutputArchive archive, model_ar, opt_ar;
+  m->save(model_ar);
+  archive.write("model", model_ar);
+  if (opt) {
+    opt->save(opt_ar);
+    archive.write("optimizer", opt_ar);
+  }
+  nlohmann::json full = state;
+  full["step"] = step;
+  full["tokens_seen"] = tokens_seen;
+  archive.write("state", c10::IValue(full.dump()));
+  archive.save_to(tmp);
+  io::commit_atomic(tmp, path);
+
+  auto entries = read_manifest(run_dir);
+  entries.erase(std::remove_if(entries.begin(), entries.end(), [&](const auto& e) { return e.step == step; }),
+                entries.end());
+  entries.push_back({step, name, tokens_seen});
+  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.step < b.step; });
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& e : entries) list.push_back({{"step", e.step}, {"file", e.file}, {"tokens_seen", e.tokens_seen}});
+  io::write_json_atomic(dir + "/manifest.json", {{"checkpoints", list}});
+}
+
+nlohmann::json load_checkpoint(const std::string& path, model::Transformer& m, torch::optim::Optimizer* opt) {
+  if (!io::exists(path)) throw Error(path + ": no such checkpoint");
+  torch::serialize::InputArchive archive, model_ar, opt_ar;
+  try {
+    archive.load_from(path);
+    archive.read("model", model_ar);
+    m->load(model_ar);
+    if (opt) {
+      archive.read("optimizer", opt_ar);
+      opt->load(opt_ar);
+    }
+    c10::IValue state;
+    archive.read("state", state);
+    return nlohmann::json::parse(state.toStringRef());
+  } catch (const c10::Error& e) {
+    throw Error(path + ": not a readable ropelab checkpoint (" + e.what_without_backtrace() + ")");
+  }
+}
+
+LoadedModel load_model(const std::string& ckpt_path) {
+  if (!io::exists(ckpt_path)) throw Error(ckpt_path + ": no such checkpoint");
+  torch::serialize::InputArchive archive;
+  c10::IValue state;
+  try {
+    archive.load_from(ckpt_path);
+    archive.read("state", state);
+  } catch (const c10::Error& e) {
+    throw Error(ckpt_path + ": not a readable ropelab checkpoint (" + e.what_without_backtrace() + ")");
+  }
+  LoadedModel out;
+  out.state = nlohmann::json::parse(state.toStringRef());
+  const auto cfg = train_config_from_json(out.state.at("config"));
+  out.model = model::Transformer(cfg.model);
+  load_checkpoint(ckpt_path, out.model, nullptr);
+  out.model->eval();
+  return out;
+}
+
+}  // namespace ropelab::train

@@ -1,0 +1,46 @@
+// Everything a training run is configured by; written to RUN_DIR/config.json
+// and restored from there by --resume.
+#pragma once
+#include <cstdint>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace ropelab::train {
+
+struct TrainConfig {
+  // data: a prepared directory; prepared first from the inputs (or the
+  // embedded corpus when there are none) if it does not exist yet.
+  std::string data_dir = "runs/data/embedded-2k";
+  std::vector<std::string> data_inputs;
+  int64_t vocab_size = 2048;          // tokenizer size when preparing
+  std::string tokenizer_type = "bpe";
+
+  model::ModelConfig model;           // model.vocab_size comes from the data
+
+  int64_t max_steps = 200;
+  int64_t batch_size = 8;             // sequences per micro-batch (per rank)
+  int64_t grad_accum = 1;             // micro-batches per optimizer step
+  double lr = 3e-3, min_lr = 3e-4;    // peak, and floor of the cosine decay
+  int64_t warmup_steps = 20;
+  double weight_decay = 0.1, beta1 = 0.9, beta2 = 0.95, grad_clip = 1.0;
+  uint64_t seed = 1337;               // init and data order
+
+  int64_t eval_every = 50;            // validation loss every N steps (and at the end)
+  int64_t eval_batches = 4;
+  std::string checkpoints = "log2+every:100";
+  int64_t log_every = 10;
+  std::string device = "cpu";         // "cpu" or "cuda"
+  int64_t threads = 0;                // torch intra-op threads; 0 = torch's default
+  int64_t fault_nan_step = -1;        // fault injection for tests: loss reads NaN at this step
+
+  void validate() const;              // throws Error naming the field
+  int64_t tokens_per_step() const { return batch_size * grad_accum * model.T_train; }
+};
+
+nlohmann::json to_json(const TrainConfig& c);
+TrainConfig train_config_from_json(const nlohmann::json& j);
+
+}  // namespace ropelab::train
