@@ -1,0 +1,80 @@
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "cli/commands.h"
+#include "common/error.h"
+#include "data/prepare.h"
+#include "eval/gamma_eval.h"
+#include "eval/gamma_record.h"
+
+namespace ropelab::cli {
+namespace {
+
+// "random", or "text:DIR" (a prepared data directory: its validation shards)
+// or "text:A.bin,B.bin" (shards).
+void parse_corpus(const std::string& spec, eval::GammaProtocol& p) {
+  if (spec == "random") { p.corpus = "random"; return; }
+  if (spec.rfind("text:", 0) != 0 || spec.size() == 5)
+    throw Error("--corpus must be random, text:PREPARED_DIR or text:SHARD[,SHARD...], got \"" + spec + "\"");
+  p.corpus = "text";
+  const std::string rest = spec.substr(5);
+  if (rest.find(".bin") == std::string::npos) {
+    p.text_shards = data::load_prepared(rest).val_shards;
+    return;
+  }
+  size_t start = 0;
+  while (start <= rest.size()) {
+    const size_t comma = rest.find(',', start);
+    p.text_shards.push_back(rest.substr(start, comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+}
+
+}  // namespace
+
+void add_eval_command(CLI::App& root) {
+  auto* ev = root.add_subcommand("eval", "evaluate checkpoints");
+  ev->require_subcommand(1);
+  auto* g = ev->add_subcommand("gamma", "measure the attention-decay exponent γ (A(d) ∝ d^-γ)");
+  auto opt = std::make_shared<eval::GammaEvalOptions>();
+  auto ckpt = std::make_shared<std::string>();
+  auto run = std::make_shared<std::string>();
+  auto corpus = std::make_shared<std::string>("random");
+  auto T_eval = std::make_shared<double>(0);
+  auto json = std::make_shared<bool>(false);
+  auto& p = opt->protocol;
+  auto* ck = g->add_option("--ckpt", *ckpt, "one checkpoint file");
+  auto* rn = g->add_option("--run", *run, "every checkpoint of a run directory (γ-flow; resumes)");
+  ck->excludes(rn);
+  g->add_option("--corpus", *corpus, "random | text:PREPARED_DIR | text:SHARD,...")->capture_default_str();
+  g->add_option("--distances", p.distances, "key distances d")->delimiter(',')->capture_default_str();
+  g->add_option("--prompts", p.prompts, "prompts per distance and seed")->capture_default_str();
+  g->add_option("--seeds", p.seeds, "prompt seeds")->delimiter(',')->capture_default_str();
+  g->add_option("--tail", p.tail, "tokens after the key (prompt length d + tail)")->capture_default_str();
+  g->add_option("--prompt-length", p.prompt_length, "fixed prompt length (0 = d + tail, the public protocol)")
+      ->capture_default_str();
+  g->add_option("--context", p.context, "skip distances >= this (0 = the model's T_train)")->capture_default_str();
+  g->add_option("--batch", p.batch, "prompts per forward pass")->capture_default_str();
+  g->add_option("--fit-min-d", opt->fit.fit_min_d, "fit only d >= this")->capture_default_str();
+  g->add_option("--bootstrap", opt->fit.bootstrap_resamples, "bootstrap resamples for the CI95")->capture_default_str();
+  g->add_option("--T-eval", *T_eval, "T for γ_Padé (default: the largest fitted distance)");
+  g->add_flag("--per-layer", opt->per_layer, "γ per layer");
+  g->add_flag("--per-head", p.per_head, "γ per (layer, head): the γ-field");
+  g->add_flag("--json", *json, "print the records as JSON lines instead of a table");
+  g->add_option("--out", opt->out, "results .jsonl to append to");
+  g->callback([=] {
+    if (ckpt->empty() == run->empty()) throw Error("give exactly one of --ckpt or --run");
+    parse_corpus(*corpus, opt->protocol);
+    if (*T_eval < 0) throw Error("--T-eval must be > 0");
+    if (*T_eval > 0) opt->T_eval = *T_eval;
+    std::vector<nlohmann::json> recs;
+    if (!ckpt->empty()) recs.push_back(eval::eval_gamma_checkpoint(*ckpt, *opt));
+    else recs = eval::eval_gamma_run(*run, *opt);
+    if (*json) for (const auto& r : recs) std::cout << r.dump() << "\n";
+    else std::cout << gamma_table(recs);
+  });
+}
+
+}  // namespace ropelab::cli

@@ -1,0 +1,115 @@
+#include "eval/gamma_eval.h"
+
+#include <torch/version.h>
+
+#include <filesystem>
+#include <set>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "common/progress.h"
+#include "data/prepare.h"
+#include "eval/gamma_record.h"
+#include "train/checkpoint.h"
+
+namespace ropelab::eval {
+namespace fs = std::filesystem;
+
+namespace {
+
+nlohmann::json arch_of(const model::Transformer& m) {
+  const auto& c = m->cfg;
+  return {{"d_model", c.d_model}, {"n_heads", c.n_heads}, {"n_layers", c.n_layers}, {"d_head", c.d_head},
+          {"n_kv_heads", c.n_kv_heads}, {"n_params_M", m->parameter_count() / 1e6},
+          {"rope_theta", c.rope_theta}, {"T_train", c.T_train}, {"rotary_fraction", c.rotary_fraction},
+          {"family", "ropelab"}};
+}
+
+// γ per curve in a list (layers, or heads of a layer), with R²; null where a fit fails.
+nlohmann::json fit_each(const std::vector<std::vector<double>>& curves, const std::vector<double>& distances,
+                        const fit::FitOptions& base) {
+  fit::FitOptions o = base;
+  o.bootstrap_resamples = 200;  // per-layer CIs are indicative; the headline γ uses the full count
+  nlohmann::json out = nlohmann::json::array();
+  for (size_t i = 0; i < curves.size(); ++i) {
+    try {
+      const auto f = fit::fit_gamma({distances, curves[i], {}, {}}, o);
+      out.push_back({{"index", i}, {"gamma", f.gamma}, {"R2", f.R2}, {"ci95_lo", f.ci95_lo}, {"ci95_hi", f.ci95_hi},
+                     {"A", curves[i]}});
+    } catch (const Error& e) {
+      out.push_back({{"index", i}, {"gamma", nullptr}, {"error", e.what()}, {"A", curves[i]}});
+    }
+  }
+  return out;
+}
+
+std::string text_corpus_label(const GammaProtocol& p) { return p.corpus == "random" ? "random_tokens" : "real_text"; }
+
+}  // namespace
+
+nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEvalOptions& opt) {
+  auto loaded = train::load_model(ckpt_path);
+  auto& m = loaded.model;
+  const auto meas = measure_attention_decay(m, opt.protocol);
+  const auto fit = fit::fit_gamma(meas.curve, opt.fit);
+
+  MeasurementInfo info;
+  const auto run_dir = fs::path(ckpt_path).parent_path().parent_path();
+  info.model_id = "ropelab:" + run_dir.filename().string();
+  info.corpus = text_corpus_label(opt.protocol);
+  info.n_prompts_per_distance = static_cast<int>(opt.protocol.prompts * opt.protocol.seeds.size());
+  info.T_eval = opt.T_eval;
+  info.source = ckpt_path;
+  auto rec = make_gamma_record(arch_of(m), meas.curve, fit, info);
+  rec["step"] = loaded.state.at("step");
+  rec["tokens_seen"] = loaded.state.at("tokens_seen");
+  rec["checkpoint"] = ckpt_path;
+  auto& r = rec["ropelab"];
+  r["skipped_distances"] = meas.skipped;
+  r["prompts_per_seed"] = opt.protocol.prompts;
+  r["prompt_tail"] = opt.protocol.tail;
+  r["prompt_length"] = opt.protocol.prompt_length > 0 ? nlohmann::json(opt.protocol.prompt_length)
+                                                      : nlohmann::json("d+tail");
+  r["seeds"] = opt.protocol.seeds;
+  r["train_config"] = loaded.state.at("config");
+  r["versions"] = {{"ropelab", ROPELAB_VERSION}, {"libtorch", std::to_string(TORCH_VERSION_MAJOR) + "." +
+                                                                   std::to_string(TORCH_VERSION_MINOR)}};
+  if (opt.per_layer || opt.protocol.per_head) r["per_layer"] = fit_each(meas.per_layer, meas.curve.distances, opt.fit);
+  if (opt.protocol.per_head) {
+    r["per_head"] = nlohmann::json::array();
+    for (const auto& heads : meas.per_head) r["per_head"].push_back(fit_each(heads, meas.curve.distances, opt.fit));
+  }
+  if (!opt.out.empty()) io::append_jsonl(opt.out, rec);
+  return rec;
+}
+
+std::vector<nlohmann::json> eval_gamma_run(const std::string& run_dir, const GammaEvalOptions& opt) {
+  if (opt.out.empty()) throw Error("--out is required with --run (it is how a sweep resumes)");
+  const auto entries = train::read_manifest(run_dir);
+  if (entries.empty()) throw Error(run_dir + ": no checkpoints listed in checkpoints/manifest.json");
+  auto mine = [&](const nlohmann::json& rec) {
+    return rec.contains("checkpoint") &&
+           fs::path(rec["checkpoint"].get<std::string>()).parent_path().parent_path() == fs::path(run_dir);
+  };
+  std::set<int64_t> done;
+  for (const auto& rec : io::read_jsonl(opt.out))
+    if (mine(rec)) done.insert(rec.at("step").get<int64_t>());
+  Progress progress("gamma", static_cast<int64_t>(entries.size()));
+  int64_t i = 0;
+  for (const auto& e : entries) {
+    ++i;
+    if (done.count(e.step)) continue;
+    const auto rec = eval_gamma_checkpoint(train::checkpoints_dir(run_dir) + "/" + e.file, opt);
+    char detail[96];
+    std::snprintf(detail, sizeof detail, "step %lld: gamma %.3f", static_cast<long long>(e.step),
+                  rec["measurement"]["gamma"].get<double>());
+    progress.update(i, detail);
+  }
+  std::vector<nlohmann::json> out;
+  for (const auto& rec : io::read_jsonl(opt.out))
+    if (mine(rec)) out.push_back(rec);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a["step"] < b["step"]; });
+  return out;
+}
+
+}  // namespace ropelab::eval

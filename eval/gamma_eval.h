@@ -1,0 +1,30 @@
+// `ropelab eval gamma` as a library call: measure one checkpoint, or every
+// checkpoint of a run (γ-flow), and write TAF-schema records to JSON Lines.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "eval/fit.h"
+#include "eval/gamma_measure.h"
+
+namespace ropelab::eval {
+
+struct GammaEvalOptions {
+  GammaProtocol protocol;
+  fit::FitOptions fit;
+  std::optional<double> T_eval;  // default: the largest fitted distance
+  bool per_layer = false;
+  std::string out;               // results .jsonl (appended)
+};
+
+// Measures one checkpoint file and returns its record (also appended to out).
+nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEvalOptions& opt);
+
+// Measures every checkpoint in RUN_DIR's manifest not already in `out`
+// (an interrupted sweep resumes), with a progress line; returns all records
+// of this run in `out`, sorted by step.
+std::vector<nlohmann::json> eval_gamma_run(const std::string& run_dir, const GammaEvalOptions& opt);
+
+}  // namespace ropelab::eval
