@@ -1,0 +1,63 @@
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+#include "train_fixture.h"
+
+using namespace ropelab;
+
+TEST(Train, LossFallsAndTheRunDirectoryIsComplete) {
+  const auto dir = ropelab::test::scratch_dir();
+  auto cfg = ropelab::test::tiny_config(ropelab::test::tiny_data(dir));
+  cfg.max_steps = 80;
+  const auto res = train::train_new(cfg, dir + "/run");
+  const auto metrics = io::read_jsonl(dir + "/run/metrics.jsonl");
+  ASSERT_EQ(metrics.size(), 80u);
+  for (const char* k : {"step", "tokens", "loss", "lr", "grad_norm", "tok_per_s"}) EXPECT_TRUE(metrics[5].contains(k)) << k;
+  EXPECT_EQ(metrics[79]["tokens"], 80 * 4 * 32);
+  const double first = metrics[0]["loss"];
+  EXPECT_NEAR(first, std::log(300.0), 0.5);  // untrained: about uniform over the vocabulary
+  EXPECT_LT(res.last_val_loss, 0.6 * first) << "validation loss did not fall enough";
+  std::vector<int64_t> steps;
+  for (const auto& e : train::read_manifest(dir + "/run")) steps.push_back(e.step);
+  EXPECT_EQ(steps, (std::vector<int64_t>{0, 20, 40, 60, 80}));
+  auto loaded = train::load_model(train::checkpoints_dir(dir + "/run") + "/step_00000080.pt");
+  EXPECT_EQ(loaded.state["step"], 80);
+  EXPECT_EQ(loaded.model->cfg.vocab_size, 300);
+  EXPECT_THROW(train::train_new(cfg, dir + "/run"), Error);  // never overwrite a run
+}
+
+TEST(Train, GradientAccumulationEqualsTheLargerBatch) {
+  const auto dir = ropelab::test::scratch_dir();
+  auto big = ropelab::test::tiny_config(ropelab::test::tiny_data(dir));
+  big.max_steps = 6;
+  auto acc = big;
+  acc.batch_size = 2;
+  acc.grad_accum = 2;
+  train::train_new(big, dir + "/big");
+  train::train_new(acc, dir + "/acc");
+  const auto a = io::read_jsonl(dir + "/big/metrics.jsonl"), b = io::read_jsonl(dir + "/acc/metrics.jsonl");
+  ASSERT_EQ(a.size(), 6u);
+  ASSERT_EQ(b.size(), 6u);
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << i;
+}
+
+TEST(Train, NonFiniteLossStopsNamingTheStepAndKeepsTheLastGoodCheckpoint) {
+  const auto dir = ropelab::test::scratch_dir();
+  auto cfg = ropelab::test::tiny_config(ropelab::test::tiny_data(dir));
+  cfg.checkpoints = "every:5";
+  cfg.fault_nan_step = 7;
+  try {
+    train::train_new(cfg, dir + "/run");
+    FAIL() << "expected the NaN guard to stop the run";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("NaN at step 7"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("Last good checkpoint: step 5"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(train::read_manifest(dir + "/run").back().step, 5);
+  EXPECT_EQ(io::read_jsonl(dir + "/run/metrics.jsonl").size(), 6u);
+}

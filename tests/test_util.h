@@ -1,0 +1,61 @@
+// Helpers shared by the tests: scratch directories, small corpora, and
+// running the ropelab binary as a user would.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace ropelab::test {
+
+// A fresh, empty directory under the test temp dir, named after the test.
+inline std::string scratch_dir(const std::string& tag = "") {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const std::string dir = ::testing::TempDir() + "ropelab_" + info->test_suite_name() + "_" + info->name() + tag;
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+inline void write_text(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+// Deterministic pseudo-English with learnable structure (word bigrams repeat),
+// so a tiny model's loss can fall well below the unigram entropy.
+inline std::string synthetic_text(int sentences, unsigned seed = 1) {
+  static const char* subj[] = {"the cat", "a dog", "my friend", "the old man", "her sister", "our teacher"};
+  static const char* verb[] = {"sees", "likes", "finds", "reads", "builds", "paints"};
+  static const char* obj[] = {"a red house", "the green river", "two small birds", "the long road", "a quiet garden"};
+  std::string out;
+  unsigned s = seed;
+  auto next = [&s](unsigned n) { s = s * 1103515245u + 12345u; return (s >> 16) % n; };
+  for (int i = 0; i < sentences; ++i) {
+    out += std::string(subj[next(6)]) + " " + verb[next(6)] + " " + obj[next(5)] + ".";
+    out += (i % 8 == 7) ? "\n" : " ";
+  }
+  return out;
+}
+
+struct RunResult {
+  int exit_code;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs `ropelab ARGS` through the shell, capturing what it prints.
+inline RunResult run_ropelab(const std::string& args) {
+  const std::string cmd = std::string(ROPELAB_BIN) + " " + args + " 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  RunResult r{-1, ""};
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+}  // namespace ropelab::test
