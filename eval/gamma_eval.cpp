@@ -66,6 +66,7 @@ nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEv
   rec["checkpoint"] = ckpt_path;
   auto& r = rec["ropelab"];
   r["skipped_distances"] = meas.skipped;
+  r["uniform_baseline_gamma"] = uniform_baseline_gamma(opt.protocol, fit.fitted_distances);
   r["prompts_per_seed"] = opt.protocol.prompts;
   r["prompt_tail"] = opt.protocol.tail;
   r["prompt_length"] = opt.protocol.prompt_length > 0 ? nlohmann::json(opt.protocol.prompt_length)

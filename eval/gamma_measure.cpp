@@ -2,6 +2,8 @@
 
 #include <torch/utils.h>
 
+#include <cmath>
+
 #include "common/error.h"
 #include "data/loader.h"
 
@@ -23,6 +25,15 @@ at::Tensor gamma_prompts(const GammaProtocol& p, const data::TokenStream* text, 
     }
   }
   return torch::from_blob(ids.data(), {count, n}, at::kLong).clone();
+}
+
+double uniform_baseline_gamma(const GammaProtocol& p, const std::vector<double>& fitted_distances) {
+  std::vector<double> logd, logA;
+  for (double d : fitted_distances) {
+    logd.push_back(std::log(d));
+    logA.push_back(-std::log(double(prompt_length(p, static_cast<int64_t>(d)))));
+  }
+  return -fit::ols(logd, logA).slope;
 }
 
 DecayMeasurement measure_attention_decay(model::Transformer& m, const GammaProtocol& p) {

@@ -43,6 +43,12 @@ at::Tensor gamma_prompts(const GammaProtocol& p, const data::TokenStream* text, 
                          int64_t seed, int64_t first, int64_t count);
 int64_t prompt_length(const GammaProtocol& p, int64_t d);
 
+// γ that uniform attention would show under this protocol: A(d) = 1/n(d)
+// with n(d) the prompt length. 0 at a fixed length; under d + tail it is not
+// (0.603 for d = 30..200, 0.783 for d = 30..2000 at tail 50), so a measured γ
+// near it says the model does not prefer near keys at all.
+double uniform_baseline_gamma(const GammaProtocol& p, const std::vector<double>& fitted_distances);
+
 // Throws Error for an empty distance list, non-positive distances or prompts,
 // or no distance left inside the context.
 DecayMeasurement measure_attention_decay(model::Transformer& m, const GammaProtocol& p);

@@ -73,6 +73,14 @@ TEST(GammaMeasure, UniformAttentionGivesGammaZeroAtFixedLengthAndTheBaselineOthe
   for (size_t i = 0; i < var.curve.A.size(); ++i) EXPECT_NEAR(var.curve.A[i], 1.0 / (p.distances[i] + 10), 1e-6);
 }
 
+TEST(GammaMeasure, UniformBaselineOfTheProtocol) {
+  // By hand: OLS slope of -log(d+50) on log d for d = 30, 50, 100, 200 is -0.60274.
+  eval::GammaProtocol p;
+  EXPECT_NEAR(eval::uniform_baseline_gamma(p, {30, 50, 100, 200}), 0.60274, 1e-4);
+  p.prompt_length = 4096;
+  EXPECT_NEAR(eval::uniform_baseline_gamma(p, {30, 50, 100, 200}), 0.0, 1e-12);
+}
+
 TEST(GammaMeasure, SkipsDistancesBeyondContext) {
   auto m = model::make_model(small(), 5);
   eval::GammaProtocol p;
@@ -108,6 +116,7 @@ TEST(GammaFlow, MeasuresEveryCheckpointOnceAndWritesTafRecords) {
   EXPECT_EQ(r["ropelab"]["per_layer"].size(), 2u);
   EXPECT_EQ(r["measurement"]["T_eval"], 24);  // the largest fitted distance
   EXPECT_TRUE(r["predictions"]["gamma_pade"].is_number());
+  EXPECT_TRUE(r["ropelab"]["uniform_baseline_gamma"].is_number());
   // A second sweep finds nothing new to measure.
   eval::eval_gamma_run(dir + "/run", o);
   EXPECT_EQ(io::read_jsonl(o.out).size(), 3u);
