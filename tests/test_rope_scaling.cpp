@@ -1,0 +1,87 @@
+// Context-extension methods against hand-computed frequencies, and which of
+// them leave positions inside T_train untouched.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "common/error.h"
+#include "model/rope.h"
+#include "model/rope_scaling.h"
+#include "model/transformer.h"
+
+using namespace ropelab;
+using namespace ropelab::model;
+
+namespace {
+ModelConfig cfg4() {  // d_head 4: two rotated pairs, easy to do by hand
+  ModelConfig c;
+  c.vocab_size = 30; c.d_model = 8; c.n_layers = 1; c.n_heads = 2; c.T_train = 256; c.rope_theta = 10000;
+  return c.resolved();
+}
+AttentionSettings settings(const std::string& spec, int64_t seq_len = 100, int64_t L = 4096) {
+  return scaling_settings(parse_scaling_methods(spec).at(0), cfg4(), seq_len, L);
+}
+}  // namespace
+
+TEST(RopeScaling, ParsesTheListAndRefusesBadEntriesByName) {
+  auto ms = parse_scaling_methods("none,pi:4,ntk:alpha_opt,ntk:8,ntk-aware:2,yarn:4,logn,dynamic");
+  ASSERT_EQ(ms.size(), 8u);
+  EXPECT_EQ(ms[2].label(), "ntk:alpha_opt");
+  EXPECT_EQ(ms[5].label(), "yarn:4");
+  for (const char* bad : {"ntk", "pi:0.5", "pi:x", "rope:2", "logn:2", "yarn:alpha_opt"}) {
+    try {
+      parse_scaling_methods(bad);
+      ADD_FAILURE() << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string(bad).substr(0, 3)), std::string::npos) << e.what();
+    }
+  }
+}
+
+TEST(RopeScaling, HandComputedBasesAndFrequencies) {
+  EXPECT_DOUBLE_EQ(settings("none").rope_theta, 10000.0);
+  EXPECT_DOUBLE_EQ(settings("ntk:8").rope_theta, 80000.0);             // plain: 8 * 1e4
+  EXPECT_DOUBLE_EQ(settings("ntk-aware:4").rope_theta, 160000.0);      // 1e4 * 4^(4/(4-2))
+  // α_opt(1e4, 4096, 0.85) = 4096·√2·1.85 / (2·1e4·0.15) = 3.5721...
+  EXPECT_NEAR(settings("ntk:alpha_opt").rope_theta, 35721.3, 0.5);
+  EXPECT_DOUBLE_EQ(settings("pi:4").position_scale, 4.0);
+  // YaRN s=4, T_train 256: pair 0 (ω=1) turns 256/2π = 40.7 times -> kept (ramp 1);
+  // pair 1 (ω=0.01) turns 0.41 times -> interpolated: 0.01/4 = 0.0025.
+  auto y = settings("yarn:4");
+  ASSERT_TRUE(y.inv_freq.defined());
+  EXPECT_NEAR(y.inv_freq[0].item<double>(), 1.0, 1e-12);
+  EXPECT_NEAR(y.inv_freq[1].item<double>(), 0.0025, 1e-12);
+  EXPECT_NEAR(y.score_multiplier, std::pow(0.1 * std::log(4.0) + 1.0, 2), 1e-12);  // 1.29648
+  // Dynamic NTK: nothing changes up to T_train; at n = 2·T_train, α = 2 -> θ·2^2.
+  EXPECT_DOUBLE_EQ(settings("dynamic", 256).rope_theta, 10000.0);
+  EXPECT_DOUBLE_EQ(settings("dynamic", 512).rope_theta, 40000.0);
+  EXPECT_EQ(settings("logn").logn_train_length, 256);
+}
+
+TEST(RopeScaling, DynamicAndLognLeavePositionsInsideTrainingLengthUnchanged) {
+  auto m = make_model(cfg4(), 9);
+  auto ids = torch::randint(0, 30, {1, 200}, at::kLong);
+  torch::NoGradGuard ng;
+  // Sharpen attention (random init is near uniform), so a 3% query scale shows in the logits.
+  for (auto& p : m->named_parameters())
+    if (p.key().find("attn.wq") != std::string::npos) p.value().mul_(50.0);
+  const auto base = m->forward(ids);
+  auto logits_with = [&](const std::string& spec) {
+    m->attention = scaling_settings(parse_scaling_methods(spec)[0], m->cfg, 200, 1024);
+    return m->forward(ids);
+  };
+  EXPECT_TRUE(torch::allclose(logits_with("dynamic:2"), base, 0, 0));
+  EXPECT_TRUE(torch::allclose(logits_with("logn"), base, 0, 0));
+  // The others change the model inside T_train too, by design.
+  for (const char* spec : {"pi:2", "ntk:4", "ntk-aware:4", "yarn:4"})
+    EXPECT_FALSE(torch::allclose(logits_with(spec), base, 1e-4, 1e-5)) << spec;
+  // log-n does act beyond T_train: a 300-token sequence's last rows change.
+  auto longer = torch::randint(0, 30, {1, 300}, at::kLong);
+  m->attention = scaling_settings(parse_scaling_methods("none")[0], m->cfg, 300, 1024);
+  auto plain = m->forward(longer);
+  m->attention = scaling_settings(parse_scaling_methods("logn")[0], m->cfg, 300, 1024);
+  auto scaled = m->forward(longer);
+  EXPECT_TRUE(torch::allclose(scaled.narrow(1, 0, 256), plain.narrow(1, 0, 256), 0, 0));
+  EXPECT_FALSE(torch::allclose(scaled.narrow(1, 256, 44), plain.narrow(1, 256, 44), 1e-4, 1e-5));
+}
