@@ -45,6 +45,7 @@ void add_train_command(CLI::App& root) {
   d->add_option("--data-input", c->data_inputs, "text sources for preparing (default: embedded corpus)");
   d->add_option("--vocab-size", c->vocab_size, "tokenizer vocabulary when preparing")->capture_default_str();
   d->add_option("--tokenizer-type", c->tokenizer_type, "bpe or unigram")->capture_default_str();
+  d->add_option("--data-mix", c->data_mix, "passkey:F: that fraction of windows become retrieval examples");
 
   auto* a = cmd->add_option_group("model");
   a->add_option("--d-model", m.d_model)->capture_default_str();

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "data/passkey.h"
 #include "train/schedule.h"
 
 namespace ropelab::train {
@@ -18,12 +19,13 @@ void TrainConfig::validate() const {
   need(device == "cpu" || device == "cuda", "device must be cpu or cuda, got " + device);
   need(tokenizer_type == "bpe" || tokenizer_type == "unigram", "tokenizer must be bpe or unigram");
   CheckpointSchedule::parse(checkpoints);  // throws on a bad spec
+  data::DataMix::parse(data_mix);
   model.resolved();
 }
 
 nlohmann::json to_json(const TrainConfig& c) {
   return {{"data_dir", c.data_dir}, {"data_inputs", c.data_inputs}, {"vocab_size", c.vocab_size},
-          {"tokenizer_type", c.tokenizer_type}, {"model", model::to_json(c.model)},
+          {"tokenizer_type", c.tokenizer_type}, {"data_mix", c.data_mix}, {"model", model::to_json(c.model)},
           {"max_steps", c.max_steps}, {"batch_size", c.batch_size}, {"grad_accum", c.grad_accum},
           {"lr", c.lr}, {"min_lr", c.min_lr}, {"warmup_steps", c.warmup_steps},
           {"weight_decay", c.weight_decay}, {"beta1", c.beta1}, {"beta2", c.beta2},
@@ -37,6 +39,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
   try {
     c.data_dir = j.at("data_dir"); c.data_inputs = j.at("data_inputs").get<std::vector<std::string>>();
     c.vocab_size = j.at("vocab_size"); c.tokenizer_type = j.at("tokenizer_type");
+    c.data_mix = j.value("data_mix", "");
     c.model = model::model_config_from_json(j.at("model"));
     c.max_steps = j.at("max_steps"); c.batch_size = j.at("batch_size"); c.grad_accum = j.at("grad_accum");
     c.lr = j.at("lr"); c.min_lr = j.at("min_lr"); c.warmup_steps = j.at("warmup_steps");

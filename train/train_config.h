@@ -17,6 +17,7 @@ struct TrainConfig {
   std::vector<std::string> data_inputs;
   int64_t vocab_size = 2048;          // tokenizer size when preparing
   std::string tokenizer_type = "bpe";
+  std::string data_mix;               // "" or "passkey:F": that fraction of windows become retrieval examples
 
   model::ModelConfig model;           // model.vocab_size comes from the data
 

@@ -20,6 +20,7 @@
 #include "common/io.h"
 #include "common/progress.h"
 #include "data/loader.h"
+#include "data/passkey.h"
 #include "train/checkpoint.h"
 #include "train/schedule.h"
 
@@ -104,6 +105,17 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
   cfg.model = cfg.model.resolved();
   if (cfg.threads > 0) torch::set_num_threads(static_cast<int>(cfg.threads));
   const at::Device dev(cfg.device == "cuda" ? at::kCUDA : at::kCPU);
+  // Retrieval examples need the tokenizer to spell the needle and question.
+  const auto mix = data::DataMix::parse(cfg.data_mix);
+  std::unique_ptr<data::Tokenizer> tokenizer;
+  std::unique_ptr<data::PasskeyBuilder> passkeys;
+  if (mix.passkey_fraction > 0) {
+    if (data.tokenizer_path.empty()) throw Error("--data-mix needs a tokenizer, and " + data.dir + " has none");
+    tokenizer = std::make_unique<data::Tokenizer>(data::Tokenizer::load(data.tokenizer_path));
+    passkeys = std::make_unique<data::PasskeyBuilder>(*tokenizer);
+    if (passkeys->min_length(2) + 8 > cfg.model.T_train)
+      throw Error("--data-mix passkey needs T-train of at least " + std::to_string(passkeys->min_length(2) + 8));
+  }
 
   auto m = model::make_model(cfg.model, cfg.seed);
   m->to(dev);
@@ -144,6 +156,7 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
     double loss_sum = 0;
     for (int64_t micro = 0; micro < cfg.grad_accum; ++micro) {
       data::sample_windows(train_stream, cfg.seed, step, micro * B, B, T, buf.data());
+      if (passkeys) data::apply_data_mix(mix, *passkeys, cfg.seed, step, micro * B, B, T, buf.data());
       auto w = window_tensor(buf, B, T, dev);
       at::Tensor loss;
       {
