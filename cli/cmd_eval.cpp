@@ -7,6 +7,8 @@
 #include "data/prepare.h"
 #include "eval/gamma_eval.h"
 #include "eval/gamma_record.h"
+#include "eval/niah.h"
+#include "train/checkpoint.h"
 
 namespace ropelab::cli {
 namespace {
@@ -32,11 +34,59 @@ void parse_corpus(const std::string& spec, eval::GammaProtocol& p) {
   }
 }
 
+// The γ-field of one record: γ (R²) per layer, and per head when measured.
+void print_gamma_field(const nlohmann::json& rec) {
+  const auto& r = rec["ropelab"];
+  if (!r.contains("per_layer")) return;
+  auto cell = [](const nlohmann::json& f) {
+    char buf[48];
+    if (f["gamma"].is_null()) return std::string("     -       ");
+    std::snprintf(buf, sizeof buf, "%7.3f (%.2f)", f["gamma"].get<double>(), f["R2"].get<double>());
+    return std::string(buf);
+  };
+  std::cout << "γ-field of " << rec["model_id"].get<std::string>() << "@" << rec["step"] << ": γ (R²)\n";
+  for (size_t l = 0; l < r["per_layer"].size(); ++l) {
+    std::cout << "  layer " << l << ": " << cell(r["per_layer"][l]);
+    if (r.contains("per_head"))
+      for (const auto& h : r["per_head"][l]) std::cout << " | " << cell(h);
+    std::cout << "\n";
+  }
+}
+
+void add_niah_command(CLI::App& ev) {
+  auto* n = ev.add_subcommand("niah", "needle-in-a-haystack retrieval and perplexity vs length, per RoPE scaling method");
+  auto opt = std::make_shared<eval::NiahOptions>();
+  auto ckpt = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  n->add_option("--ckpt", *ckpt, "checkpoint file")->required();
+  n->add_option("--lengths", opt->lengths, "context lengths: tokens or multiples of T_train (4x)")
+      ->delimiter(',')->capture_default_str();
+  n->add_option("--depths", opt->depths, "needle depths in [0,1]")->delimiter(',')->capture_default_str();
+  n->add_option("--trials", opt->trials, "trials per (method, length, depth)")->capture_default_str();
+  n->add_option("--scaling", opt->scaling, "none,pi:S,ntk:A|alpha_opt,ntk-aware:A,dynamic[:S],yarn:S,logn")
+      ->capture_default_str();
+  n->add_option("--keys", opt->n_keys, "needles per prompt (>1: multi-key, one asked)")->capture_default_str();
+  n->add_option("--gamma-target", opt->gamma_target, "γ target of α_opt")->capture_default_str();
+  n->add_option("--seed", opt->seed)->capture_default_str();
+  n->add_option("--ppl-windows", opt->ppl_windows, "held-out windows for perplexity (0 = skip)")->capture_default_str();
+  n->add_flag("!--no-generation", opt->generation, "skip greedy exact-match scoring");
+  n->add_flag("--json", *json, "print the records as JSON lines instead of a table");
+  n->add_option("--out", opt->out, "results .jsonl to append to");
+  n->callback([=] {
+    // Refuse bad arguments before loading data or running anything.
+    eval::plan_niah(*opt, train::load_model(*ckpt).model->cfg);
+    const auto recs = eval::eval_niah(*ckpt, *opt);
+    if (*json) for (const auto& r : recs) std::cout << r.dump() << "\n";
+    else std::cout << eval::niah_table(recs);
+  });
+}
+
 }  // namespace
 
 void add_eval_command(CLI::App& root) {
   auto* ev = root.add_subcommand("eval", "evaluate checkpoints");
   ev->require_subcommand(1);
+  add_niah_command(*ev);
   auto* g = ev->add_subcommand("gamma", "measure the attention-decay exponent γ (A(d) ∝ d^-γ)");
   auto opt = std::make_shared<eval::GammaEvalOptions>();
   auto ckpt = std::make_shared<std::string>();
@@ -73,7 +123,10 @@ void add_eval_command(CLI::App& root) {
     if (!ckpt->empty()) recs.push_back(eval::eval_gamma_checkpoint(*ckpt, *opt));
     else recs = eval::eval_gamma_run(*run, *opt);
     if (*json) for (const auto& r : recs) std::cout << r.dump() << "\n";
-    else std::cout << gamma_table(recs);
+    else {
+      std::cout << gamma_table(recs);
+      for (const auto& r : recs) print_gamma_field(r);
+    }
   });
 }
 

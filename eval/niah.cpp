@@ -1,0 +1,221 @@
+#include "eval/niah.h"
+
+#include <torch/torch.h>
+#include <torch/version.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "common/progress.h"
+#include "data/loader.h"
+#include "data/passkey.h"
+#include "data/prepare.h"
+#include "train/checkpoint.h"
+
+namespace ropelab::eval {
+namespace {
+
+int64_t parse_length(const std::string& s, int64_t T_train) {
+  size_t used = 0;
+  double v = -1;
+  try { v = std::stod(s, &used); } catch (...) { used = 0; }
+  const bool mult = used + 1 == s.size() && s.back() == 'x';
+  if (!(used == s.size() || mult) || !(v > 0))
+    throw Error("--lengths: \"" + s + "\" is not a token count or a multiple of T_train such as 4x");
+  return mult ? static_cast<int64_t>(v * T_train + 0.5) : static_cast<int64_t>(v);
+}
+
+// Rough peak bytes of one forward at length L: logits, activations, one score chunk.
+double forward_bytes(const model::ModelConfig& c, int64_t L) {
+  return 4.0 * L * (c.vocab_size + 12.0 * c.d_model * c.n_layers + 2.0 * c.n_kv_heads * c.d_head * c.n_layers) +
+         (64 << 20);
+}
+
+double physical_memory_bytes() { return double(::sysconf(_SC_PHYS_PAGES)) * double(::sysconf(_SC_PAGE_SIZE)); }
+
+// Sum of log-probabilities of `cand` continuing the cached context whose
+// last logits are `last`.
+double continuation_logprob(model::Transformer& m, const model::KVCache& ctx, const at::Tensor& last,
+                            const std::vector<int64_t>& cand) {
+  double lp = torch::log_softmax(last, -1)[cand[0]].item<double>();
+  if (cand.size() > 1) {
+    model::KVCache c = ctx;  // cached tensors are never modified in place: a shallow copy is a fork
+    auto ids = torch::tensor(std::vector<int64_t>(cand.begin(), cand.end() - 1), at::kLong).unsqueeze(0);
+    auto logp = torch::log_softmax(m->forward(ids, &c)[0].to(at::kFloat), -1);
+    for (size_t i = 1; i < cand.size(); ++i) lp += logp[i - 1][cand[i]].item<double>();
+  }
+  return lp;
+}
+
+std::vector<int64_t> greedy(model::Transformer& m, const model::KVCache& ctx, at::Tensor last, size_t n) {
+  model::KVCache c = ctx;
+  std::vector<int64_t> out;
+  for (size_t i = 0; i < n; ++i) {
+    out.push_back(last.argmax().item<int64_t>());
+    last = m->forward(torch::tensor({{out.back()}}, at::kLong), &c)[0][0];
+  }
+  return out;
+}
+
+std::string trimmed(std::string s) {
+  s.erase(0, s.find_first_not_of(" \t\n"));
+  s.erase(s.find_last_not_of(" \t\n.") + 1);
+  return s;
+}
+
+}  // namespace
+
+std::pair<double, double> wilson95(int64_t k, int64_t n) {
+  if (n == 0) return {0, 1};
+  const double z = 1.959963984540054, p = double(k) / n, z2n = z * z / n;
+  const double centre = (p + z2n / 2) / (1 + z2n);
+  const double half = z * std::sqrt(p * (1 - p) / n + z2n / (4.0 * n)) / (1 + z2n);
+  // At k = 0 and k = n the bounds are exactly 0 and 1; rounding would exclude them.
+  return {k == 0 ? 0.0 : std::max(0.0, centre - half), k == n ? 1.0 : std::min(1.0, centre + half)};
+}
+
+NiahPlan plan_niah(const NiahOptions& opt, const model::ModelConfig& cfg) {
+  NiahPlan plan;
+  if (opt.trials <= 0) throw Error("--trials must be > 0");
+  if (opt.n_keys < 1 || opt.n_keys > 8) throw Error("--keys must be 1..8");
+  if (opt.lengths.empty() || opt.depths.empty()) throw Error("--lengths and --depths must not be empty");
+  for (double d : opt.depths)
+    if (!(d >= 0 && d <= 1)) throw Error("--depths: " + std::to_string(d) + " is outside [0, 1]");
+  const double budget = 0.8 * physical_memory_bytes();
+  for (const auto& s : opt.lengths) {
+    const int64_t L = parse_length(s, cfg.T_train);
+    if (forward_bytes(cfg, L) > budget)
+      throw Error("--lengths: " + s + " (" + std::to_string(L) + " tokens) needs about " +
+                  std::to_string(int64_t(forward_bytes(cfg, L) / (1 << 20))) + " MiB, more than this machine's memory allows");
+    plan.lengths.push_back(L);
+  }
+  plan.methods = model::parse_scaling_methods(opt.scaling);
+  return plan;
+}
+
+std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOptions& opt) {
+  auto loaded = train::load_model(ckpt_path);
+  auto& m = loaded.model;
+  const auto& cfg = m->cfg;
+  const auto plan = plan_niah(opt, cfg);
+  const auto data = data::load_prepared(loaded.state.at("data").at("dir").get<std::string>());
+  if (data.tokenizer_path.empty()) throw Error(data.dir + ": NIAH needs the run's tokenizer, and there is none");
+  const auto tok = data::Tokenizer::load(data.tokenizer_path);
+  const data::PasskeyBuilder builder(tok);
+  const data::TokenStream val(data.val_shards);
+  for (int64_t L : plan.lengths) {
+    if (L < builder.min_length(opt.n_keys))
+      throw Error("--lengths: " + std::to_string(L) + " tokens cannot hold the needle(s) and question (minimum " +
+                  std::to_string(builder.min_length(opt.n_keys)) + ")");
+    if (uint64_t(L + 1) > val.size()) throw Error("held-out text has only " + std::to_string(val.size()) + " tokens, fewer than " + std::to_string(L));
+  }
+
+  const nlohmann::json common = {
+      {"model_id", "ropelab:" + std::filesystem::path(ckpt_path).parent_path().parent_path().filename().string()},
+      {"checkpoint", ckpt_path}, {"step", loaded.state.at("step")}, {"T_train", cfg.T_train},
+      {"rope_theta", cfg.rope_theta}, {"seed", opt.seed}, {"gamma_target", opt.gamma_target},
+      {"versions", {{"ropelab", ROPELAB_VERSION}, {"libtorch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR)}}}};
+  std::vector<nlohmann::json> records;
+  auto emit = [&](nlohmann::json rec) {
+    rec.update(common);
+    if (!opt.out.empty()) io::append_jsonl(opt.out, rec);
+    records.push_back(std::move(rec));
+  };
+
+  torch::NoGradGuard no_grad;
+  const int64_t cells = plan.methods.size() * plan.lengths.size() * opt.depths.size();
+  Progress progress("niah", cells);
+  int64_t done = 0;
+  for (const auto& method : plan.methods) {
+    for (int64_t L : plan.lengths) {
+      const double factor = model::scaling_factor(method, cfg, L, opt.gamma_target);
+      const nlohmann::json where = {{"method", method.label()}, {"scaling_factor", factor}, {"length", L}};
+      for (size_t di = 0; di < opt.depths.size(); ++di) {
+        int64_t rank_ok = 0, exact_ok = 0;
+        for (int64_t t = 0; t < opt.trials; ++t) {
+          const uint64_t key = data::mix64(data::mix64(opt.seed) ^ data::mix64(uint64_t(L) * 1315423911u + di)) ^ uint64_t(t);
+          std::vector<int64_t> hay(L);
+          val.copy(key % (val.size() - L), L, hay.data());
+          const auto ex = builder.make(hay.data(), L, opt.depths[di], key, opt.n_keys, 9);
+          m->attention = model::scaling_settings(method, cfg, L + ex.answer.size(), L, opt.gamma_target);
+          model::KVCache ctx;
+          auto ids = torch::tensor(ex.context, at::kLong).unsqueeze(0);
+          auto last = m->forward(ids, &ctx)[0][-1].to(at::kFloat);
+          const double truth = continuation_logprob(m, ctx, last, ex.answer);
+          bool best = true;
+          for (const auto& w : ex.wrong) best = best && continuation_logprob(m, ctx, last, w) < truth;
+          rank_ok += best;
+          if (opt.generation) {
+            const auto gen = greedy(m, ctx, last, ex.answer.size());
+            exact_ok += trimmed(tok.decode(std::vector<int>(gen.begin(), gen.end()))) == ex.key;
+          }
+        }
+        const auto rci = wilson95(rank_ok, opt.trials), eci = wilson95(exact_ok, opt.trials);
+        nlohmann::json rec = {{"kind", "niah"}, {"task", opt.n_keys == 1 ? "passkey" : "multikey"}, {"n_keys", opt.n_keys},
+                              {"depth", opt.depths[di]}, {"trials", opt.trials},
+                              {"rank_accuracy", double(rank_ok) / opt.trials}, {"rank_ci95", {rci.first, rci.second}},
+                              {"rank_chance", 0.1}};
+        if (opt.generation)
+          rec.update({{"exact_accuracy", double(exact_ok) / opt.trials}, {"exact_ci95", {eci.first, eci.second}}});
+        rec.update(where);
+        emit(rec);
+        char detail[96];
+        std::snprintf(detail, sizeof detail, "%s L=%lld: rank acc %.2f", method.label().c_str(), (long long)L,
+                      double(rank_ok) / opt.trials);
+        progress.update(++done, detail);
+      }
+      if (opt.ppl_windows > 0) {
+        double nll = 0;
+        int64_t n = 0;
+        m->attention = model::scaling_settings(method, cfg, L, L, opt.gamma_target);
+        for (int64_t w = 0; w < opt.ppl_windows; ++w) {
+          std::vector<int64_t> win(L + 1);
+          val.copy(data::mix64(opt.seed ^ uint64_t(w) ^ 0xfeed) % (val.size() - L), L + 1, win.data());
+          auto t = torch::tensor(win, at::kLong).unsqueeze(0);
+          nll += m->loss(t.narrow(1, 0, L), t.narrow(1, 1, L)).item<double>() * L;
+          n += L;
+        }
+        nlohmann::json rec = {{"kind", "perplexity"}, {"windows", opt.ppl_windows}, {"nll", nll / n},
+                              {"perplexity", std::exp(nll / n)}};
+        rec.update(where);
+        emit(rec);
+      }
+    }
+  }
+  progress.finish(std::to_string(records.size()) + " records");
+  m->attention = model::scaling_settings(model::parse_scaling_methods("none")[0], cfg, cfg.T_train, cfg.T_train);
+  return records;
+}
+
+std::string niah_table(const std::vector<nlohmann::json>& records) {
+  // method -> length -> (sum rank acc, sum exact acc, cells, ppl)
+  std::map<std::string, std::map<int64_t, std::array<double, 4>>> t;
+  for (const auto& r : records) {
+    auto& c = t[r["method"].get<std::string>()][r["length"].get<int64_t>()];
+    if (r["kind"] == "niah") {
+      c[0] += r["rank_accuracy"].get<double>();
+      c[1] += r.value("exact_accuracy", 0.0);
+      c[2] += 1;
+    } else {
+      c[3] = r["perplexity"].get<double>();
+    }
+  }
+  std::ostringstream out;
+  char line[160];
+  std::snprintf(line, sizeof line, "%-16s %8s %10s %10s %10s\n", "method", "length", "rank acc", "exact acc", "ppl");
+  out << line;
+  for (const auto& [method, by_len] : t)
+    for (const auto& [L, c] : by_len) {
+      std::snprintf(line, sizeof line, "%-16s %8lld %10.3f %10.3f %10.2f\n", method.c_str(), (long long)L,
+                    c[2] > 0 ? c[0] / c[2] : NAN, c[2] > 0 ? c[1] / c[2] : NAN, c[3]);
+      out << line;
+    }
+  out << "chance: rank accuracy 0.100 (true key vs 9 wrong keys); accuracies are means over depths\n";
+  return out.str();
+}
+
+}  // namespace ropelab::eval

@@ -1,0 +1,44 @@
+// Needle-in-a-haystack retrieval and perplexity beyond the training length,
+// for each context-extension method (`ropelab eval niah`).
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "model/rope_scaling.h"
+
+namespace ropelab::eval {
+
+struct NiahOptions {
+  std::vector<std::string> lengths{"0.5x", "1x", "2x", "4x", "8x"};  // tokens, or multiples of T_train
+  std::vector<double> depths{0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0};
+  int64_t trials = 50;
+  std::string scaling = "none,ntk:alpha_opt";
+  int n_keys = 1;              // > 1: the multi-key variant
+  double gamma_target = 0.85;  // for α_opt
+  uint64_t seed = 1234;
+  int64_t ppl_windows = 8;     // held-out windows per (method, length); 0 = skip perplexity
+  bool generation = true;      // also score greedy exact match
+  std::string out;
+};
+
+// Everything about the options that can be wrong, checked before any work:
+// lengths (format, and memory), depths in [0,1], methods, trials.
+struct NiahPlan {
+  std::vector<int64_t> lengths;
+  std::vector<model::ScalingMethod> methods;
+};
+NiahPlan plan_niah(const NiahOptions& opt, const model::ModelConfig& cfg);
+
+// Wilson score interval for k successes in n trials (95%).
+std::pair<double, double> wilson95(int64_t k, int64_t n);
+
+// Runs the evaluation on one checkpoint; returns the records (also appended
+// to opt.out): kind "niah" (one per method, length, depth) and kind
+// "perplexity" (one per method, length).
+std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOptions& opt);
+
+// Terminal view: accuracy per method and length (mean over depths), with chance.
+std::string niah_table(const std::vector<nlohmann::json>& records);
+
+}  // namespace ropelab::eval
