@@ -12,6 +12,11 @@
 #include "cli/commands.h"
 #include "common/error.h"
 
+std::vector<std::string>& ropelab::cli::trailing_args() {
+  static std::vector<std::string> args;
+  return args;
+}
+
 int main(int argc, char** argv) {
   // Debian's libtorch starts with one intra-op thread; use every core unless told otherwise.
   if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(std::max(1u, std::thread::hardware_concurrency()));
@@ -22,6 +27,15 @@ int main(int argc, char** argv) {
   ropelab::cli::add_predict_command(app);
   ropelab::cli::add_eval_command(app);
   ropelab::cli::add_fit_command(app);
+  ropelab::cli::add_launch_command(app);
+  ropelab::cli::add_report_command(app);
+  // Everything after a standalone "--" is the command `launch` runs.
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--") {
+      ropelab::cli::trailing_args().assign(argv + i + 1, argv + argc);
+      argc = i;
+      break;
+    }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

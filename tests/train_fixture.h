@@ -34,7 +34,7 @@ inline train::TrainConfig tiny_config(const std::string& data_dir) {
 // The same config as command-line flags, for tests that run the binary.
 inline std::string tiny_flags(const std::string& data_dir) {
   return "--data-dir " + data_dir +
-         " --d-model 32 --n-layers 2 --n-heads 2 --T-train 32 --batch-size 4 --lr 3e-3 --warmup-steps 5"
+         " --d-model 32 --n-layers 2 --n-heads 2 --T-train 32 --lr 3e-3 --warmup-steps 5"
          " --eval-every 20 --eval-batches 2 --log-every 1000 --threads 1";
 }
 

@@ -16,6 +16,7 @@ void TrainConfig::validate() const {
   need(warmup_steps >= 0, "warmup-steps must be >= 0");
   need(grad_clip >= 0 && weight_decay >= 0, "grad-clip and weight-decay must be >= 0");
   need(eval_every > 0 && eval_batches > 0 && log_every > 0, "eval-every, eval-batches, log-every must be > 0");
+  need(dist_timeout_s > 0, "dist-timeout must be > 0");
   need(device == "cpu" || device == "cuda", "device must be cpu or cuda, got " + device);
   need(tokenizer_type == "bpe" || tokenizer_type == "unigram", "tokenizer must be bpe or unigram");
   CheckpointSchedule::parse(checkpoints);  // throws on a bad spec
@@ -31,7 +32,8 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"weight_decay", c.weight_decay}, {"beta1", c.beta1}, {"beta2", c.beta2},
           {"grad_clip", c.grad_clip}, {"seed", c.seed}, {"eval_every", c.eval_every},
           {"eval_batches", c.eval_batches}, {"checkpoints", c.checkpoints}, {"log_every", c.log_every},
-          {"device", c.device}, {"threads", c.threads}, {"fault_nan_step", c.fault_nan_step}};
+          {"device", c.device}, {"threads", c.threads}, {"fault_nan_step", c.fault_nan_step},
+          {"world_size", c.world_size}, {"dist_timeout_s", c.dist_timeout_s}, {"fault_kill_at", c.fault_kill_at}};
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& j) {
@@ -48,6 +50,9 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.eval_batches = j.at("eval_batches"); c.checkpoints = j.at("checkpoints");
     c.log_every = j.at("log_every"); c.device = j.at("device"); c.threads = j.at("threads");
     c.fault_nan_step = j.at("fault_nan_step");
+    c.world_size = j.value("world_size", int64_t(1));
+    c.dist_timeout_s = j.value("dist_timeout_s", int64_t(60));
+    c.fault_kill_at = j.value("fault_kill_at", "");
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("train config: missing or mistyped field (") + e.what() + ")");
   }

@@ -36,9 +36,13 @@ struct TrainConfig {
   std::string device = "cpu";         // "cpu" or "cuda"
   int64_t threads = 0;                // torch intra-op threads; 0 = torch's default
   int64_t fault_nan_step = -1;        // fault injection for tests: loss reads NaN at this step
+  std::string fault_kill_at;          // fault injection for tests: "RANK:STEP" -> that rank SIGKILLs itself
+  int64_t world_size = 1;             // ranks the run was started with (set by the trainer)
+  int64_t dist_timeout_s = 60;        // a collective waiting longer than this fails
 
   void validate() const;              // throws Error naming the field
-  int64_t tokens_per_step() const { return batch_size * grad_accum * model.T_train; }
+  // Tokens per optimizer step over all ranks.
+  int64_t tokens_per_step() const { return world_size * batch_size * grad_accum * model.T_train; }
 };
 
 nlohmann::json to_json(const TrainConfig& c);

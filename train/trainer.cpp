@@ -22,6 +22,7 @@
 #include "data/loader.h"
 #include "data/passkey.h"
 #include "train/checkpoint.h"
+#include "train/distributed.h"
 #include "train/schedule.h"
 
 namespace ropelab::train {
@@ -98,13 +99,36 @@ void truncate_metrics(const std::string& path, int64_t step) {
   io::write_atomic(path, kept);
 }
 
+// Adapts a run to the world size it continues with: the global batch
+// (world x batch x accum) is kept, so a resume at another size replays the
+// same optimisation when the new size divides it.
+void adapt_world_size(TrainConfig& cfg, int world) {
+  if (cfg.world_size == world) return;
+  const int64_t global = cfg.world_size * cfg.batch_size;
+  if (global % world != 0)
+    throw Error("cannot continue a run with a global micro-batch of " + std::to_string(global) + " on " +
+                std::to_string(world) + " ranks (it must divide evenly)");
+  cfg.batch_size = global / world;
+  cfg.world_size = world;
+}
+
 TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
-  const auto data = ensure_data(cfg);
+  const auto env = dist_env_from_environment();
+  if (!resume) cfg.world_size = env.world;
+  else adapt_world_size(cfg, env.world);
+  const at::Device dev = cfg.device == "cuda" ? at::Device(at::kCUDA, env.local_rank) : at::Device(at::kCPU);
+  std::unique_ptr<DataParallel> dp;
+  if (env.world > 1) dp = std::make_unique<DataParallel>(env, dev, std::chrono::seconds(cfg.dist_timeout_s));
+  const bool main = !dp || dp->is_main();
+
+  // Rank 0 prepares missing data; the others wait for it, then all read it.
+  if (main) ensure_data(cfg);
+  if (dp) dp->barrier();
+  const auto data = data::load_prepared(cfg.data_dir);
   const data::TokenStream train_stream(data.train_shards), val_stream(data.val_shards);
   cfg.model.vocab_size = static_cast<int64_t>(data.vocab_size);
   cfg.model = cfg.model.resolved();
   if (cfg.threads > 0) torch::set_num_threads(static_cast<int>(cfg.threads));
-  const at::Device dev(cfg.device == "cuda" ? at::kCUDA : at::kCPU);
   // Retrieval examples need the tokenizer to spell the needle and question.
   const auto mix = data::DataMix::parse(cfg.data_mix);
   std::unique_ptr<data::Tokenizer> tokenizer;
@@ -130,14 +154,17 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
     if (entries.empty()) throw Error(run_dir + ": no complete checkpoint to resume from");
     const auto s = load_checkpoint(checkpoints_dir(run_dir) + "/" + entries.back().file, m, &opt);
     step = s.at("step").get<int64_t>();
-    truncate_metrics(metrics_path, step);
-    std::cerr << "resuming " << run_dir << " from step " << step << "\n";
-  } else {
+    if (main) {
+      truncate_metrics(metrics_path, step);
+      std::cerr << "resuming " << run_dir << " from step " << step << " on " << env.world << " rank(s)\n";
+    }
+  } else if (main) {
     io::write_json_atomic(run_dir + "/config.json", to_json(cfg));
     std::cerr << "model: " << m->parameter_count() << " parameters (" << cfg.model.n_layers << " layers, d_model "
               << cfg.model.d_model << ", theta " << cfg.model.rope_theta << ", T_train " << cfg.model.T_train << ")\n";
     if (schedule.due(0)) save_checkpoint(run_dir, 0, 0, m, &opt, state);
   }
+  if (dp) dp->broadcast_from_main(m->parameters());  // identical weights on every rank
 
   g_stop_signal = 0;
   auto old_int = std::signal(SIGINT, on_signal);
@@ -148,15 +175,22 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
   Progress progress("train", cfg.max_steps, cfg.log_every);
   m->train();
 
+  int64_t kill_rank = -1, kill_step = -1;  // --fault-kill-at RANK:STEP (tests of rank failure)
+  if (!cfg.fault_kill_at.empty() && std::sscanf(cfg.fault_kill_at.c_str(), "%ld:%ld", &kill_rank, &kill_step) != 2)
+    throw Error("--fault-kill-at must be RANK:STEP, got " + cfg.fault_kill_at);
+
   while (step < cfg.max_steps) {
+    if (step == kill_step && (dp ? dp->rank() : 0) == kill_rank) std::raise(SIGKILL);
     const auto t0 = std::chrono::steady_clock::now();
     const double lr = lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps);
     for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
     opt.zero_grad();
     double loss_sum = 0;
     for (int64_t micro = 0; micro < cfg.grad_accum; ++micro) {
-      data::sample_windows(train_stream, cfg.seed, step, micro * B, B, T, buf.data());
-      if (passkeys) data::apply_data_mix(mix, *passkeys, cfg.seed, step, micro * B, B, T, buf.data());
+      // Global sample index: rank r of W reads (micro*W + r)*B .. +B-1 of this step.
+      const int64_t first = (micro * cfg.world_size + (dp ? dp->rank() : 0)) * B;
+      data::sample_windows(train_stream, cfg.seed, step, first, B, T, buf.data());
+      if (passkeys) data::apply_data_mix(mix, *passkeys, cfg.seed, step, first, B, T, buf.data());
       auto w = window_tensor(buf, B, T, dev);
       at::Tensor loss;
       {
@@ -165,6 +199,10 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
       }
       loss.backward();
       loss_sum += loss.item<double>();
+    }
+    if (dp) {
+      dp->average_gradients(m->parameters());
+      loss_sum = dp->mean(loss_sum);
     }
     if (!std::isfinite(loss_sum) || step + 1 == cfg.fault_nan_step) {
       const auto entries = read_manifest(run_dir);
@@ -180,19 +218,20 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     nlohmann::json rec = {{"step", step}, {"tokens", step * cfg.tokens_per_step()}, {"loss", loss_sum},
                           {"lr", lr}, {"grad_norm", grad_norm}, {"tok_per_s", cfg.tokens_per_step() / secs}};
-    if (step % cfg.eval_every == 0 || step == cfg.max_steps) {
-      result.last_val_loss = validation_loss(m, val_stream, cfg, dev);
-      rec["val_loss"] = result.last_val_loss;
-    }
-    io::append_jsonl(metrics_path, rec);
     result.last_loss = loss_sum;
-
     const bool stopping = g_stop_signal != 0;
-    if (schedule.due(step) || step == cfg.max_steps || stopping)
-      save_checkpoint(run_dir, step, step * cfg.tokens_per_step(), m, &opt, state);
-    char detail[128];
-    std::snprintf(detail, sizeof detail, "loss %.4f | %.1fk tok/s", loss_sum, cfg.tokens_per_step() / secs / 1e3);
-    progress.update(step, detail);
+    if (main) {  // only rank 0 writes: metrics, validation, checkpoints, progress
+      if (step % cfg.eval_every == 0 || step == cfg.max_steps) {
+        result.last_val_loss = validation_loss(m, val_stream, cfg, dev);
+        rec["val_loss"] = result.last_val_loss;
+      }
+      io::append_jsonl(metrics_path, rec);
+      if (schedule.due(step) || step == cfg.max_steps || stopping)
+        save_checkpoint(run_dir, step, step * cfg.tokens_per_step(), m, &opt, state);
+      char detail[128];
+      std::snprintf(detail, sizeof detail, "loss %.4f | %.1fk tok/s", loss_sum, cfg.tokens_per_step() / secs / 1e3);
+      progress.update(step, detail);
+    }
     if (stopping) {
       std::cerr << "\nstopped by signal " << g_stop_signal << " after saving step " << step
                 << "; continue with: ropelab train --resume " << run_dir << "\n";
@@ -203,7 +242,7 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
   std::signal(SIGINT, old_int);
   std::signal(SIGTERM, old_term);
   result.final_step = step;
-  if (!result.interrupted) {
+  if (!result.interrupted && main) {
     char detail[160];
     std::snprintf(detail, sizeof detail, "loss %.4f, val_loss %.4f", result.last_loss, result.last_val_loss);
     std::string line = detail;
@@ -234,7 +273,8 @@ data::PreparedData ensure_data(const TrainConfig& cfg) {
 
 TrainResult train_new(const TrainConfig& cfg, const std::string& run_dir) {
   cfg.validate();
-  if (io::exists(run_dir + "/config.json"))
+  // Only rank 0 judges the directory: the others would see the config it just wrote.
+  if (dist_env_from_environment().rank == 0 && io::exists(run_dir + "/config.json"))
     throw Error(run_dir + ": already holds a run; continue it with --resume, or choose another --out");
   io::make_dirs(run_dir);
   return run(cfg, run_dir, false);
@@ -244,7 +284,10 @@ TrainResult train_resume(const std::string& run_dir, int64_t max_steps) {
   const std::string path = run_dir + "/config.json";
   if (!io::exists(path)) throw Error(run_dir + ": no run to resume (no config.json)");
   auto cfg = train_config_from_json(io::read_json(path));
-  if (max_steps > 0) cfg.max_steps = max_steps;
+  if (max_steps > 0 && max_steps != cfg.max_steps) {
+    cfg.max_steps = max_steps;  // the run's length is part of its config: a later --resume keeps it
+    if (dist_env_from_environment().rank == 0) io::write_json_atomic(path, to_json(cfg));
+  }
   return run(cfg, run_dir, true);
 }
 

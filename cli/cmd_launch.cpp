@@ -1,0 +1,97 @@
+// `ropelab launch --nproc N -- train ...`: N local ranks of one command, with
+// the torchrun variables set. If a rank fails, the others are stopped and the
+// failing rank is named; the launcher exits non-zero.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <iostream>
+#include <thread>
+
+#include "cli/commands.h"
+#include "common/error.h"
+
+namespace ropelab::cli {
+namespace {
+
+std::string self_path() {
+  char buf[4096];
+  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  if (n <= 0) throw Error("launch: cannot find the ropelab executable (/proc/self/exe)");
+  return std::string(buf, n);
+}
+
+std::string describe(int status) {
+  if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
+  return "exited with status " + std::to_string(WEXITSTATUS(status));
+}
+
+int launch(int nproc, int port, int grace_s, const std::vector<std::string>& args) {
+  const std::string exe = self_path();
+  std::vector<pid_t> pids;
+  for (int r = 0; r < nproc; ++r) {
+    const pid_t pid = ::fork();
+    if (pid < 0) throw Error("launch: fork failed");
+    if (pid == 0) {
+      ::setenv("RANK", std::to_string(r).c_str(), 1);
+      ::setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
+      ::setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
+      ::setenv("MASTER_ADDR", "127.0.0.1", 1);
+      ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+      std::vector<std::string> argv_s{exe};
+      argv_s.insert(argv_s.end(), args.begin(), args.end());
+      std::vector<char*> argv;
+      for (auto& a : argv_s) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      ::execv(exe.c_str(), argv.data());
+      ::_exit(127);
+    }
+    pids.push_back(pid);
+  }
+  int failed_rank = -1, exit_code = 0, live = nproc;
+  while (live > 0) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid < 0) break;
+    --live;
+    const int rank = static_cast<int>(std::find(pids.begin(), pids.end(), pid) - pids.begin());
+    pids[rank] = -1;
+    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    if (!ok && failed_rank < 0) {
+      failed_rank = rank;
+      exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      std::cerr << "launch: rank " << rank << " " << describe(status) << "; stopping the other ranks\n";
+      for (pid_t p : pids)
+        if (p > 0) ::kill(p, SIGTERM);
+      // Anything still running after the grace period is killed.
+      std::thread([pids, grace_s] {
+        std::this_thread::sleep_for(std::chrono::seconds(grace_s));
+        for (pid_t p : pids)
+          if (p > 0) ::kill(p, SIGKILL);
+      }).detach();
+    }
+  }
+  return exit_code;
+}
+
+}  // namespace
+
+void add_launch_command(CLI::App& root) {
+  auto* cmd = root.add_subcommand("launch", "run N local ranks of a command (data parallel), e.g. launch --nproc 2 -- train ...");
+  auto nproc = std::make_shared<int>(2);
+  auto port = std::make_shared<int>(29500);
+  auto grace = std::make_shared<int>(10);
+  cmd->add_option("--nproc", *nproc, "ranks to start on this machine")->check(CLI::Range(1, 1024))->capture_default_str();
+  cmd->add_option("--master-port", *port, "TCPStore port of rank 0")->check(CLI::Range(1, 65535))->capture_default_str();
+  cmd->add_option("--grace", *grace, "seconds the other ranks get to stop after one fails")->capture_default_str();
+  cmd->callback([=] {
+    const auto& args = trailing_args();  // the words after `--`
+    if (args.empty()) throw Error("launch: give the command to run after --, e.g. launch --nproc 2 -- train --config R --out D");
+    const int code = launch(*nproc, *port, *grace, args);
+    if (code != 0) throw CLI::RuntimeError(code);
+  });
+}
+
+}  // namespace ropelab::cli

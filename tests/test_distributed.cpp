@@ -1,0 +1,95 @@
+// Data parallelism over c10d with Gloo on the CPU (the same code path NCCL
+// takes on GPUs): 2 ranks x micro-batch b train exactly like 1 rank x 2b,
+// and a rank that dies makes the others exit non-zero within the timeout.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <sstream>
+
+#include "common/io.h"
+#include "train/checkpoint.h"
+#include "train_fixture.h"
+
+using namespace ropelab;
+
+namespace {
+int free_port() { return 20000 + (::getpid() * 7 + 13) % 20000; }
+
+pid_t spawn_rank(const std::string& args, int rank, int world, int port, const std::string& log) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("RANK", std::to_string(rank).c_str(), 1);
+    ::setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
+    ::setenv("LOCAL_RANK", std::to_string(rank).c_str(), 1);
+    ::setenv("MASTER_ADDR", "127.0.0.1", 1);
+    ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
+    FILE* f = std::freopen(log.c_str(), "w", stderr);
+    (void)f;
+    std::vector<std::string> words{"ropelab"};
+    std::istringstream in(args);
+    for (std::string w; in >> w;) words.push_back(w);
+    std::vector<char*> argv;
+    for (auto& w : words) argv.push_back(w.data());
+    argv.push_back(nullptr);
+    ::execv(ROPELAB_BIN, argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+}  // namespace
+
+TEST(Distributed, TwoRanksEqualOneRankWithTheDoubleBatch) {
+  const auto dir = test::scratch_dir();
+  const auto flags = test::tiny_flags(test::tiny_data(dir)) + " --max-steps 6 --checkpoints every:6";
+  auto one = test::run_ropelab("train " + flags + " --batch-size 4 --out " + dir + "/one");
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  auto two = test::run_ropelab("launch --nproc 2 --master-port " + std::to_string(free_port()) + " -- train " + flags +
+                               " --batch-size 2 --out " + dir + "/two");
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  const auto a = io::read_jsonl(dir + "/one/metrics.jsonl"), b = io::read_jsonl(dir + "/two/metrics.jsonl");
+  ASSERT_EQ(a.size(), 6u);
+  ASSERT_EQ(b.size(), 6u);  // rank 0 alone writes metrics
+  for (size_t i = 0; i < 6; ++i) EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << i;
+  EXPECT_EQ(a[5]["tokens"], b[5]["tokens"]);
+  auto wa = train::load_model(dir + "/one/checkpoints/step_00000006.pt").model->named_parameters();
+  auto wb = train::load_model(dir + "/two/checkpoints/step_00000006.pt").model->named_parameters();
+  for (const auto& p : wa) {
+    const auto& q = wb[p.key()];
+    EXPECT_LT((p.value() - q).abs().max().item<double>(), 1e-5) << p.key();
+  }
+  EXPECT_EQ(train::read_manifest(dir + "/two").back().step, 6);
+}
+
+TEST(Distributed, AKilledRankMakesTheOthersExitWithinTheTimeout) {
+  const auto dir = test::scratch_dir();
+  const auto flags = "train " + test::tiny_flags(test::tiny_data(dir)) +
+                     " --max-steps 100000 --checkpoints every:1 --dist-timeout 20 --fault-kill-at 1:8 --out " + dir + "/run";
+  const int port = free_port() + 1;
+  const auto t0 = std::chrono::steady_clock::now();
+  const pid_t r0 = spawn_rank(flags, 0, 2, port, dir + "/rank0.log");
+  const pid_t r1 = spawn_rank(flags, 1, 2, port, dir + "/rank1.log");
+  int s1 = 0, s0 = 0;
+  ::waitpid(r1, &s1, 0);
+  ::waitpid(r0, &s0, 0);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_TRUE(WIFSIGNALED(s1) && WTERMSIG(s1) == SIGKILL) << "rank 1 should have killed itself";
+  EXPECT_TRUE(WIFEXITED(s0) && WEXITSTATUS(s0) != 0) << io::read_file(dir + "/rank0.log");
+  EXPECT_LT(secs, 20 + 30) << "rank 0 did not stop within the collective timeout";
+  EXPECT_NE(io::read_file(dir + "/rank0.log").find("rank 0: gradient all-reduce failed"), std::string::npos)
+      << io::read_file(dir + "/rank0.log");
+  for (const auto& e : train::read_manifest(dir + "/run"))  // nothing half-written is listed
+    EXPECT_EQ(train::load_model(train::checkpoints_dir(dir + "/run") + "/" + e.file).state["step"], e.step);
+}
+
+TEST(Distributed, LauncherNamesTheRankThatFailed) {
+  const auto dir = test::scratch_dir();
+  auto r = test::run_ropelab("launch --nproc 2 --master-port " + std::to_string(free_port() + 2) + " -- train " +
+                             test::tiny_flags(test::tiny_data(dir)) +
+                             " --max-steps 100000 --dist-timeout 20 --fault-kill-at 1:3 --out " + dir + "/run");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("launch: rank 1 was killed by signal 9"), std::string::npos) << r.output;
+}
