@@ -1,0 +1,103 @@
+// `ropelab report`: one self-contained HTML page (it opens offline: Vega,
+// Vega-Lite and Vega-Embed are inlined), SVG figures and a Markdown summary,
+// built from ropelab's result files. Plain C++ (no torch).
+//
+// Inputs, each one of:
+//   a run directory    RUN_DIR/config.json + metrics.jsonl [+ checkpoints/manifest.json];
+//                      its other *.jsonl files are read as result files
+//   a study directory  any other folder: its *.jsonl files and those of its
+//                      immediate subfolders, each subfolder that is a run directory as a run
+//   a .jsonl file      result records, one JSON object a line
+// A γ record is any record with a number at measurement.gamma: those of
+// `ropelab eval gamma` (with step and checkpoint) and of `ropelab fit gamma`
+// (without) alike. Other records are counted by kind and listed in a note.
+// A path that does not exist, cannot be read, or is none of the above throws
+// ropelab::Error naming it.
+//
+// Output (each file written atomically):
+//   DIR/report.html          the page: summary table, notes, one container per chart
+//   DIR/summary.md           the same table and notes in Markdown
+//   DIR/report-data.json     everything the page shows, as data (inputs, rows, chart specs)
+//   DIR/figures/NAME.vl.json each chart's Vega-Lite spec, data inlined
+//   DIR/figures/NAME.svg     each chart as SVG, when node and Vega-Lite's vl2svg are there
+#pragma once
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ropelab::report {
+
+// One training run directory.
+struct Run {
+  std::string label;                    // its folder name (parent/name when two runs share one)
+  std::string dir;                      // as found (the path given, or study/sub)
+  nlohmann::json config;                // config.json
+  std::vector<nlohmann::json> metrics;  // metrics.jsonl
+  nlohmann::json manifest;              // checkpoints/manifest.json; null when absent
+};
+
+// One γ record and where it came from.
+struct GammaRecord {
+  nlohmann::json record;
+  std::string file;             // the .jsonl it was read from
+  int index = 0;                // its 1-based position among that file's records
+  std::string series;           // its run's label (eval records) or its own name (fit records)
+  std::optional<int64_t> step;  // top-level "step"; absent for `fit gamma` records
+};
+
+// Records of a kind the report does not chart, counted per file.
+struct UnknownKind {
+  std::string kind;  // the record's "kind"/"type" field, else a description of its keys
+  std::string file;
+  int count = 0;
+};
+
+struct Inputs {
+  std::vector<std::string> paths;         // as given
+  std::vector<Run> runs;
+  std::vector<std::string> result_files;  // the .jsonl files read as results
+  std::vector<GammaRecord> gamma;         // in reading order
+  std::vector<UnknownKind> unknown;
+};
+
+Inputs collect_inputs(const std::vector<std::string>& paths);
+
+// The γ records the summary, the γ-fit chart and the γ-vs-θ chart show: for each
+// run, its newest checkpoint's record (largest step; the later record on a tie);
+// and every `fit gamma` record (no step) on its own.
+std::vector<GammaRecord> final_records(const Inputs& in);
+
+// One row of the summary table; absent values print as "-".
+struct SummaryRow {
+  std::string model;  // series label
+  std::optional<int64_t> step;
+  std::optional<double> theta, T_eval, gamma, ci95_lo, ci95_hi, R2, gamma_pade, relative_error,
+      uniform_baseline;
+};
+std::vector<SummaryRow> summary_rows(const Inputs& in);
+
+struct Options {
+  std::string out_dir;
+  // Where vega, vega-lite and vega-embed are installed; "" → $ROPELAB_NODE_MODULES,
+  // else <source dir>/.cache/node_modules (what scripts/report-deps installs).
+  std::string node_modules;
+  bool svg = true;  // write figures/*.svg when node and vl2svg are available
+};
+
+struct Written {
+  std::vector<std::string> files;  // every file written, report.html last
+  std::vector<std::string> notes;  // also shown in the page and summary.md
+  int n_charts = 0;
+};
+
+// Reads the inputs and writes the report into opt.out_dir (created if missing).
+// Throws Error before writing anything when an input is bad or a library bundle
+// is missing (the message names the file and says to run scripts/setup).
+Written write_report(const std::vector<std::string>& paths, const Options& opt);
+
+// The default node_modules folder (see Options::node_modules).
+std::string default_node_modules();
+
+}  // namespace ropelab::report

@@ -1,0 +1,47 @@
+// The report's charts: each a Vega-Lite spec with its data inlined, built
+// from the collected inputs by one function that returns nothing when its
+// data is absent.
+#pragma once
+#include <initializer_list>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "eval/report.h"
+
+namespace ropelab::report {
+
+struct Chart {
+  std::string id;       // the page's container is "chart-<id>"; the figure is figures/<id>.svg
+  std::string title;
+  std::string caption;  // what is drawn and where its data comes from
+  nlohmann::json spec;  // Vega-Lite (v6), data inlined
+};
+
+// 1. train loss and val_loss vs step, one line per run (RUN_DIR/metrics.jsonl)
+std::optional<Chart> loss_curves_chart(const Inputs& in);
+// 2. A(d) on log-log axes with the power-law and exponential fits, for each run's
+//    newest checkpoint and each `fit gamma` record (ropelab.A, measurement.distances,
+//    measurement.fit.log_A, ropelab.exp_fit)
+std::optional<Chart> gamma_fit_chart(const Inputs& in);
+// 3. γ with its CI95 band vs step per run, with γ_Padé and the uniform-attention
+//    baseline (ropelab.uniform_baseline_gamma) as horizontal rules
+std::optional<Chart> gamma_flow_chart(const Inputs& in);
+// 4. measured γ (CI95 bars) vs arch.rope_theta for each run's final checkpoint and
+//    each `fit gamma` record, under the curve γ_Padé(θ, T_eval) for each T_eval present
+std::optional<Chart> gamma_vs_theta_chart(const Inputs& in);
+
+// The charts, in page order. A later chart (NIAH length × depth heatmaps,
+// perplexity vs length, KV quality vs budget with D_f markers) is one more
+// function of this shape appended to the list in report_charts.cpp: it reads
+// its records from Inputs (add the record kind to Inputs and to the reader's
+// classification in report.cpp) and returns std::nullopt when they are absent.
+using ChartBuilder = std::optional<Chart> (*)(const Inputs&);
+const std::vector<ChartBuilder>& chart_builders();
+std::vector<Chart> build_charts(const Inputs& in);
+
+// A number at a JSON path, or nothing (missing, null, not a number, not finite).
+std::optional<double> number_at(const nlohmann::json& j, std::initializer_list<const char*> path);
+
+}  // namespace ropelab::report

@@ -1,0 +1,350 @@
+// `ropelab report` on a small study written here: a run directory, its γ
+// records (out of step order), a `fit gamma` record one folder down, and a
+// file of other records. The table's values are recomputed here from the
+// planted curves (own OLS, own γ_Padé formula); the page is drawn in headless
+// Chromium, which must report every chart drawn.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "eval/fit.h"
+#include "eval/gamma_record.h"
+#include "eval/report.h"
+#include "eval/report_charts.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+namespace report = ropelab::report;
+
+namespace {
+
+const std::vector<double> kRunD = {10, 20, 30, 50, 100, 200};
+const std::vector<double> kFitD = {10, 20, 30, 50, 100, 200, 500, 1000, 2000};
+const std::vector<std::string> kChartIds = {"loss-curves", "gamma-fit", "gamma-flow", "gamma-vs-theta"};
+constexpr double kUniform = 0.603;
+
+std::string fmt(double v, const char* f = "%.4f") {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+// A(d) = a·d^−g with a few percent of deterministic wiggle.
+std::vector<double> planted(const std::vector<double>& ds, double a, double g, int salt) {
+  std::vector<double> A;
+  for (size_t i = 0; i < ds.size(); ++i) A.push_back(a * std::pow(ds[i], -g) * (1 + 0.04 * std::sin(1.3 * i + salt)));
+  return A;
+}
+
+// What the summary should say about a curve, computed here: OLS of log A on
+// log d over d ≥ 30, and γ_Padé = (2θ − T√2)/(2θ + T√2) at T = the largest d.
+struct Expected {
+  double gamma, R2, pade, rel;
+};
+Expected expected(const std::vector<double>& ds, const std::vector<double>& A, double theta) {
+  std::vector<double> x, y;
+  for (size_t i = 0; i < ds.size(); ++i)
+    if (ds[i] >= 30) x.push_back(std::log(ds[i])), y.push_back(std::log(A[i]));
+  const double n = x.size();
+  double mx = 0, my = 0;
+  for (size_t i = 0; i < x.size(); ++i) mx += x[i] / n, my += y[i] / n;
+  double sxy = 0, sxx = 0, syy = 0;
+  for (size_t i = 0; i < x.size(); ++i)
+    sxy += (x[i] - mx) * (y[i] - my), sxx += (x[i] - mx) * (x[i] - mx), syy += (y[i] - my) * (y[i] - my);
+  const double slope = sxy / sxx, R2 = sxy * sxy / (sxx * syy);
+  const double T = ds.back(), r2 = std::sqrt(2.0);
+  const double pade = (2 * theta - T * r2) / (2 * theta + T * r2);
+  return {-slope, R2, pade, std::fabs(-slope - pade) / std::fabs(pade)};
+}
+
+json gamma_record(const json& arch, const std::vector<double>& ds, const std::vector<double>& A,
+                  const std::string& model_id) {
+  ropelab::fit::DecayCurve c;
+  c.distances = ds;
+  c.A = A;
+  ropelab::fit::FitOptions opt;
+  opt.bootstrap_resamples = 200;
+  ropelab::MeasurementInfo info;
+  info.model_id = model_id;
+  info.source = "test";
+  return ropelab::make_gamma_record(arch, c, ropelab::fit::fit_gamma(c, opt), info);
+}
+
+std::string table_row(const std::vector<std::string>& cells) {
+  std::string s = "|";
+  for (const auto& c : cells) s += " " + c + " |";
+  return s;
+}
+
+std::string ci(const json& rec) {
+  return "[" + fmt(rec["measurement"]["gamma_ci95_lo"].get<double>()) + ", " +
+         fmt(rec["measurement"]["gamma_ci95_hi"].get<double>()) + "]";
+}
+
+size_t count(const std::string& hay, const std::string& needle) {
+  size_t n = 0;
+  for (size_t p = 0; (p = hay.find(needle, p)) != std::string::npos; p += needle.size()) ++n;
+  return n;
+}
+
+std::string error_of(const std::vector<std::string>& paths, const report::Options& opt) {
+  try {
+    report::write_report(paths, opt);
+  } catch (const ropelab::Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+std::string find_chromium() {
+  const char* path = std::getenv("PATH");
+  std::string dirs = std::string(path ? path : "") + ":/usr/bin";
+  for (size_t start = 0; start <= dirs.size();) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    const std::string cand = dirs.substr(start, end - start) + "/chromium";
+    if (::access(cand.c_str(), X_OK) == 0) return cand;
+    start = end + 1;
+  }
+  return "";
+}
+
+class ReportTest : public ::testing::Test {
+ protected:
+  std::string root, study, out;
+  json run_final, fit_rec, fit_no_theta;
+  Expected run_exp{}, fit_exp{};
+
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    root = ::testing::TempDir() + "ropelab_report_" + std::to_string(::getpid()) + "_" + info->name();
+    fs::remove_all(root);
+    study = root + "/study";
+    out = root + "/out";
+    const std::string run = study + "/alpha";
+    ropelab::io::make_dirs(run + "/checkpoints");
+    ropelab::io::make_dirs(study + "/fits");
+
+    ropelab::io::write_json_atomic(run + "/config.json",
+                                   {{"model", {{"rope_theta", 10000.0}, {"T_train", 256}}}, {"max_steps", 30}});
+    std::string metrics;
+    for (int s = 1; s <= 30; ++s) {
+      json m = {{"step", s}, {"loss", 8.0 - 0.1 * s}, {"lr", 1e-3}};
+      if (s % 10 == 0) m["val_loss"] = 8.2 - 0.1 * s;
+      metrics += m.dump() + "\n";
+    }
+    ropelab::io::write_atomic(run + "/metrics.jsonl", metrics);
+    json manifest = {{"checkpoints", json::array()}};
+    for (int s : {0, 10, 20})
+      manifest["checkpoints"].push_back({{"file", "step_" + fmt(s, "%08.0f") + ".pt"}, {"step", s}});
+    ropelab::io::write_json_atomic(run + "/checkpoints/manifest.json", manifest);
+
+    // The run's γ records, step 20 (the final one) written before step 10.
+    const json arch = {{"rope_theta", 10000.0}, {"T_train", 256}, {"n_params_M", 0.5}};
+    std::string lines;
+    for (auto [step, g] : std::vector<std::pair<int, double>>{{0, 0.60}, {20, 0.85}, {10, 0.70}}) {
+      const auto A = planted(kRunD, 0.2, g, step);
+      json rec = gamma_record(arch, kRunD, A, "ropelab:alpha");
+      rec["step"] = step;
+      rec["checkpoint"] = run + "/checkpoints/step_" + fmt(step, "%08.0f") + ".pt";
+      rec["ropelab"]["uniform_baseline_gamma"] = kUniform;
+      if (step == 20) run_final = rec, run_exp = expected(kRunD, A, 10000);
+      lines += rec.dump() + "\n";
+    }
+    ropelab::io::write_atomic(study + "/gamma.jsonl", lines);
+
+    // A `fit gamma` record (no step, no checkpoint), one folder down.
+    const auto A = planted(kFitD, 0.3, 0.9, 7);
+    fit_rec = gamma_record({{"rope_theta", 500000.0}}, kFitD, A, "pythia-70m-taf");
+    fit_exp = expected(kFitD, A, 500000);
+    ropelab::io::write_atomic(study + "/fits/taf.jsonl", fit_rec.dump() + "\n");
+
+    // Given directly: a fit record without θ, and records of other kinds.
+    fit_no_theta = gamma_record(json::object(), kFitD, planted(kFitD, 0.3, 0.7, 3), "csv-curve");
+    ropelab::io::write_atomic(root + "/other.jsonl", fit_no_theta.dump() + "\n" +
+                                                         R"({"kind":"niah","length":512,"depth":0.5,"score":1})"
+                                                         "\n"
+                                                         R"({"kind":"niah","length":1024,"depth":0.5,"score":0})"
+                                                         "\n"
+                                                         R"({"foo":1})"
+                                                         "\n");
+  }
+  void TearDown() override { fs::remove_all(root); }
+
+  report::Written write(bool svg = true) {
+    report::Options opt;
+    opt.out_dir = out;
+    opt.svg = svg;
+    return report::write_report({study, root + "/other.jsonl"}, opt);
+  }
+};
+
+TEST_F(ReportTest, WritesPageTableAndFigures) {
+  const report::Written w = write();
+  EXPECT_EQ(w.n_charts, 4);
+
+  // The page: one container per chart, the three libraries inlined, nothing fetched.
+  const std::string html = ropelab::io::read_file(out + "/report.html");
+  EXPECT_EQ(count(html, "class=\"chart\""), 4u);
+  for (const auto& id : kChartIds) EXPECT_EQ(count(html, "id=\"chart-" + id + "\""), 1u) << id;
+  EXPECT_NE(html.find("id=\"summary-table\""), std::string::npos);
+  const std::string nm = report::default_node_modules();
+  for (const char* bundle : {"/vega/build/vega.min.js", "/vega-lite/build/vega-lite.min.js",
+                             "/vega-embed/build/vega-embed.min.js"})
+    EXPECT_NE(html.find(ropelab::io::read_file(nm + bundle)), std::string::npos) << bundle << " not inlined";
+  EXPECT_EQ(html.find("<script src"), std::string::npos);
+  EXPECT_EQ(html.find("<link"), std::string::npos);
+
+  // The table: the run's final checkpoint (step 20, written before step 10), the
+  // fit-gamma record, and the θ-less one.
+  const std::string md = ropelab::io::read_file(out + "/summary.md");
+  EXPECT_NE(md.find(table_row({"alpha", "20", "10000", "200", fmt(run_exp.gamma), ci(run_final), fmt(run_exp.R2),
+                               fmt(run_exp.pade), fmt(run_exp.rel * 100, "%.1f") + "%", fmt(kUniform)})),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find(table_row({"pythia-70m-taf", "-", "500000", "2000", fmt(fit_exp.gamma), ci(fit_rec),
+                               fmt(fit_exp.R2), fmt(fit_exp.pade), fmt(fit_exp.rel * 100, "%.1f") + "%", "-"})),
+            std::string::npos)
+      << md;
+  EXPECT_NE(md.find("| csv-curve | - | - | 2000 |"), std::string::npos) << md;
+  EXPECT_EQ(count(md, "\n| alpha |"), 1u);
+  // Notes: the other kinds counted, the θ-less record named.
+  EXPECT_NE(md.find("2 × \"niah\""), std::string::npos) << md;
+  EXPECT_NE(md.find("1 × \"record with keys foo\""), std::string::npos) << md;
+  EXPECT_NE(md.find("csv-curve has no θ"), std::string::npos) << md;
+  EXPECT_NE(html.find("2 × &quot;niah&quot;"), std::string::npos);
+
+  // Figures: a spec each, and an SVG each where vl2svg is installed.
+  const bool have_vl2svg = fs::exists(nm + "/.bin/vl2svg") && std::system("command -v node >/dev/null 2>&1") == 0;
+  for (const auto& id : kChartIds) {
+    EXPECT_TRUE(fs::exists(out + "/figures/" + id + ".vl.json")) << id;
+    if (have_vl2svg) {
+      ASSERT_TRUE(fs::exists(out + "/figures/" + id + ".svg")) << id;
+      EXPECT_EQ(ropelab::io::read_file(out + "/figures/" + id + ".svg").rfind("<svg", 0), 0u) << id;
+    }
+  }
+  const json data = ropelab::io::read_json(out + "/report-data.json");
+  EXPECT_EQ(data["charts"].size(), 4u);
+  EXPECT_EQ(data["summary"].size(), 3u);
+  EXPECT_DOUBLE_EQ(data["summary"][0]["gamma"].get<double>(), run_final["measurement"]["gamma"].get<double>());
+}
+
+TEST_F(ReportTest, ChartDataComesFromTheRecords) {
+  const report::Inputs in = report::collect_inputs({study, root + "/other.jsonl"});
+  ASSERT_EQ(in.runs.size(), 1u);
+  EXPECT_EQ(in.runs[0].label, "alpha");
+  ASSERT_EQ(in.gamma.size(), 5u);
+  const auto charts = report::build_charts(in);
+  ASSERT_EQ(charts.size(), 4u);
+  auto layer_values = [&](const std::string& id, size_t layer) {
+    for (const auto& c : charts)
+      if (c.id == id) return c.spec["layer"][layer]["data"]["values"];
+    return json();
+  };
+  // Loss: 30 train points and 3 val_loss points.
+  EXPECT_EQ(layer_values("loss-curves", 0).size(), 30u);
+  EXPECT_EQ(layer_values("loss-curves", 1).size(), 3u);
+  // γ-flow: the three checkpoints, and rules at γ_Padé and the uniform baseline.
+  EXPECT_EQ(layer_values("gamma-flow", 1).size(), 3u);
+  const json rules = layer_values("gamma-flow", 2);
+  ASSERT_EQ(rules.size(), 2u);
+  for (const auto& r : rules) {
+    if (r["rule"] == "γ_Padé") EXPECT_NEAR(r["value"].get<double>(), run_exp.pade, 1e-12);
+    else EXPECT_EQ(r["value"].get<double>(), kUniform);
+  }
+  // γ vs θ: the run's final checkpoint and the fit record (the θ-less one is not
+  // drawn), under one Padé curve per T_eval (200 and 2000).
+  const json pts = layer_values("gamma-vs-theta", 2);
+  ASSERT_EQ(pts.size(), 2u);
+  EXPECT_EQ(pts[0]["series"], "alpha");
+  EXPECT_EQ(pts[0]["step"], 20);
+  EXPECT_EQ(pts[1]["series"], "pythia-70m-taf");
+  const json curve = layer_values("gamma-vs-theta", 0);
+  std::set<std::string> curves;
+  for (const auto& c : curve) curves.insert(c["curve"].get<std::string>());
+  EXPECT_EQ(curves, (std::set<std::string>{"γ_Padé(θ, T=200)", "γ_Padé(θ, T=2000)"}));
+  for (const auto& c : curve)
+    if (c["curve"] == "γ_Padé(θ, T=2000)") {
+      const double th = c["theta"], r2 = std::sqrt(2.0);
+      EXPECT_NEAR(c["gamma"].get<double>(), (2 * th - 2000 * r2) / (2 * th + 2000 * r2), 1e-12);
+    }
+  // γ fit: the planted points of the final checkpoint and both fit records.
+  EXPECT_EQ(layer_values("gamma-fit", 0).size(), kRunD.size() + 2 * kFitD.size());
+}
+
+TEST_F(ReportTest, RefusesWhatIsNotAnInput) {
+  report::Options opt;
+  opt.out_dir = out;
+  const std::string txt = root + "/notes.txt";
+  ropelab::io::write_atomic(txt, "just some text\n");
+  std::string e = error_of({txt}, opt);
+  EXPECT_NE(e.find(txt), std::string::npos) << e;
+  EXPECT_NE(e.find("is not a run directory, a study directory or a .jsonl result file"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(out)) << "nothing is written for a refused input";
+
+  e = error_of({root + "/missing"}, opt);
+  EXPECT_NE(e.find(root + "/missing: no such file or directory"), std::string::npos) << e;
+
+  ropelab::io::make_dirs(root + "/empty/sub");
+  e = error_of({root + "/empty"}, opt);
+  EXPECT_NE(e.find(root + "/empty is a directory with no run directory"), std::string::npos) << e;
+
+  const std::string bad = root + "/bad.jsonl";
+  ropelab::io::write_atomic(bad, fit_rec.dump() + "\nnot json\n" + fit_rec.dump() + "\n");
+  e = error_of({bad}, opt);
+  EXPECT_NE(e.find(bad + ":2"), std::string::npos) << e;
+
+  const std::string prose = root + "/prose.jsonl";
+  ropelab::io::write_atomic(prose, "one line of prose\n");
+  e = error_of({prose}, opt);
+  EXPECT_NE(e.find(prose + ": no JSON record"), std::string::npos) << e;
+}
+
+TEST_F(ReportTest, MissingLibrariesSayRunSetup) {
+  report::Options opt;
+  opt.out_dir = out;
+  opt.node_modules = root + "/no_node_modules";
+  const std::string e = error_of({study}, opt);
+  EXPECT_NE(e.find(root + "/no_node_modules/vega/build/vega.min.js is missing"), std::string::npos) << e;
+  EXPECT_NE(e.find("run scripts/setup"), std::string::npos) << e;
+  EXPECT_FALSE(fs::exists(out + "/report.html"));
+}
+
+// The page in a real browser, offline: every chart must be drawn, none may fail.
+TEST_F(ReportTest, HeadlessChromiumDrawsEveryChart) {
+  const std::string chromium = find_chromium();
+  if (chromium.empty()) FAIL() << "chromium not found: run scripts/setup (scripts/report-deps installs it)";
+  const report::Written w = write(/*svg=*/false);
+  const std::string profile = root + "/chromium-profile";
+  ropelab::io::make_dirs(profile);
+  const std::string cmd = "timeout 120 '" + chromium +
+                          "' --headless --no-sandbox --disable-gpu --disable-quic --no-first-run "
+                          "--disable-background-networking --disable-component-update --disable-sync "
+                          "--user-data-dir='" + profile + "' --virtual-time-budget=10000 --dump-dom 'file://" +
+                          out + "/report.html' 2>/dev/null";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string dom;
+  char buf[65536];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) dom.append(buf, n);
+  const int status = ::pclose(p);
+  ASSERT_EQ(status, 0) << cmd;
+  EXPECT_EQ(dom.find("data-chart-error"), std::string::npos)
+      << dom.substr(dom.find("data-chart-error"), 300);
+  EXPECT_NE(dom.find("data-charts-drawn=\"" + std::to_string(w.n_charts) + "\""), std::string::npos)
+      << "the page did not report its charts drawn";
+  EXPECT_EQ(w.n_charts, 4);
+  EXPECT_EQ(count(dom, "class=\"marks\""), 4u) << "one rendered SVG per chart";
+}
+
+}  // namespace
