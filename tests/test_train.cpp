@@ -26,6 +26,8 @@ TEST(Train, LossFallsAndTheRunDirectoryIsComplete) {
   EXPECT_EQ(steps, (std::vector<int64_t>{0, 20, 40, 60, 80}));
   auto loaded = train::load_model(train::checkpoints_dir(dir + "/run") + "/step_00000080.pt");
   EXPECT_EQ(loaded.state["step"], 80);
+  EXPECT_EQ(loaded.state["data_position"]["next_step"], 80);
+  EXPECT_EQ(loaded.state["data_position"]["samples_drawn"], 80 * 4);
   EXPECT_EQ(loaded.model->cfg.vocab_size, 300);
   EXPECT_THROW(train::train_new(cfg, dir + "/run"), Error);  // never overwrite a run
 }

@@ -1,5 +1,6 @@
 #include "train/checkpoint.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/serialize.h>
 
 #include <algorithm>
@@ -43,9 +44,14 @@ void save_checkpoint(const std::string& run_dir, int64_t step, int64_t tokens_se
     opt->save(opt_ar);
     archive.write("optimizer", opt_ar);
   }
+  // RNG state: nothing in the loop draws from it today (windows are hashed
+  // from seed and step), but anything that later does resumes exactly.
+  archive.write("rng_cpu", at::detail::getDefaultCPUGenerator().get_state());
   nlohmann::json full = state;
   full["step"] = step;
   full["tokens_seen"] = tokens_seen;
+  // Data position: training windows are a pure function of (seed, step, global sample).
+  full["data_position"] = {{"next_step", step}, {"samples_drawn", tokens_seen / std::max<int64_t>(1, state.at("config").at("model").at("T_train").get<int64_t>())}};
   archive.write("state", c10::IValue(full.dump()));
   archive.save_to(tmp);
   io::commit_atomic(tmp, path);
@@ -67,9 +73,14 @@ nlohmann::json load_checkpoint(const std::string& path, model::Transformer& m, t
     archive.load_from(path);
     archive.read("model", model_ar);
     m->load(model_ar);
-    if (opt) {
+    if (opt) {  // resuming training: optimizer and RNG state too
       archive.read("optimizer", opt_ar);
       opt->load(opt_ar);
+      at::Tensor rng;
+      if (archive.try_read("rng_cpu", rng)) {
+        at::Generator gen = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
+        gen.set_state(rng);
+      }
     }
     c10::IValue state;
     archive.read("state", state);
