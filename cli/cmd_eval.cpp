@@ -7,6 +7,7 @@
 #include "data/prepare.h"
 #include "eval/gamma_eval.h"
 #include "eval/gamma_record.h"
+#include "eval/kv_eval.h"
 #include "eval/niah.h"
 #include "train/checkpoint.h"
 
@@ -81,12 +82,44 @@ void add_niah_command(CLI::App& ev) {
   });
 }
 
+void add_kv_command(CLI::App& ev) {
+  auto* k = ev.add_subcommand("kv", "KV-cache compression quality per policy and budget, against the closed-form D_f");
+  auto opt = std::make_shared<eval::KVEvalOptions>();
+  auto ckpt = std::make_shared<std::string>();
+  auto gamma = std::make_shared<double>(0);
+  auto json = std::make_shared<bool>(false);
+  k->add_option("--ckpt", *ckpt, "checkpoint file")->required();
+  k->add_option("--policies", opt->policies, "comma list of KV policies")->capture_default_str();
+  k->add_option("--ratios", opt->ratios, "budgets as a fraction of the context")->delimiter(',')->capture_default_str();
+  k->add_option("--context", opt->context, "prefilled tokens N (0 = T_train - decode)")->capture_default_str();
+  k->add_option("--decode", opt->decode, "tokens decoded after compression")->capture_default_str();
+  k->add_option("--windows", opt->windows, "held-out windows")->capture_default_str();
+  k->add_option("--sinks", opt->sinks, "sink tokens kept by streaming and df")->capture_default_str();
+  k->add_option("--obs-window", opt->obs_window, "observation window of snapkv, pyramidkv, tova")->capture_default_str();
+  k->add_option("--epsilon", opt->epsilon, "loss tolerance for the smallest budget")->capture_default_str();
+  auto* g = k->add_option("--gamma", *gamma, "γ for D_f (default: --gamma-from, else γ_Padé(θ, N))");
+  k->add_option("--gamma-from", opt->gamma_from, "γ results .jsonl holding this checkpoint's record")->excludes(g);
+  k->add_option("--f", opt->mass_fractions, "attention-mass fractions for D_f")->delimiter(',')->capture_default_str();
+  k->add_option("--seed", opt->seed)->capture_default_str();
+  k->add_flag("--json", *json, "print the records as JSON lines instead of a table");
+  k->add_option("--out", opt->out, "results .jsonl to append to");
+  k->callback([=, gopt = g] {
+    if (gopt->count() > 0) opt->gamma = *gamma;
+    // Refuse bad arguments before loading data or running anything.
+    eval::check_kv_options(*opt, train::load_model(*ckpt).model->cfg.T_train);
+    const auto recs = eval::eval_kv(*ckpt, *opt);
+    if (*json) for (const auto& r : recs) std::cout << r.dump() << "\n";
+    else std::cout << eval::kv_table(recs);
+  });
+}
+
 }  // namespace
 
 void add_eval_command(CLI::App& root) {
   auto* ev = root.add_subcommand("eval", "evaluate checkpoints");
   ev->require_subcommand(1);
   add_niah_command(*ev);
+  add_kv_command(*ev);
   auto* g = ev->add_subcommand("gamma", "measure the attention-decay exponent γ (A(d) ∝ d^-γ)");
   auto opt = std::make_shared<eval::GammaEvalOptions>();
   auto ckpt = std::make_shared<std::string>();

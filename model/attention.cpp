@@ -88,7 +88,9 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, co
 
   if (probe) {
     auto rows = probe->rows.to(q.device());
-    probe->probs.push_back(attention_probs(q.index_select(2, rows), k, pos.index_select(0, rows), k_pos, scale));
+    auto q_rows = q.index_select(2, rows);
+    probe->probs.push_back(attention_probs(q_rows, k, pos.index_select(0, rows), k_pos, scale));
+    if (probe->keep_queries) probe->queries.push_back(q_rows);
   }
 
   at::Tensor y;

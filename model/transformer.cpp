@@ -70,7 +70,10 @@ at::Tensor TransformerImpl::forward(const at::Tensor& idx, KVCache* cache, Atten
   const int64_t T = idx.size(1), start = cache ? cache->next_pos : 0;
   auto pos = at::arange(start, start + T, idx.options().dtype(at::kLong));
   if (cache && cache->layers.empty()) cache->layers.resize(cfg.n_layers);
-  if (probe) probe->probs.clear();
+  if (probe) {
+    probe->probs.clear();
+    probe->queries.clear();
+  }
   auto x = tok_emb->forward(idx);
   for (int64_t l = 0; l < cfg.n_layers; ++l)
     x = blocks[l]->as<BlockImpl>()->forward(x, pos, attention, cache ? &cache->layers[l] : nullptr, probe);

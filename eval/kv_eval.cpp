@@ -1,0 +1,269 @@
+#include "eval/kv_eval.h"
+
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <cmath>
+#include <map>
+#include <sstream>
+
+#include "common/error.h"
+#include "common/io.h"
+#include "common/progress.h"
+#include "data/loader.h"
+#include "data/prepare.h"
+#include "eval/closed_forms.h"
+#include "model/kv_policy.h"
+#include "train/checkpoint.h"
+
+namespace ropelab::eval {
+namespace {
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  for (std::string item; std::getline(ss, item, ',');) out.push_back(item);
+  return out;
+}
+
+// [B, H, ...] -> [B, G, ...]: the mean over each KV head's query heads.
+at::Tensor group_mean(const at::Tensor& t, int64_t G) {
+  auto sizes = t.sizes().vec();
+  const int64_t H = sizes[1];
+  sizes[1] = H / G;
+  sizes.insert(sizes.begin() + 1, G);
+  return t.reshape(sizes).mean(2);
+}
+
+struct Prefill {
+  model::KVCache cache;
+  std::vector<at::Tensor> probs, queries;  // per layer [1, H, N, N], [1, H, N, D]
+};
+
+// Decodes tokens[0..n) teacher-forced on a copy of `cache`; returns the mean
+// loss of predicting tokens[1..n] and, optionally, the first query's attention.
+double decode_loss(model::Transformer& m, model::KVCache cache, const std::vector<int64_t>& tokens,
+                   std::vector<at::Tensor>* first_attention) {
+  double nll = 0;
+  for (size_t t = 0; t + 1 < tokens.size(); ++t) {
+    model::AttentionProbe probe;
+    probe.rows = torch::tensor({0}, at::kLong);
+    auto logits = m->forward(torch::tensor({{tokens[t]}}, at::kLong), &cache, t == 0 ? &probe : nullptr);
+    nll -= torch::log_softmax(logits[0][0].to(at::kFloat), -1)[tokens[t + 1]].item<double>();
+    if (t == 0 && first_attention) *first_attention = probe.probs;
+  }
+  return nll / double(tokens.size() - 1);
+}
+
+// Compresses each layer of `full` to its budget; returns the cache and the
+// kept indices per layer ([1, G, b]).
+model::KVCache compress(const Prefill& pre, const model::KVPolicySpec& spec, int64_t mean_budget, int64_t G,
+                        int64_t obs, std::vector<at::Tensor>* kept) {
+  model::KVCache out = pre.cache;
+  const int64_t L = pre.cache.layers.size();
+  for (int64_t l = 0; l < L; ++l) {
+    auto& layer = out.layers[l];
+    const int64_t N = layer.k.size(2), D = layer.k.size(3);
+    model::KVView v;
+    v.keys = layer.k;
+    v.recent_attn = group_mean(pre.probs[l].narrow(2, N - obs, obs), G);
+    v.accum_attn = group_mean(pre.probs[l].sum(2), G);
+    // Expected Attention's Gaussian: the group's queries of the whole prefill.
+    auto q = pre.queries[l].to(at::kDouble);  // [1, H, N, D]
+    auto qg = q.reshape({1, G, -1, D});
+    v.query_mean = qg.mean(2);
+    auto centred = qg - v.query_mean.unsqueeze(2);
+    v.query_cov = at::matmul(centred.transpose(-2, -1), centred) / double(qg.size(2));
+    v.layer = l;
+    v.n_layers = L;
+    const auto idx = model::kv_keep(spec, v, model::layer_budget(spec, mean_budget, l, L));
+    auto gather = idx.unsqueeze(-1).expand({idx.size(0), idx.size(1), idx.size(2), D});
+    layer.k = layer.k.gather(2, gather);
+    layer.v = layer.v.gather(2, gather);
+    // Positions only feed the causal mask, and every cached key precedes the decoded queries.
+    layer.pos = layer.pos.index_select(0, idx[0][0]);
+    kept->push_back(idx);
+  }
+  return out;
+}
+
+// Mean over layers and heads of the share of the first decoded query's
+// full-cache attention on the prefix that the kept tokens carry.
+double retained_mass(const std::vector<at::Tensor>& first_attn, const std::vector<at::Tensor>& kept, int64_t G) {
+  double total = 0;
+  for (size_t l = 0; l < kept.size(); ++l) {
+    const auto& a = first_attn[l];  // [1, H, 1, N+1]
+    const int64_t H = a.size(1), per = H / G;
+    const int64_t N = a.size(-1) - 1;  // the last key is the query's own token, never evicted
+    for (int64_t h = 0; h < H; ++h) {
+      const auto row = a[0][h][0];
+      total += row.index_select(0, kept[l][0][h / per]).sum().item<double>() / row.narrow(0, 0, N).sum().item<double>();
+    }
+  }
+  return total / double(kept.size() * first_attn[0].size(1));
+}
+
+}  // namespace
+
+void check_kv_options(const KVEvalOptions& opt, int64_t T_train) {
+  if (opt.ratios.empty()) throw Error("--ratios must not be empty");
+  for (double r : opt.ratios)
+    if (!(r > 0 && r <= 1)) throw Error("--ratios: " + std::to_string(r) + " is outside (0, 1]");
+  for (const auto& p : split(opt.policies)) model::parse_kv_policy(p);
+  if (opt.decode < 2 || opt.windows < 1) throw Error("--decode must be >= 2 and --windows >= 1");
+  const int64_t N = opt.context > 0 ? opt.context : T_train - opt.decode;
+  if (N <= opt.obs_window || N + opt.decode > T_train)
+    throw Error("--context " + std::to_string(N) + " + --decode " + std::to_string(opt.decode) +
+                " must fit in T_train " + std::to_string(T_train) + " with room for the observation window");
+  const double min_ratio = *std::min_element(opt.ratios.begin(), opt.ratios.end());
+  const int64_t floor_tokens = std::max(opt.sinks, opt.obs_window);
+  if (std::llround(min_ratio * N) <= floor_tokens)
+    throw Error("--ratios: " + std::to_string(min_ratio) + " x context " + std::to_string(N) + " leaves " +
+                std::to_string(std::llround(min_ratio * N)) + " tokens, not above the " + std::to_string(floor_tokens) +
+                " sink/observation tokens");
+  for (double f : opt.mass_fractions)
+    if (!(f > 0 && f < 1)) throw Error("--f: " + std::to_string(f) + " is outside (0, 1)");
+}
+
+std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOptions& opt) {
+  auto loaded = train::load_model(ckpt_path);
+  auto& m = loaded.model;
+  const auto& cfg = m->cfg;
+  check_kv_options(opt, cfg.T_train);
+  const int64_t N = opt.context > 0 ? opt.context : cfg.T_train - opt.decode, G = cfg.n_kv_heads;
+  const auto data = data::load_prepared(loaded.state.at("data").at("dir").get<std::string>());
+  const data::TokenStream val(data.val_shards);
+
+  // γ for D_f: given, from a γ record of this checkpoint, or γ_Padé(θ, N).
+  double gamma = 0;
+  std::string gamma_source;
+  if (opt.gamma) {
+    gamma = *opt.gamma;
+    gamma_source = "given";
+  } else if (!opt.gamma_from.empty()) {
+    for (const auto& r : io::read_jsonl(opt.gamma_from))
+      if (r.value("checkpoint", "") == ckpt_path) { gamma = r["measurement"]["gamma"]; gamma_source = opt.gamma_from; }
+    if (gamma_source.empty()) throw Error(opt.gamma_from + ": no γ record for checkpoint " + ckpt_path);
+  } else {
+    gamma = closed_forms::gamma_pade(cfg.rope_theta, double(N));
+    gamma_source = "gamma_pade(theta, N)";
+  }
+
+  // Prefill every window once, with the reference (full-cache) decode.
+  torch::NoGradGuard no_grad;
+  std::vector<Prefill> pre(opt.windows);
+  std::vector<std::vector<int64_t>> tails(opt.windows);
+  std::vector<std::vector<at::Tensor>> first_attn(opt.windows);
+  double loss_full = 0;
+  for (int64_t w = 0; w < opt.windows; ++w) {
+    std::vector<int64_t> win(N + opt.decode);
+    val.copy(data::mix64(opt.seed ^ uint64_t(w) * 0x9e37) % (val.size() - win.size()), win.size(), win.data());
+    model::AttentionProbe probe;
+    probe.rows = torch::arange(N, at::kLong);
+    probe.keep_queries = true;
+    m->forward(torch::tensor(std::vector<int64_t>(win.begin(), win.begin() + N), at::kLong).unsqueeze(0), &pre[w].cache, &probe);
+    pre[w].probs = probe.probs;
+    pre[w].queries = probe.queries;
+    tails[w].assign(win.begin() + N, win.end());
+    loss_full += decode_loss(m, pre[w].cache, tails[w], &first_attn[w]) / opt.windows;
+  }
+
+  const nlohmann::json common = {
+      {"kind", "kv"}, {"model_id", "ropelab:" + std::filesystem::path(ckpt_path).parent_path().parent_path().filename().string()},
+      {"checkpoint", ckpt_path}, {"step", loaded.state.at("step")}, {"context", N}, {"decode", opt.decode},
+      {"windows", opt.windows}, {"seed", opt.seed}, {"loss_full", loss_full}, {"gamma", gamma}, {"gamma_source", gamma_source},
+      {"versions", {{"ropelab", ROPELAB_VERSION}, {"libtorch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR)}}}};
+  std::vector<nlohmann::json> records;
+  auto emit = [&](nlohmann::json rec) {
+    for (auto it = common.begin(); it != common.end(); ++it)  // shared fields; a record's own win
+      if (!rec.contains(it.key())) rec[it.key()] = it.value();
+    if (!opt.out.empty()) io::append_jsonl(opt.out, rec);
+    records.push_back(std::move(rec));
+  };
+  // One measurement: policy at a mean per-layer budget.
+  // Also returns the tokens actually kept per layer: PyramidKV's shallow
+  // layers cap at N, so its mean can fall below the nominal budget.
+  auto measure = [&](const model::KVPolicySpec& spec, int64_t budget) {
+    double loss = 0, mass = 0, kept_mean = 0;
+    for (int64_t w = 0; w < opt.windows; ++w) {
+      std::vector<at::Tensor> kept;
+      auto cache = compress(pre[w], spec, budget, G, opt.obs_window, &kept);
+      loss += decode_loss(m, cache, tails[w], nullptr) / opt.windows;
+      mass += retained_mass(first_attn[w], kept, G) / opt.windows;
+      for (const auto& k : kept) kept_mean += double(k.size(2)) / kept.size() / opt.windows;
+    }
+    return std::make_tuple(loss, mass, kept_mean);
+  };
+
+  const auto policies = split(opt.policies);
+  Progress progress("kv", static_cast<int64_t>(policies.size() * opt.ratios.size()));
+  int64_t done = 0;
+  for (const auto& name : policies) {
+    auto spec = model::parse_kv_policy(name);
+    spec.sinks = opt.sinks;
+    spec.window = opt.obs_window;
+    std::optional<double> smallest;
+    if (name == "df") {
+      // The closed-form window: sinks + the last D_f tokens, one measurement per f.
+      for (double f : opt.mass_fractions) {
+        const int64_t Df = closed_forms::D_f_discrete(gamma, N, f);
+        const double Dc = closed_forms::D_f_continuum(gamma, double(N), f);
+        const auto [loss, mass, kept_mean] = measure(spec, std::min<int64_t>(N, opt.sinks + Df));
+        emit({{"policy", name}, {"f", f}, {"D_f_discrete", Df}, {"D_f_continuum", Dc}, {"budget", std::min<int64_t>(N, opt.sinks + Df)},
+              {"ratio", double(std::min<int64_t>(N, opt.sinks + Df)) / N}, {"loss", loss}, {"rel_loss_increase", loss / loss_full - 1},
+              {"retained_mass", mass}, {"predicted_mass", f}, {"kept_mean", kept_mean}});
+      }
+      progress.update(done += opt.ratios.size(), name);
+      continue;
+    }
+    for (double r : opt.ratios) {
+      const int64_t budget = std::llround(r * N);
+      const auto [loss, mass, kept_mean] = measure(spec, budget);
+      if (loss / loss_full - 1 <= opt.epsilon && (!smallest || r < *smallest)) smallest = r;
+      emit({{"policy", name}, {"ratio", r}, {"budget", budget}, {"loss", loss}, {"rel_loss_increase", loss / loss_full - 1},
+            {"retained_mass", mass}, {"kept_mean", kept_mean}});
+      progress.update(++done, name + " @" + std::to_string(r));
+    }
+    nlohmann::json sum = {{"kind", "kv_summary"}, {"policy", name}, {"epsilon", opt.epsilon},
+                          {"smallest_ratio_within_epsilon", smallest ? nlohmann::json(*smallest) : nlohmann::json(nullptr)},
+                          {"smallest_budget_within_epsilon", smallest ? nlohmann::json(std::llround(*smallest * N)) : nlohmann::json(nullptr)}};
+    nlohmann::json df = nlohmann::json::object();
+    for (double f : opt.mass_fractions) {
+      char key[16];
+      std::snprintf(key, sizeof key, "%.2f", f);
+      df[key] = {{"discrete", closed_forms::D_f_discrete(gamma, N, f)}, {"continuum", closed_forms::D_f_continuum(gamma, double(N), f)}};
+    }
+    sum["D_f"] = df;
+    emit(sum);
+  }
+  progress.finish(std::to_string(records.size()) + " records");
+  return records;
+}
+
+std::string kv_table(const std::vector<nlohmann::json>& records) {
+  std::ostringstream out;
+  char line[200];
+  std::snprintf(line, sizeof line, "%-10s %6s %7s %9s %10s %9s\n", "policy", "ratio", "budget", "loss", "Δloss/full", "mass");
+  out << line;
+  for (const auto& r : records) {
+    if (r["kind"] != "kv") continue;
+    std::snprintf(line, sizeof line, "%-10s %6.3f %7lld %9.4f %+9.2f%% %9.3f%s\n", r["policy"].get<std::string>().c_str(),
+                  r["ratio"].get<double>(), (long long)r["budget"].get<int64_t>(), r["loss"].get<double>(),
+                  100 * r["rel_loss_increase"].get<double>(), r["retained_mass"].get<double>(),
+                  r.contains("f") ? ("  (D_f at f=" + std::to_string(r["f"].get<double>()).substr(0, 4) + ")").c_str() : "");
+    out << line;
+  }
+  for (const auto& r : records)
+    if (r["kind"] == "kv_summary") {
+      out << r["policy"].get<std::string>() << ": smallest ratio within " << r["epsilon"].get<double>() * 100
+          << "% of the full cache: " << (r["smallest_ratio_within_epsilon"].is_null() ? std::string("none tested")
+                                                                                        : r["smallest_ratio_within_epsilon"].dump())
+          << "\n";
+    }
+  if (!records.empty())
+    out << "full-cache loss " << records[0]["loss_full"].get<double>() << "; D_f uses γ = " << records[0]["gamma"].get<double>()
+        << " (" << records[0]["gamma_source"].get<std::string>() << ")\n";
+  return out.str();
+}
+
+}  // namespace ropelab::eval

@@ -1,0 +1,38 @@
+// `ropelab eval kv`: quality under KV-cache compression against the
+// closed-form window D_f. For each held-out window: prefill N tokens with the
+// full cache, compress every layer's cache to a budget with a policy, then
+// decode the next tokens teacher-forced and compare their loss with the
+// uncompressed cache. Also the attention mass the kept tokens carry for the
+// first decoded query, and, for the D_f window, that mass against f.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ropelab::eval {
+
+struct KVEvalOptions {
+  std::string policies = "full,recent,streaming,h2o,tova,snapkv,pyramidkv,keynorm,expected,df";
+  std::vector<double> ratios{0.1, 0.25, 0.5, 0.75, 0.9};  // budget = ratio x N per layer (mean)
+  int64_t context = 0;         // N prefilled tokens; 0 = T_train - decode
+  int64_t decode = 32;         // tokens decoded after compression
+  int64_t windows = 8;         // held-out windows
+  int64_t sinks = 4;           // streaming and df keep these first tokens
+  int64_t obs_window = 8;      // snapkv/pyramidkv/tova observation window (last prefill queries)
+  double epsilon = 0.01;       // "within ε of the full cache" for the smallest-budget comparison
+  std::optional<double> gamma; // γ for D_f; else from gamma_from, else γ_Padé(θ, N) (recorded as such)
+  std::string gamma_from;      // a γ results .jsonl: the record of this checkpoint
+  std::vector<double> mass_fractions{0.8, 0.9, 0.95};  // f for D_f
+  uint64_t seed = 99;
+  std::string out;
+};
+
+// Checks every option before any work (ratios in (0,1], known policies,
+// budgets above the sinks/observation window, context within T_train).
+void check_kv_options(const KVEvalOptions& opt, int64_t T_train);
+
+std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOptions& opt);
+std::string kv_table(const std::vector<nlohmann::json>& records);
+
+}  // namespace ropelab::eval
