@@ -136,6 +136,7 @@ std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOp
       const nlohmann::json where = {{"method", method.label()}, {"scaling_factor", factor}, {"length", L}};
       for (size_t di = 0; di < opt.depths.size(); ++di) {
         int64_t rank_ok = 0, exact_ok = 0;
+        nlohmann::json example;  // the first trial, for a human look
         for (int64_t t = 0; t < opt.trials; ++t) {
           const uint64_t key = data::mix64(data::mix64(opt.seed) ^ data::mix64(uint64_t(L) * 1315423911u + di)) ^ uint64_t(t);
           std::vector<int64_t> hay(L);
@@ -151,7 +152,9 @@ std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOp
           rank_ok += best;
           if (opt.generation) {
             const auto gen = greedy(m, ctx, last, ex.answer.size());
-            exact_ok += trimmed(tok.decode(std::vector<int>(gen.begin(), gen.end()))) == ex.key;
+            const std::string said = trimmed(tok.decode(std::vector<int>(gen.begin(), gen.end())));
+            exact_ok += said == ex.key;
+            if (t == 0) example = {{"key", ex.key}, {"generated", said}};
           }
         }
         const auto rci = wilson95(rank_ok, opt.trials), eci = wilson95(exact_ok, opt.trials);
@@ -160,7 +163,8 @@ std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOp
                               {"rank_accuracy", double(rank_ok) / opt.trials}, {"rank_ci95", {rci.first, rci.second}},
                               {"rank_chance", 0.1}};
         if (opt.generation)
-          rec.update({{"exact_accuracy", double(exact_ok) / opt.trials}, {"exact_ci95", {eci.first, eci.second}}});
+          rec.update({{"exact_accuracy", double(exact_ok) / opt.trials}, {"exact_ci95", {eci.first, eci.second}},
+                      {"example", example}});
         rec.update(where);
         emit(rec);
         char detail[96];

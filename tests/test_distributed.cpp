@@ -19,26 +19,12 @@ using namespace ropelab;
 namespace {
 int free_port() { return 20000 + (::getpid() * 7 + 13) % 20000; }
 
+// One rank of a hand-started 2-process job (no launcher), as torchrun would start it.
 pid_t spawn_rank(const std::string& args, int rank, int world, int port, const std::string& log) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    ::setenv("RANK", std::to_string(rank).c_str(), 1);
-    ::setenv("WORLD_SIZE", std::to_string(world).c_str(), 1);
-    ::setenv("LOCAL_RANK", std::to_string(rank).c_str(), 1);
-    ::setenv("MASTER_ADDR", "127.0.0.1", 1);
-    ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-    FILE* f = std::freopen(log.c_str(), "w", stderr);
-    (void)f;
-    std::vector<std::string> words{"ropelab"};
-    std::istringstream in(args);
-    for (std::string w; in >> w;) words.push_back(w);
-    std::vector<char*> argv;
-    for (auto& w : words) argv.push_back(w.data());
-    argv.push_back(nullptr);
-    ::execv(ROPELAB_BIN, argv.data());
-    ::_exit(127);
-  }
-  return pid;
+  return test::spawn_ropelab(args, log,
+                             {{"RANK", std::to_string(rank)}, {"WORLD_SIZE", std::to_string(world)},
+                              {"LOCAL_RANK", std::to_string(rank)}, {"MASTER_ADDR", "127.0.0.1"},
+                              {"MASTER_PORT", std::to_string(port)}});
 }
 }  // namespace
 

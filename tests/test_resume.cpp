@@ -17,26 +17,7 @@
 
 using namespace ropelab;
 
-namespace {
-
-pid_t spawn_ropelab(const std::string& args, const std::string& log) {
-  std::vector<std::string> words{"ropelab"};
-  std::istringstream in(args);
-  for (std::string w; in >> w;) words.push_back(w);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    FILE* f = std::freopen(log.c_str(), "w", stderr);
-    (void)f;
-    std::vector<char*> argv;
-    for (auto& w : words) argv.push_back(w.data());
-    argv.push_back(nullptr);
-    ::execv(ROPELAB_BIN, argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-}  // namespace
+using ropelab::test::spawn_ropelab;
 
 TEST(Resume, SigkillThenResumeReproducesTheUninterruptedLosses) {
   const auto dir = ropelab::test::scratch_dir();

@@ -11,12 +11,7 @@
 using namespace ropelab;
 using namespace ropelab::data;
 
-namespace {
-std::string error_of(const std::function<void()>& f) {
-  try { f(); } catch (const Error& e) { return e.what(); }
-  return "";
-}
-}  // namespace
+using ropelab::test::error_of;
 
 TEST(Shard, RoundTripPicksTheNarrowestWidth) {
   const auto dir = ropelab::test::scratch_dir();

@@ -7,12 +7,7 @@
 using namespace ropelab;
 using namespace ropelab::data;
 
-namespace {
-std::string error_of(const std::function<void()>& f) {
-  try { f(); } catch (const Error& e) { return e.what(); }
-  return "";
-}
-}  // namespace
+using ropelab::test::error_of;
 
 TEST(TextSources, ReadsTxtJsonlAndFolders) {
   const auto dir = ropelab::test::scratch_dir();

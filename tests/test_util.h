@@ -3,10 +3,19 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
 #include <string>
+#include <vector>
+
+#include "common/error.h"
 
 namespace ropelab::test {
 
@@ -56,6 +65,37 @@ inline RunResult run_ropelab(const std::string& args) {
   const int status = ::pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// The message of the ropelab::Error `f` throws, or "" if it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Starts `ropelab ARGS` as a child process (stderr to `log`, extra
+// environment variables set) and returns its pid without waiting.
+inline pid_t spawn_ropelab(const std::string& args, const std::string& log,
+                           const std::map<std::string, std::string>& env = {}) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    FILE* f = std::freopen(log.c_str(), "w", stderr);
+    (void)f;
+    std::vector<std::string> words{"ropelab"};
+    std::istringstream in(args);
+    for (std::string w; in >> w;) words.push_back(w);
+    std::vector<char*> argv;
+    for (auto& w : words) argv.push_back(w.data());
+    argv.push_back(nullptr);
+    ::execv(ROPELAB_BIN, argv.data());
+    ::_exit(127);
+  }
+  return pid;
 }
 
 }  // namespace ropelab::test
