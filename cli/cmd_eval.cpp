@@ -101,6 +101,7 @@ void add_kv_command(CLI::App& ev) {
   k->add_option("--gamma-from", opt->gamma_from, "γ results .jsonl holding this checkpoint's record")->excludes(g);
   k->add_option("--f", opt->mass_fractions, "attention-mass fractions for D_f")->delimiter(',')->capture_default_str();
   k->add_option("--seed", opt->seed)->capture_default_str();
+  k->add_option("--gmm-max-k", opt->gmm_max_k, "query-distribution check: GMMs up to this K (0 = skip)")->capture_default_str();
   k->add_flag("--json", *json, "print the records as JSON lines instead of a table");
   k->add_option("--out", opt->out, "results .jsonl to append to");
   k->callback([=, gopt = g] {

@@ -13,6 +13,7 @@
 #include "data/loader.h"
 #include "data/prepare.h"
 #include "eval/closed_forms.h"
+#include "eval/query_gmm.h"
 #include "model/kv_policy.h"
 #include "train/checkpoint.h"
 
@@ -37,7 +38,7 @@ at::Tensor group_mean(const at::Tensor& t, int64_t G) {
 
 struct Prefill {
   model::KVCache cache;
-  std::vector<at::Tensor> probs, queries;  // per layer [1, H, N, N], [1, H, N, D]
+  std::vector<at::Tensor> probs, queries, queries_pre_rope;  // per layer [1, H, N, N], [1, H, N, D] x2
 };
 
 // Decodes tokens[0..n) teacher-forced on a copy of `cache`; returns the mean
@@ -164,6 +165,7 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
     m->forward(torch::tensor(std::vector<int64_t>(win.begin(), win.begin() + N), at::kLong).unsqueeze(0), &pre[w].cache, &probe);
     pre[w].probs = probe.probs;
     pre[w].queries = probe.queries;
+    pre[w].queries_pre_rope = probe.queries_pre_rope;
     tails[w].assign(win.begin() + N, win.end());
     loss_full += decode_loss(m, pre[w].cache, tails[w], &first_attn[w]) / opt.windows;
   }
@@ -236,6 +238,21 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
     sum["D_f"] = df;
     emit(sum);
   }
+  // Behind Expected Attention: is each (layer, KV head)'s pre-RoPE query
+  // distribution one Gaussian? Pool the group's heads over every window.
+  if (opt.gmm_max_k > 0) {
+    const int64_t L = cfg.n_layers, D = cfg.d_head;
+    for (int64_t l = 0; l < L; ++l)
+      for (int64_t g = 0; g < G; ++g) {
+        std::vector<at::Tensor> xs;
+        for (const auto& p : pre) xs.push_back(p.queries_pre_rope[l].reshape({G, -1, D})[g]);
+        const auto sel = select_gmm(at::cat(xs), opt.gmm_max_k);
+        nlohmann::json bics = nlohmann::json::array();
+        for (const auto& f : sel.fits) bics.push_back(f.bic);
+        emit({{"kind", "query_gmm"}, {"layer", l}, {"kv_head", g}, {"n_samples", at::cat(xs).size(0)}, {"dim", D},
+              {"best_K", sel.best_K}, {"delta_BIC_vs_K1", sel.delta_bic}, {"BIC", bics}});
+      }
+  }
   progress.finish(std::to_string(records.size()) + " records");
   return records;
 }
@@ -260,6 +277,10 @@ std::string kv_table(const std::vector<nlohmann::json>& records) {
                                                                                         : r["smallest_ratio_within_epsilon"].dump())
           << "\n";
     }
+  for (const auto& r : records)
+    if (r["kind"] == "query_gmm")
+      out << "queries layer " << r["layer"] << " kv-head " << r["kv_head"] << ": BIC-best K = " << r["best_K"]
+          << " (ΔBIC vs K=1: " << r["delta_BIC_vs_K1"].get<double>() << ")\n";
   if (!records.empty())
     out << "full-cache loss " << records[0]["loss_full"].get<double>() << "; D_f uses γ = " << records[0]["gamma"].get<double>()
         << " (" << records[0]["gamma_source"].get<std::string>() << ")\n";

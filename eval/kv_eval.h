@@ -25,6 +25,7 @@ struct KVEvalOptions {
   std::string gamma_from;      // a γ results .jsonl: the record of this checkpoint
   std::vector<double> mass_fractions{0.8, 0.9, 0.95};  // f for D_f
   uint64_t seed = 99;
+  int gmm_max_k = 8;           // query-distribution check: GMMs with K = 1..this (0 = skip)
   std::string out;
 };
 

@@ -58,6 +58,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, co
   auto k = heads(wk->forward(x), n_kv_heads_);
   auto v = heads(wv->forward(x), n_kv_heads_);
 
+  const at::Tensor q_pre_rope = probe && probe->keep_queries ? q : at::Tensor();
   const auto inv_freq = s.inv_freq.defined() ? s.inv_freq : rope_inv_freq(s.rope_theta, rotary_dim_);
   const auto tables = rope_tables(inv_freq, pos, s.position_scale, q.scalar_type());
   q = apply_rope(q, tables);
@@ -90,7 +91,10 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, co
     auto rows = probe->rows.to(q.device());
     auto q_rows = q.index_select(2, rows);
     probe->probs.push_back(attention_probs(q_rows, k, pos.index_select(0, rows), k_pos, scale));
-    if (probe->keep_queries) probe->queries.push_back(q_rows);
+    if (probe->keep_queries) {
+      probe->queries.push_back(q_rows);
+      probe->queries_pre_rope.push_back(q_pre_rope.index_select(2, rows));
+    }
   }
 
   at::Tensor y;

@@ -34,8 +34,9 @@ struct KVCache {
 struct AttentionProbe {
   at::Tensor rows;                 // int64 indices into this forward's query positions
   std::vector<at::Tensor> probs;   // filled per layer: [B, n_heads, n_rows, T_keys], float32
-  bool keep_queries = false;       // also record the rows' (rotated) queries
-  std::vector<at::Tensor> queries; // per layer: [B, n_heads, n_rows, d_head]
+  bool keep_queries = false;       // also record the rows' queries, rotated and before RoPE
+  std::vector<at::Tensor> queries; // per layer: [B, n_heads, n_rows, d_head], rotated
+  std::vector<at::Tensor> queries_pre_rope;  // per layer, as projected (what Expected Attention models)
 };
 
 // softmax(q k^T * scale + causal mask) v, computed in query chunks so no

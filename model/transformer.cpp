@@ -73,6 +73,7 @@ at::Tensor TransformerImpl::forward(const at::Tensor& idx, KVCache* cache, Atten
   if (probe) {
     probe->probs.clear();
     probe->queries.clear();
+    probe->queries_pre_rope.clear();
   }
   auto x = tok_emb->forward(idx);
   for (int64_t l = 0; l < cfg.n_layers; ++l)

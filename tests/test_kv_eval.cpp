@@ -50,10 +50,18 @@ TEST(KVEval, FullCacheIsTheReferenceAndEveryPolicyIsMeasured) {
   o.sinks = 2;
   o.obs_window = 4;
   o.gamma = 0.9;
+  o.gmm_max_k = 3;
   o.out = dir + "/kv.jsonl";
   const auto recs = eval::eval_kv(train::checkpoints_dir(dir + "/run") + "/step_00000020.pt", o);
-  int kv = 0, summaries = 0, df = 0;
+  int kv = 0, summaries = 0, df = 0, gmm = 0;
   for (const auto& r : recs) {
+    if (r["kind"] == "query_gmm") {
+      ++gmm;
+      EXPECT_GE(r["best_K"].get<int>(), 1);
+      EXPECT_GE(r["delta_BIC_vs_K1"].get<double>(), 0.0);
+      EXPECT_EQ(r["n_samples"], 2 * 2 * 24);  // windows x heads per KV head x N
+      continue;
+    }
     if (r["kind"] == "kv_summary") {
       ++summaries;
       EXPECT_TRUE(r["D_f"].contains("0.90"));
@@ -79,6 +87,7 @@ TEST(KVEval, FullCacheIsTheReferenceAndEveryPolicyIsMeasured) {
   EXPECT_EQ(kv, 9 * 2 + 3);
   EXPECT_EQ(df, 3);
   EXPECT_EQ(summaries, 9);
+  EXPECT_EQ(gmm, 2 * 1);  // layers x KV heads
   for (const auto& r : recs)
     if (r["kind"] == "kv_summary" && r["policy"] == "full") EXPECT_EQ(r["smallest_ratio_within_epsilon"], 0.5);
   EXPECT_NE(eval::kv_table(recs).find("snapkv"), std::string::npos);
