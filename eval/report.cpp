@@ -179,6 +179,47 @@ class Collector {
       if (f.filename() != "metrics.jsonl" && f.extension() == ".jsonl" && fs::is_regular_file(f)) add_results(f);
   }
 
+  // The charted kinds and the fields each needs (numbers, except policy: a string).
+  struct KeptKind {
+    const char* kind;
+    std::vector<const char*> fields;
+    std::vector<ResultRecord> Inputs::*list;
+  };
+  static const std::vector<KeptKind>& kept_kinds() {
+    static const std::vector<KeptKind> k = {
+        {"niah", {"length", "depth", "rank_accuracy"}, &Inputs::niah},
+        {"perplexity", {"length", "perplexity"}, &Inputs::perplexity},
+        {"kv", {"policy", "ratio", "rel_loss_increase"}, &Inputs::kv},
+        {"kv_summary", {"policy", "smallest_ratio_within_epsilon"}, &Inputs::kv_summary}};
+    return k;
+  }
+  static bool has_field(const json& r, const char* f) {
+    return std::string(f) == "policy" ? r.contains(f) && r[f].is_string() : number_at(r, {f}).has_value();
+  }
+  static const KeptKind* kind_entry(const json& r) {
+    if (!r.is_object() || !r.contains("kind") || !r["kind"].is_string()) return nullptr;
+    for (const auto& k : kept_kinds())
+      if (r["kind"] == k.kind) return &k;
+    return nullptr;
+  }
+  // Where a charted kind's record goes; nullptr for other kinds and for one that lacks a field.
+  std::vector<ResultRecord>* kept_kind(const json& r) {
+    const KeptKind* k = kind_entry(r);
+    if (!k) return nullptr;
+    for (const char* f : k->fields)
+      if (!has_field(r, f)) return nullptr;
+    return &(in.*(k->list));
+  }
+  // " (without F, …)" for a charted kind's record that lacks fields; "" otherwise.
+  static std::string missing_fields(const json& r) {
+    const KeptKind* k = kind_entry(r);
+    std::string s;
+    if (k)
+      for (const char* f : k->fields)
+        if (!has_field(r, f)) s += (s.empty() ? " (without " : ", ") + std::string(f);
+    return s.empty() ? s : s + ")";
+  }
+
   int add_results_in(const fs::path& dir) {
     int n = 0;
     for (const auto& f : sorted_entries(dir))
@@ -200,8 +241,11 @@ class Collector {
         GammaRecord g{r, file.string(), static_cast<int>(i + 1), "", std::nullopt};
         if (const auto step = number_at(r, {"step"})) g.step = static_cast<int64_t>(std::llround(*step));
         in.gamma.push_back(std::move(g));
+      } else if (auto* kept = kept_kind(r)) {
+        kept->push_back({r, file.string(), model_id(r).empty() ? "?" : model_id(r), std::nullopt});
+        if (const auto step = number_at(r, {"step"})) kept->back().step = static_cast<int64_t>(std::llround(*step));
       } else {
-        ++unknown[kind_of(r)];
+        ++unknown[kind_of(r) + missing_fields(r)];
       }
     }
     for (const auto& [kind, n] : unknown) in.unknown.push_back({kind, file.string(), n});
@@ -308,6 +352,18 @@ std::vector<std::string> cells(const SummaryRow& r) {
           fmt(r.gamma_pade),
           r.relative_error ? fmt(*r.relative_error * 100, "%.1f") + "%" : "-",
           fmt(r.uniform_baseline)};
+}
+
+// KV summary: one row per kv_summary record (`ropelab eval kv`).
+const std::vector<std::string> kKvColumns = {"model", "step", "policy", "smallest ratio within ε", "ε"};
+
+std::vector<std::vector<std::string>> kv_summary_cells(const Inputs& in) {
+  std::vector<std::vector<std::string>> out;
+  for (const auto& k : in.kv_summary)
+    out.push_back({k.model, k.step ? std::to_string(*k.step) : "-", k.record["policy"].get<std::string>(),
+                   fmt(number_at(k.record, {"smallest_ratio_within_epsilon"}), "%.3g"),
+                   fmt(number_at(k.record, {"epsilon"}), "%g")});
+  return out;
 }
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
@@ -425,6 +481,19 @@ std::string html_page(const Inputs& in, const std::vector<SummaryRow>& rows, con
     h += "</tr>\n";
   }
   h += "</table>\n</section>\n";
+  if (!in.kv_summary.empty()) {
+    h += "<section>\n<h2>KV cache</h2>\n<p class=\"caption\">Per kv_summary record: the smallest kept ratio "
+         "whose loss is within ε (relative) of the full cache.</p>\n<table id=\"kv-summary-table\">\n<tr>";
+    for (const auto& c : kKvColumns) h += "<th>" + html_escape(c) + "</th>";
+    h += "</tr>\n";
+    for (const auto& row : kv_summary_cells(in)) {
+      h += "<tr>";
+      for (size_t i = 0; i < row.size(); ++i)
+        h += (i == 0 || i == 2 ? "<td>" : "<td class=\"num\">") + html_escape(row[i]) + "</td>";
+      h += "</tr>\n";
+    }
+    h += "</table>\n</section>\n";
+  }
   if (!notes.empty()) {
     h += "<section id=\"notes\">\n<h2>Notes</h2>\n";
     for (const auto& n : notes) h += "<p class=\"note\">" + html_escape(n) + "</p>\n";
@@ -474,6 +543,16 @@ std::string markdown(const Inputs& in, const std::vector<SummaryRow>& rows, cons
     m += "\n";
   }
   if (rows.empty()) m += "\n(no γ records)\n";
+  if (!in.kv_summary.empty()) {
+    m += "\n## KV cache\n\nSmallest kept ratio whose loss is within ε of the full cache.\n\n|";
+    for (const auto& c : kKvColumns) m += " " + c + " |";
+    m += "\n|---|---:|---|---:|---:|\n";
+    for (const auto& row : kv_summary_cells(in)) {
+      m += "|";
+      for (const auto& c : row) m += " " + md_escape(c) + " |";
+      m += "\n";
+    }
+  }
   if (!notes.empty()) {
     m += "\n## Notes\n\n";
     for (const auto& n : notes) m += "- " + n + "\n";

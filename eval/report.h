@@ -10,7 +10,9 @@
 //   a .jsonl file      result records, one JSON object a line
 // A γ record is any record with a number at measurement.gamma: those of
 // `ropelab eval gamma` (with step and checkpoint) and of `ropelab fit gamma`
-// (without) alike. Other records are counted by kind and listed in a note.
+// (without) alike. Records of kind niah, perplexity, kv and kv_summary (those of
+// `ropelab eval niah|perplexity|kv`) are kept for their charts. Other records
+// are counted by kind and listed in a note.
 // A path that does not exist, cannot be read, or is none of the above throws
 // ropelab::Error naming it.
 //
@@ -47,6 +49,14 @@ struct GammaRecord {
   std::optional<int64_t> step;  // top-level "step"; absent for `fit gamma` records
 };
 
+// A NIAH, perplexity, KV or KV-summary record (`ropelab eval niah|perplexity|kv`).
+struct ResultRecord {
+  nlohmann::json record;
+  std::string file;             // the .jsonl it was read from
+  std::string model;            // its model_id, "?" when absent
+  std::optional<int64_t> step;  // top-level "step"
+};
+
 // Records of a kind the report does not chart, counted per file.
 struct UnknownKind {
   std::string kind;  // the record's "kind"/"type" field, else a description of its keys
@@ -59,6 +69,11 @@ struct Inputs {
   std::vector<Run> runs;
   std::vector<std::string> result_files;  // the .jsonl files read as results
   std::vector<GammaRecord> gamma;         // in reading order
+  // By "kind", each with the numbers its chart needs (else counted as unknown):
+  std::vector<ResultRecord> niah;        // length, depth, rank_accuracy
+  std::vector<ResultRecord> perplexity;  // length, perplexity
+  std::vector<ResultRecord> kv;          // ratio, rel_loss_increase, policy
+  std::vector<ResultRecord> kv_summary;  // smallest_ratio_within_epsilon, policy
   std::vector<UnknownKind> unknown;
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <tuple>
@@ -82,6 +83,60 @@ json series_color(const Inputs& in, const json& rows, const std::string& title) 
 }
 
 json step_or_null(const GammaRecord& g) { return g.step ? json(*g.step) : json(); }
+
+// ---- helpers of the NIAH, perplexity and KV charts
+
+std::string str_at(const json& r, const char* key) {
+  return r.contains(key) && r[key].is_string() ? r[key].get<std::string>() : "?";
+}
+
+std::string num_key(const std::optional<double>& v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", v.value_or(NAN));
+  return buf;
+}
+
+// The newest record (largest step; the later one on a tie) per key, in first-seen order.
+template <class Key>
+std::vector<const ResultRecord*> newest_per(const std::vector<ResultRecord>& recs, Key key) {
+  std::vector<const ResultRecord*> out;
+  std::map<std::string, size_t> slot;
+  for (const auto& r : recs) {
+    const auto it = slot.find(key(r));
+    if (it == slot.end()) slot[key(r)] = out.size(), out.push_back(&r);
+    else if (r.step.value_or(INT64_MIN) >= out[it->second]->step.value_or(INT64_MIN)) out[it->second] = &r;
+  }
+  return out;
+}
+
+bool several_models(const std::vector<ResultRecord>& recs) {
+  return std::any_of(recs.begin(), recs.end(), [&](const ResultRecord& r) { return r.model != recs[0].model; });
+}
+
+// A line's name: the method or policy, with the model when the records have several.
+std::string line_label(const std::string& name, const ResultRecord& r, bool several) {
+  return several ? name + " · " + r.model : name;
+}
+
+// CI95 [lo, hi] at record[key] into row[lo_name], row[hi_name], when present.
+void add_ci(json& row, const json& record, const char* key, const char* lo_name, const char* hi_name) {
+  if (!record.contains(key) || !record[key].is_array() || record[key].size() != 2) return;
+  const json& ci = record[key];
+  if (ci[0].is_number() && ci[1].is_number()) row[lo_name] = ci[0], row[hi_name] = ci[1];
+}
+
+// T_train: the record's own, else model.T_train in the config of the run its checkpoint is in.
+std::optional<double> t_train(const Inputs& in, const ResultRecord& r) {
+  if (const auto t = number_at(r.record, {"T_train"})) return t;
+  if (!r.record.contains("checkpoint") || !r.record["checkpoint"].is_string()) return std::nullopt;
+  namespace fs = std::filesystem;
+  const fs::path run_dir = fs::path(r.record["checkpoint"].get<std::string>()).parent_path().parent_path();
+  std::error_code ec, ec2;
+  const fs::path canon = fs::weakly_canonical(run_dir, ec);
+  for (const auto& run : in.runs)
+    if (!ec && fs::weakly_canonical(run.dir, ec2) == canon && !ec2) return number_at(run.config, {"model", "T_train"});
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -271,11 +326,180 @@ std::optional<Chart> gamma_vs_theta_chart(const Inputs& in) {
                spec};
 }
 
+// Data: "niah" records (ropelab eval niah), the newest step per model, method, length and depth.
+std::optional<Chart> niah_heatmap_chart(const Inputs& in) {
+  const auto recs = newest_per(in.niah, [](const ResultRecord& r) {
+    return r.model + "|" + str_at(r.record, "method") + "|" + num_key(number_at(r.record, {"length"})) + "|" +
+           num_key(number_at(r.record, {"depth"}));
+  });
+  if (recs.empty()) return std::nullopt;
+  json cells = json::array();
+  std::set<double> chance;
+  for (const auto* r : recs) {
+    const json& j = r->record;
+    json row = {{"model", r->model}, {"method", str_at(j, "method")}, {"length", *number_at(j, {"length"})},
+                {"depth", *number_at(j, {"depth"})}, {"rank_accuracy", *number_at(j, {"rank_accuracy"})},
+                {"step", r->step ? json(*r->step) : json()}};
+    if (const auto e = number_at(j, {"exact_accuracy"})) row["exact_accuracy"] = *e;
+    if (const auto t = number_at(j, {"trials"})) row["trials"] = *t;
+    add_ci(row, j, "rank_ci95", "rank_lo", "rank_hi");
+    add_ci(row, j, "exact_ci95", "exact_lo", "exact_hi");
+    if (const auto c = number_at(j, {"rank_chance"})) chance.insert(*c);
+    cells.push_back(row);
+  }
+  std::string chance_text;
+  for (double c : chance) chance_text += (chance_text.empty() ? "" : " / ") + fmt_g(c);
+  json facet = {{"column", nominal("method", "method")}};
+  if (several_models(in.niah)) facet["row"] = nominal("model", "model");
+  const json tooltip = {nominal("method", "method"), nominal("model", "model"), axis("length", "length"),
+                        axis("depth", "depth"), axis("rank_accuracy", "rank accuracy"),
+                        axis("rank_lo", "rank CI95 lo"), axis("rank_hi", "rank CI95 hi"),
+                        axis("exact_accuracy", "exact accuracy"), axis("exact_lo", "exact CI95 lo"),
+                        axis("exact_hi", "exact CI95 hi"), axis("trials", "trials"), axis("step", "step")};
+  json spec = base_spec("NIAH: rank accuracy by length and depth");
+  spec.erase("width"), spec.erase("height");
+  spec["data"] = {{"values", cells}};
+  spec["facet"] = facet;
+  spec["spec"] = {{"width", 200}, {"height", 150}, {"mark", "rect"},
+                  {"encoding", {{"x", {{"field", "length"}, {"type", "ordinal"}, {"title", "context length"}}},
+                                {"y", {{"field", "depth"}, {"type", "ordinal"}, {"title", "needle depth"}}},
+                                {"color", {{"field", "rank_accuracy"}, {"type", "quantitative"},
+                                           {"title", "rank accuracy"},
+                                           {"scale", {{"domain", {0, 1}}, {"scheme", "viridis"}}}}},
+                                {"tooltip", tooltip}}}};
+  return Chart{"niah-heatmap", "NIAH: rank accuracy by length × depth",
+               "rank_accuracy of \"niah\" records (ropelab eval niah), colour 0 to 1, one panel per method" +
+                   std::string(facet.contains("row") ? " and model" : "") + "; chance level (rank_chance) = " +
+                   (chance_text.empty() ? "not in the records" : chance_text) +
+                   ". The tooltip gives exact_accuracy and both CI95s (rank_ci95, exact_ci95). Newest step per cell.",
+               spec};
+}
+
+// Data: "perplexity" records (ropelab eval perplexity), the newest step per model, method and length;
+// the rule at T_train comes from the record or its run's config.json (model.T_train), else is not drawn.
+std::optional<Chart> perplexity_vs_length_chart(const Inputs& in) {
+  const auto recs = newest_per(in.perplexity, [](const ResultRecord& r) {
+    return r.model + "|" + str_at(r.record, "method") + "|" + num_key(number_at(r.record, {"length"}));
+  });
+  if (recs.empty()) return std::nullopt;
+  const bool several = several_models(in.perplexity);
+  json rows = json::array(), rules = json::array();
+  std::set<std::pair<std::string, double>> T_trains;  // (model, T_train)
+  for (const auto* r : recs) {
+    const json& j = r->record;
+    const auto len = number_at(j, {"length"}), ppl = number_at(j, {"perplexity"});
+    if (!(*len > 0 && *ppl > 0)) continue;  // not on log axes
+    rows.push_back({{"series", line_label(str_at(j, "method"), *r, several)}, {"length", *len}, {"perplexity", *ppl},
+                    {"nll", number_at(j, {"nll"}) ? json(*number_at(j, {"nll"})) : json()},
+                    {"windows", number_at(j, {"windows"}) ? json(*number_at(j, {"windows"})) : json()}});
+    if (const auto t = t_train(in, *r); t && *t > 0) T_trains.emplace(r->model, *t);
+  }
+  if (rows.empty()) return std::nullopt;
+  for (const auto& [model, t] : T_trains)
+    rules.push_back({{"T_train", t}, {"rule", several ? "T_train (" + model + ")" : std::string("T_train")}});
+  const json x = axis("length", "evaluation length (tokens)", "log");
+  json spec = base_spec("Perplexity vs length");
+  spec["layer"] = {{{"data", {{"values", rows}}},
+                    {"mark", {{"type", "line"}, {"point", true}}},
+                    {"encoding", {{"x", x}, {"y", axis("perplexity", "perplexity", "log")},
+                                  {"color", nominal("series", several ? "method · model" : "method")},
+                                  {"tooltip", {nominal("series", "method"), axis("length", "length"),
+                                               axis("perplexity", "perplexity"), axis("nll", "NLL"),
+                                               axis("windows", "windows")}}}}}};
+  if (!rules.empty())
+    spec["layer"].push_back({{"data", {{"values", rules}}},
+                             {"mark", {{"type", "rule"}, {"color", "#777"}, {"strokeDash", {4, 4}}}},
+                             {"encoding", {{"x", x}, {"tooltip", {nominal("rule", "rule"), axis("T_train", "T_train")}}}}});
+  return Chart{"perplexity-vs-length", "Perplexity vs evaluation length",
+               "perplexity of \"perplexity\" records (ropelab eval perplexity) vs length, log–log, one line per "
+               "method" + std::string(several ? " and model" : "") + " (newest step)" +
+                   (rules.empty() ? "; no T_train in the records or run configs, so no rule."
+                                  : "; dashed rule at the training length T_train (the record's, else its run's "
+                                    "config model.T_train)."),
+               spec};
+}
+
+// Data: "kv" records (ropelab eval kv), the newest step per model, policy, ratio and f.
+std::optional<Chart> kv_quality_chart(const Inputs& in) {
+  const auto recs = newest_per(in.kv, [](const ResultRecord& r) {
+    return r.model + "|" + str_at(r.record, "policy") + "|" + num_key(number_at(r.record, {"ratio"})) + "|" +
+           num_key(number_at(r.record, {"f"}));
+  });
+  if (recs.empty()) return std::nullopt;
+  const bool several = several_models(in.kv);
+  json lines = json::array(), df = json::array(), mass = json::array();
+  for (const auto* r : recs) {
+    const json& j = r->record;
+    const std::string policy = str_at(j, "policy");
+    const auto retained = number_at(j, {"retained_mass"}), f = number_at(j, {"f"});
+    json row = {{"series", line_label(policy, *r, several)}, {"ratio", *number_at(j, {"ratio"})},
+                {"rel_pct", 100 * *number_at(j, {"rel_loss_increase"})},
+                {"retained_mass", retained ? json(*retained) : json()},
+                {"budget", number_at(j, {"budget"}) ? json(*number_at(j, {"budget"})) : json()}};
+    if (policy != "df" || !f) {
+      lines.push_back(row);
+      continue;
+    }
+    row["label"] = "f=" + fmt_g(*f);
+    df.push_back(row);
+    if (retained) mass.push_back({{"series", row["series"]}, {"ratio", row["ratio"]}, {"mass", *retained},
+                                  {"which", "measured (retained_mass)"}, {"label", row["label"]}});
+    if (const auto p = number_at(j, {"predicted_mass"}))
+      mass.push_back({{"series", row["series"]}, {"ratio", row["ratio"]}, {"mass", *p},
+                      {"which", "predicted (predicted_mass = f)"}, {"label", row["label"]}});
+  }
+  const json x = axis("ratio", "kept ratio (budget / context)");
+  const json color = nominal("series", several ? "policy · model" : "policy");
+  const json tip = {nominal("series", "policy"), axis("ratio", "ratio"), axis("budget", "budget"),
+                    axis("rel_pct", "rel. loss increase (%)"), axis("retained_mass", "retained mass")};
+  auto layer = [](const json& values, const json& mark, const json& enc) {
+    return json{{"data", {{"values", values}}}, {"mark", mark}, {"encoding", enc}};
+  };
+  json loss = {{"width", kWidth}, {"height", 240}, {"layer", json::array()}};
+  json kept = {{"width", kWidth}, {"height", 200}, {"layer", json::array()}};
+  const json y_loss = axis("rel_pct", "rel. loss increase (%)"), y_mass = axis("retained_mass", "retained attention mass");
+  if (!lines.empty()) {
+    loss["layer"].push_back(layer(lines, {{"type", "line"}, {"point", true}},
+                                  {{"x", x}, {"y", y_loss}, {"color", color}, {"tooltip", tip}}));
+    kept["layer"].push_back(layer(lines, {{"type", "line"}, {"point", true}},
+                                  {{"x", x}, {"y", y_mass}, {"color", color}, {"tooltip", tip}}));
+  }
+  if (!df.empty()) {
+    loss["layer"].push_back(layer(df, {{"type", "point"}, {"shape", "diamond"}, {"filled", true}, {"size", 90}},
+                                  {{"x", x}, {"y", y_loss}, {"color", color}, {"tooltip", tip}}));
+    loss["layer"].push_back(layer(df, {{"type", "text"}, {"dy", -10}},
+                                  {{"x", x}, {"y", y_loss}, {"text", {{"field", "label"}}}}));
+  }
+  if (!mass.empty()) {
+    const json y = axis("mass", "retained attention mass");
+    kept["layer"].push_back(layer(mass, {{"type", "point"}, {"size", 80}, {"strokeWidth", 2}},
+                                  {{"x", x}, {"y", y}, {"color", color}, {"shape", nominal("which", "D_f mass")},
+                                   {"tooltip", {nominal("which", "mass"), nominal("label", "f"), axis("ratio", "ratio"),
+                                                axis("mass", "mass")}}}));
+    json labels = layer(mass, {{"type", "text"}, {"dx", 10}, {"align", "left"}},
+                        {{"x", x}, {"y", y}, {"text", {{"field", "label"}}}});
+    labels["transform"] = {{{"filter", "indexof(datum.which, 'predicted') == 0"}}};  // one label per df point
+    kept["layer"].push_back(labels);
+  }
+  json spec = base_spec("KV cache: quality vs kept ratio");
+  spec.erase("width"), spec.erase("height");
+  spec["vconcat"] = json::array();
+  spec["vconcat"].push_back(loss);
+  if (!kept["layer"].empty()) spec["vconcat"].push_back(kept);
+  return Chart{"kv-quality", "KV cache: loss and retained mass vs kept ratio",
+               "From \"kv\" records (ropelab eval kv), newest step. Top: rel_loss_increase (%) vs ratio, one line per "
+               "policy; the df policy's points (diamonds, labelled f) keep the D_f budget for attention mass f. "
+               "Bottom: retained_mass vs ratio; for df, measured retained_mass and predicted_mass (= f) as "
+               "distinct shapes at the same ratio, so measured and predicted mass can be compared.",
+               spec};
+}
+
 const std::vector<ChartBuilder>& chart_builders() {
-  // Page order. Add later charts (NIAH heatmaps, perplexity vs length, KV quality vs
-  // budget with D_f markers) here, one function each.
-  static const std::vector<ChartBuilder> builders = {loss_curves_chart, gamma_fit_chart, gamma_flow_chart,
-                                                     gamma_vs_theta_chart};
+  // Page order; a later chart is one more function here.
+  static const std::vector<ChartBuilder> builders = {loss_curves_chart,    gamma_fit_chart,
+                                                     gamma_flow_chart,     gamma_vs_theta_chart,
+                                                     niah_heatmap_chart,   perplexity_vs_length_chart,
+                                                     kv_quality_chart};
   return builders;
 }
 

@@ -32,11 +32,20 @@ std::optional<Chart> gamma_flow_chart(const Inputs& in);
 //    each `fit gamma` record, under the curve γ_Padé(θ, T_eval) for each T_eval present
 std::optional<Chart> gamma_vs_theta_chart(const Inputs& in);
 
-// The charts, in page order. A later chart (NIAH length × depth heatmaps,
-// perplexity vs length, KV quality vs budget with D_f markers) is one more
-// function of this shape appended to the list in report_charts.cpp: it reads
-// its records from Inputs (add the record kind to Inputs and to the reader's
-// classification in report.cpp) and returns std::nullopt when they are absent.
+// 5. NIAH rank_accuracy as a length × depth heatmap (colour 0..1), one panel per
+//    method (and model); tooltip: exact_accuracy and the CI95s ("niah" records)
+std::optional<Chart> niah_heatmap_chart(const Inputs& in);
+// 6. perplexity vs length, log–log, one line per method (and model), with a rule at
+//    T_train when the record or its run's config gives it ("perplexity" records)
+std::optional<Chart> perplexity_vs_length_chart(const Inputs& in);
+// 7. rel_loss_increase (%) vs kept ratio per policy, df points labelled f; below,
+//    retained_mass vs ratio with df's measured and predicted mass ("kv" records)
+std::optional<Chart> kv_quality_chart(const Inputs& in);
+
+// The charts, in page order. A later chart is one more function of this shape
+// appended to the list in report_charts.cpp: it reads its records from Inputs
+// (add the record kind to Inputs and to the reader's classification in
+// report.cpp) and returns std::nullopt when they are absent.
 using ChartBuilder = std::optional<Chart> (*)(const Inputs&);
 const std::vector<ChartBuilder>& chart_builders();
 std::vector<Chart> build_charts(const Inputs& in);

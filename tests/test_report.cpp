@@ -30,7 +30,9 @@ namespace {
 
 const std::vector<double> kRunD = {10, 20, 30, 50, 100, 200};
 const std::vector<double> kFitD = {10, 20, 30, 50, 100, 200, 500, 1000, 2000};
-const std::vector<std::string> kChartIds = {"loss-curves", "gamma-fit", "gamma-flow", "gamma-vs-theta"};
+const std::vector<std::string> kChartIds = {"loss-curves",  "gamma-fit",            "gamma-flow", "gamma-vs-theta",
+                                            "niah-heatmap", "perplexity-vs-length", "kv-quality"};
+const size_t kNCharts = kChartIds.size();
 constexpr double kUniform = 0.603;
 
 std::string fmt(double v, const char* f = "%.4f") {
@@ -171,15 +173,54 @@ class ReportTest : public ::testing::Test {
 
     // Given directly: a fit record without θ, and records of other kinds.
     fit_no_theta = gamma_record(json::object(), kFitD, planted(kFitD, 0.3, 0.7, 3), "csv-curve");
-    ropelab::io::write_atomic(root + "/other.jsonl", fit_no_theta.dump() + "\n" +
+    ropelab::io::write_atomic(root + "/other.jsonl", fit_no_theta.dump() + "\n" + eval_records() +
                                                          R"({"kind":"niah","length":512,"depth":0.5,"score":1})"
                                                          "\n"
-                                                         R"({"kind":"niah","length":1024,"depth":0.5,"score":0})"
+                                                         R"({"kind":"ruler","length":1024,"score":0})"
+                                                         "\n"
+                                                         R"({"kind":"ruler","length":2048,"score":0})"
                                                          "\n"
                                                          R"({"foo":1})"
                                                          "\n");
   }
   void TearDown() override { fs::remove_all(root); }
+
+  // `ropelab eval niah|perplexity|kv` records: NIAH 2 methods × 2 lengths × 2 depths
+  // (one cell also at an older step), perplexity 2 methods × 3 lengths, KV two
+  // policies at 3 ratios and df at 2 values of f, and one kv_summary.
+  static std::string eval_records() {
+    const json common = {{"model_id", "ropelab:test"}, {"checkpoint", "x/run/checkpoints/step_00000030.pt"},
+                         {"step", 30}, {"T_train", 256}};
+    std::string s;
+    auto add = [&](json r) {
+      r.update(common);
+      s += r.dump() + "\n";
+    };
+    for (const char* method : {"none", "yarn"})
+      for (int len : {256, 1024})
+        for (double depth : {0.0, 1.0})
+          add({{"kind", "niah"}, {"method", method}, {"length", len}, {"depth", depth}, {"rank_accuracy", 0.5},
+               {"rank_ci95", {0.2, 0.8}}, {"exact_accuracy", 0.3}, {"exact_ci95", {0.1, 0.6}},
+               {"rank_chance", 0.1}, {"trials", 10}});
+    json old_step = {{"kind", "niah"}, {"method", "none"}, {"length", 256}, {"depth", 0.0}, {"rank_accuracy", 0.9}};
+    old_step.update(common);
+    old_step["step"] = 10;
+    s += old_step.dump() + "\n";
+    for (const char* method : {"none", "yarn"})
+      for (int len : {256, 512, 1024})
+        add({{"kind", "perplexity"}, {"method", method}, {"length", len}, {"perplexity", 100.0 + len / 8},
+             {"nll", std::log(100.0 + len / 8)}, {"windows", 4}});
+    for (const char* policy : {"full", "recent"})
+      for (double ratio : {0.25, 0.5, 0.75})
+        add({{"kind", "kv"}, {"policy", policy}, {"ratio", ratio}, {"budget", 224 * ratio},
+             {"rel_loss_increase", policy[0] == 'f' ? 0.0 : 0.02 / ratio}, {"retained_mass", ratio + 0.2}});
+    for (double f : {0.8, 0.9})
+      add({{"kind", "kv"}, {"policy", "df"}, {"f", f}, {"ratio", f - 0.3}, {"rel_loss_increase", 0.01},
+           {"retained_mass", f - 0.05}, {"predicted_mass", f}, {"D_f_discrete", 100}, {"D_f_continuum", 101.5}});
+    add({{"kind", "kv_summary"}, {"policy", "recent"}, {"smallest_ratio_within_epsilon", 0.25}, {"epsilon", 0.01},
+         {"D_f", {{"0.80", {{"discrete", 107}, {"continuum", 111.3}}}}}});
+    return s;
+  }
 
   report::Written write(bool svg = true) {
     report::Options opt;
@@ -191,11 +232,11 @@ class ReportTest : public ::testing::Test {
 
 TEST_F(ReportTest, WritesPageTableAndFigures) {
   const report::Written w = write();
-  EXPECT_EQ(w.n_charts, 4);
+  EXPECT_EQ(w.n_charts, static_cast<int>(kNCharts));
 
   // The page: one container per chart, the three libraries inlined, nothing fetched.
   const std::string html = ropelab::io::read_file(out + "/report.html");
-  EXPECT_EQ(count(html, "class=\"chart\""), 4u);
+  EXPECT_EQ(count(html, "class=\"chart\""), kNCharts);
   for (const auto& id : kChartIds) EXPECT_EQ(count(html, "id=\"chart-" + id + "\""), 1u) << id;
   EXPECT_NE(html.find("id=\"summary-table\""), std::string::npos);
   const std::string nm = report::default_node_modules();
@@ -219,10 +260,15 @@ TEST_F(ReportTest, WritesPageTableAndFigures) {
   EXPECT_NE(md.find("| csv-curve | - | - | 2000 |"), std::string::npos) << md;
   EXPECT_EQ(count(md, "\n| alpha |"), 1u);
   // Notes: the other kinds counted, the θ-less record named.
-  EXPECT_NE(md.find("2 × \"niah\""), std::string::npos) << md;
+  EXPECT_NE(md.find("2 × \"ruler\""), std::string::npos) << md;
+  EXPECT_NE(md.find("1 × \"niah (without rank_accuracy)\""), std::string::npos) << md;
   EXPECT_NE(md.find("1 × \"record with keys foo\""), std::string::npos) << md;
+  EXPECT_EQ(md.find("\"kv\""), std::string::npos) << "charted kinds are not listed as unknown";
+  // The KV summary: policy and smallest ratio within ε.
+  EXPECT_NE(md.find("| ropelab:test | 30 | recent | 0.25 | 0.01 |"), std::string::npos) << md;
+  EXPECT_NE(html.find("id=\"kv-summary-table\""), std::string::npos);
   EXPECT_NE(md.find("csv-curve has no θ"), std::string::npos) << md;
-  EXPECT_NE(html.find("2 × &quot;niah&quot;"), std::string::npos);
+  EXPECT_NE(html.find("2 × &quot;ruler&quot;"), std::string::npos);
 
   // Figures: a spec each, and an SVG each where vl2svg is installed.
   const bool have_vl2svg = fs::exists(nm + "/.bin/vl2svg") && std::system("command -v node >/dev/null 2>&1") == 0;
@@ -234,7 +280,7 @@ TEST_F(ReportTest, WritesPageTableAndFigures) {
     }
   }
   const json data = ropelab::io::read_json(out + "/report-data.json");
-  EXPECT_EQ(data["charts"].size(), 4u);
+  EXPECT_EQ(data["charts"].size(), kNCharts);
   EXPECT_EQ(data["summary"].size(), 3u);
   EXPECT_DOUBLE_EQ(data["summary"][0]["gamma"].get<double>(), run_final["measurement"]["gamma"].get<double>());
 }
@@ -245,7 +291,16 @@ TEST_F(ReportTest, ChartDataComesFromTheRecords) {
   EXPECT_EQ(in.runs[0].label, "alpha");
   ASSERT_EQ(in.gamma.size(), 5u);
   const auto charts = report::build_charts(in);
-  ASSERT_EQ(charts.size(), 4u);
+  ASSERT_EQ(in.niah.size(), 9u);
+  ASSERT_EQ(in.perplexity.size(), 6u);
+  ASSERT_EQ(in.kv.size(), 8u);
+  ASSERT_EQ(in.kv_summary.size(), 1u);
+  ASSERT_EQ(charts.size(), kNCharts);
+  auto chart = [&](const std::string& id) {
+    for (const auto& c : charts)
+      if (c.id == id) return c;
+    return report::Chart{};
+  };
   auto layer_values = [&](const std::string& id, size_t layer) {
     for (const auto& c : charts)
       if (c.id == id) return c.spec["layer"][layer]["data"]["values"];
@@ -280,6 +335,37 @@ TEST_F(ReportTest, ChartDataComesFromTheRecords) {
     }
   // γ fit: the planted points of the final checkpoint and both fit records.
   EXPECT_EQ(layer_values("gamma-fit", 0).size(), kRunD.size() + 2 * kFitD.size());
+
+  // NIAH: 8 cells (the step-10 record replaced by step 30), a panel per method, chance in the caption.
+  const report::Chart niah = chart("niah-heatmap");
+  const json cells = niah.spec["data"]["values"];
+  ASSERT_EQ(cells.size(), 8u);
+  for (const auto& c : cells) {
+    EXPECT_EQ(c["rank_accuracy"], 0.5);
+    EXPECT_EQ(c["rank_lo"], 0.2);
+    EXPECT_EQ(c["exact_hi"], 0.6);
+  }
+  EXPECT_EQ(niah.spec["facet"]["column"]["field"], "method");
+  EXPECT_EQ(niah.spec["spec"]["encoding"]["color"]["scale"]["domain"], json({0, 1}));
+  EXPECT_NE(niah.caption.find("chance level (rank_chance) = 0.1"), std::string::npos) << niah.caption;
+  // Perplexity: 6 points on log axes and a rule at the records' T_train.
+  const report::Chart ppl = chart("perplexity-vs-length");
+  EXPECT_EQ(ppl.spec["layer"][0]["data"]["values"].size(), 6u);
+  EXPECT_EQ(ppl.spec["layer"][0]["encoding"]["y"]["scale"]["type"], "log");
+  ASSERT_EQ(ppl.spec["layer"].size(), 2u);
+  EXPECT_EQ(ppl.spec["layer"][1]["data"]["values"], json::parse(R"([{"T_train":256.0,"rule":"T_train"}])"));
+  // KV: 6 policy points (%), 2 df points labelled f, and measured + predicted mass for each.
+  const json kv = chart("kv-quality").spec["vconcat"];
+  ASSERT_EQ(kv.size(), 2u);
+  EXPECT_EQ(kv[0]["layer"][0]["data"]["values"].size(), 6u);
+  const json df = kv[0]["layer"][1]["data"]["values"];
+  ASSERT_EQ(df.size(), 2u);
+  EXPECT_EQ(df[0]["label"], "f=0.8");
+  EXPECT_DOUBLE_EQ(df[0]["rel_pct"].get<double>(), 1.0);
+  const json mass = kv[1]["layer"][1]["data"]["values"];
+  ASSERT_EQ(mass.size(), 4u);
+  EXPECT_DOUBLE_EQ(mass[1]["mass"].get<double>(), 0.8);
+  EXPECT_NE(mass[0]["which"], mass[1]["which"]);
 }
 
 TEST_F(ReportTest, RefusesWhatIsNotAnInput) {
@@ -343,8 +429,16 @@ TEST_F(ReportTest, HeadlessChromiumDrawsEveryChart) {
       << dom.substr(dom.find("data-chart-error"), 300);
   EXPECT_NE(dom.find("data-charts-drawn=\"" + std::to_string(w.n_charts) + "\""), std::string::npos)
       << "the page did not report its charts drawn";
-  EXPECT_EQ(w.n_charts, 4);
-  EXPECT_EQ(count(dom, "class=\"marks\""), 4u) << "one rendered SVG per chart";
+  EXPECT_EQ(w.n_charts, static_cast<int>(kNCharts));
+  EXPECT_EQ(count(dom, "class=\"marks\""), kNCharts) << "one rendered SVG per chart";
+  for (const auto& id : kChartIds) {  // each container holds its drawn SVG
+    const size_t at = dom.find("id=\"chart-" + id + "\"");
+    ASSERT_NE(at, std::string::npos) << id;
+    const size_t next = dom.find("<section", at);
+    EXPECT_NE(dom.substr(at, next == std::string::npos ? std::string::npos : next - at).find("class=\"marks\""),
+              std::string::npos)
+        << id << " not drawn";
+  }
 }
 
 }  // namespace
