@@ -375,7 +375,7 @@ std::optional<Chart> niah_heatmap_chart(const Inputs& in) {
                spec};
 }
 
-// Data: "perplexity" records (ropelab eval perplexity), the newest step per model, method and length;
+// Data: "perplexity" records (ropelab eval niah), the newest step per model, method and length;
 // the rule at T_train comes from the record or its run's config.json (model.T_train), else is not drawn.
 std::optional<Chart> perplexity_vs_length_chart(const Inputs& in) {
   const auto recs = newest_per(in.perplexity, [](const ResultRecord& r) {
@@ -411,7 +411,7 @@ std::optional<Chart> perplexity_vs_length_chart(const Inputs& in) {
                              {"mark", {{"type", "rule"}, {"color", "#777"}, {"strokeDash", {4, 4}}}},
                              {"encoding", {{"x", x}, {"tooltip", {nominal("rule", "rule"), axis("T_train", "T_train")}}}}});
   return Chart{"perplexity-vs-length", "Perplexity vs evaluation length",
-               "perplexity of \"perplexity\" records (ropelab eval perplexity) vs length, log–log, one line per "
+               "perplexity of \"perplexity\" records (ropelab eval niah) vs length, log–log, one line per "
                "method" + std::string(several ? " and model" : "") + " (newest step)" +
                    (rules.empty() ? "; no T_train in the records or run configs, so no rule."
                                   : "; dashed rule at the training length T_train (the record's, else its run's "
