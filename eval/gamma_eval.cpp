@@ -10,6 +10,7 @@
 #include "common/progress.h"
 #include "data/prepare.h"
 #include "eval/gamma_record.h"
+#include "eval/provenance.h"
 #include "train/checkpoint.h"
 
 namespace ropelab::eval {
@@ -54,8 +55,7 @@ nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEv
   const auto fit = fit::fit_gamma(meas.curve, opt.fit);
 
   MeasurementInfo info;
-  const auto run_dir = fs::path(ckpt_path).parent_path().parent_path();
-  info.model_id = "ropelab:" + run_dir.filename().string();
+  info.model_id = model_id_of(ckpt_path);
   info.corpus = text_corpus_label(opt.protocol);
   info.n_prompts_per_distance = static_cast<int>(opt.protocol.prompts * opt.protocol.seeds.size());
   info.T_eval = opt.T_eval;
@@ -73,8 +73,7 @@ nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEv
                                                       : nlohmann::json("d+tail");
   r["seeds"] = opt.protocol.seeds;
   r["train_config"] = loaded.state.at("config");
-  r["versions"] = {{"ropelab", ROPELAB_VERSION}, {"libtorch", std::to_string(TORCH_VERSION_MAJOR) + "." +
-                                                                   std::to_string(TORCH_VERSION_MINOR)}};
+  r["versions"] = versions();
   if (opt.per_layer || opt.protocol.per_head) r["per_layer"] = fit_each(meas.per_layer, meas.curve.distances, opt.fit);
   if (opt.protocol.per_head) {
     r["per_head"] = nlohmann::json::array();

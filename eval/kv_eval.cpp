@@ -13,6 +13,7 @@
 #include "data/loader.h"
 #include "data/prepare.h"
 #include "eval/closed_forms.h"
+#include "eval/provenance.h"
 #include "eval/query_gmm.h"
 #include "model/kv_policy.h"
 #include "train/checkpoint.h"
@@ -171,10 +172,10 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
   }
 
   const nlohmann::json common = {
-      {"kind", "kv"}, {"model_id", "ropelab:" + std::filesystem::path(ckpt_path).parent_path().parent_path().filename().string()},
+      {"kind", "kv"}, {"model_id", model_id_of(ckpt_path)},
       {"checkpoint", ckpt_path}, {"step", loaded.state.at("step")}, {"context", N}, {"decode", opt.decode},
       {"windows", opt.windows}, {"seed", opt.seed}, {"loss_full", loss_full}, {"gamma", gamma}, {"gamma_source", gamma_source},
-      {"versions", {{"ropelab", ROPELAB_VERSION}, {"libtorch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR)}}}};
+      {"versions", versions()}};
   std::vector<nlohmann::json> records;
   auto emit = [&](nlohmann::json rec) {
     for (auto it = common.begin(); it != common.end(); ++it)  // shared fields; a record's own win

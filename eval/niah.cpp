@@ -14,6 +14,7 @@
 #include "data/loader.h"
 #include "data/passkey.h"
 #include "data/prepare.h"
+#include "eval/provenance.h"
 #include "train/checkpoint.h"
 
 namespace ropelab::eval {
@@ -115,10 +116,10 @@ std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOp
   }
 
   const nlohmann::json common = {
-      {"model_id", "ropelab:" + std::filesystem::path(ckpt_path).parent_path().parent_path().filename().string()},
+      {"model_id", model_id_of(ckpt_path)},
       {"checkpoint", ckpt_path}, {"step", loaded.state.at("step")}, {"T_train", cfg.T_train},
       {"rope_theta", cfg.rope_theta}, {"seed", opt.seed}, {"gamma_target", opt.gamma_target},
-      {"versions", {{"ropelab", ROPELAB_VERSION}, {"libtorch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR)}}}};
+      {"versions", versions()}};
   std::vector<nlohmann::json> records;
   auto emit = [&](nlohmann::json rec) {
     rec.update(common);
