@@ -3,7 +3,6 @@
 // failing rank is named; the launcher exits non-zero.
 #include <signal.h>
 #include <sys/wait.h>
-#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
@@ -11,43 +10,18 @@
 #include <thread>
 
 #include "cli/commands.h"
+#include "cli/subprocess.h"
 #include "common/error.h"
 
 namespace ropelab::cli {
 namespace {
 
-std::string self_path() {
-  char buf[4096];
-  const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  if (n <= 0) throw Error("launch: cannot find the ropelab executable (/proc/self/exe)");
-  return std::string(buf, n);
-}
-
-std::string describe(int status) {
-  if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
-  return "exited with status " + std::to_string(WEXITSTATUS(status));
-}
-
 int launch(int nproc, int port, int grace_s, const std::vector<std::string>& args) {
-  const std::string exe = self_path();
   std::vector<pid_t> pids;
   for (int r = 0; r < nproc; ++r) {
-    const pid_t pid = ::fork();
-    if (pid < 0) throw Error("launch: fork failed");
-    if (pid == 0) {
-      ::setenv("RANK", std::to_string(r).c_str(), 1);
-      ::setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
-      ::setenv("WORLD_SIZE", std::to_string(nproc).c_str(), 1);
-      ::setenv("MASTER_ADDR", "127.0.0.1", 1);
-      ::setenv("MASTER_PORT", std::to_string(port).c_str(), 1);
-      std::vector<std::string> argv_s{exe};
-      argv_s.insert(argv_s.end(), args.begin(), args.end());
-      std::vector<char*> argv;
-      for (auto& a : argv_s) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(exe.c_str(), argv.data());
-      ::_exit(127);
-    }
+    const pid_t pid = spawn_self(args, {{"RANK", std::to_string(r)}, {"LOCAL_RANK", std::to_string(r)},
+                                        {"WORLD_SIZE", std::to_string(nproc)}, {"MASTER_ADDR", "127.0.0.1"},
+                                        {"MASTER_PORT", std::to_string(port)}});
     pids.push_back(pid);
   }
   int failed_rank = -1, exit_code = 0, live = nproc;
@@ -58,10 +32,10 @@ int launch(int nproc, int port, int grace_s, const std::vector<std::string>& arg
     --live;
     const int rank = static_cast<int>(std::find(pids.begin(), pids.end(), pid) - pids.begin());
     pids[rank] = -1;
-    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    const bool ok = succeeded(status);
     if (!ok && failed_rank < 0) {
       failed_rank = rank;
-      exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      exit_code = exit_code_of(status);
       std::cerr << "launch: rank " << rank << " " << describe(status) << "; stopping the other ranks\n";
       for (pid_t p : pids)
         if (p > 0) ::kill(p, SIGTERM);

@@ -2,6 +2,8 @@
 
 #include "cli/commands.h"
 #include "common/error.h"
+#include "common/io.h"
+#include "model/hf_format.h"
 #include "train/trainer.h"
 
 namespace ropelab::cli {
@@ -23,6 +25,28 @@ void apply_recipe(CLI::App& cmd, const std::string& path) {
     op->add_result(item.inputs);
     op->run_callback();
   }
+}
+
+// With --init-from, each model flag not given (on the command line or in the
+// recipe) takes the Hugging Face directory's value; given ones must agree
+// with it, which the trainer checks when it loads the weights.
+void model_from_hf(CLI::App& cmd, model::ModelConfig& m, const std::string& dir) {
+  const auto hf = model::model_config_from_hf(io::read_json(dir + "/config.json"), dir + "/config.json");
+  auto take = [&](const char* flag, auto& field, const auto& value) {
+    if (cmd.get_option(flag)->count() == 0) field = value;
+  };
+  take("--d-model", m.d_model, hf.d_model);
+  take("--n-layers", m.n_layers, hf.n_layers);
+  take("--n-heads", m.n_heads, hf.n_heads);
+  take("--n-kv-heads", m.n_kv_heads, hf.n_kv_heads);
+  take("--d-head", m.d_head, hf.d_head);
+  take("--d-ff", m.d_ff, hf.d_ff);
+  take("--rope-theta", m.rope_theta, hf.rope_theta);
+  take("--rotary-fraction", m.rotary_fraction, hf.rotary_fraction);
+  take("--T-train", m.T_train, hf.T_train);
+  take("--norm", m.norm, hf.norm);
+  take("--mlp", m.mlp, hf.mlp);
+  take("--tie-embeddings", m.tie_embeddings, hf.tie_embeddings);
 }
 
 }  // namespace
@@ -60,6 +84,9 @@ void add_train_command(CLI::App& root) {
   a->add_option("--norm", m.norm, "rmsnorm or layernorm")->capture_default_str();
   a->add_option("--mlp", m.mlp, "swiglu or gelu")->capture_default_str();
   a->add_option("--tie-embeddings", m.tie_embeddings, "share embedding and LM head")->capture_default_str();
+  a->add_option("--init-from", c->init_from,
+                "start from a Hugging Face directory's weights (export hf layout); model flags default to its config")
+      ->check(CLI::ExistingDirectory);
 
   auto* o = cmd->add_option_group("optimisation");
   o->add_option("--max-steps", c->max_steps)->capture_default_str();
@@ -88,6 +115,7 @@ void add_train_command(CLI::App& root) {
 
   cmd->callback([c, out, resume, recipe, cmd] {
     if (!recipe->empty()) apply_recipe(*cmd, *recipe);
+    if (!c->init_from.empty()) model_from_hf(*cmd, c->model, c->init_from);
     if (!resume->empty()) {
       if (!out->empty()) throw Error("give either --out (new run) or --resume (existing run), not both");
       const auto* ms = cmd->get_option("--max-steps");

@@ -63,3 +63,31 @@ TEST(Train, NonFiniteLossStopsNamingTheStepAndKeepsTheLastGoodCheckpoint) {
   EXPECT_EQ(train::read_manifest(dir + "/run").back().step, 5);
   EXPECT_EQ(io::read_jsonl(dir + "/run/metrics.jsonl").size(), 6u);
 }
+
+// The user's path through the binary: export a checkpoint in the Hugging Face
+// layout, start a new run from it, and get the very same weights at step 0.
+TEST(Train, ExportHfThenInitFromStartsFromTheSameWeights) {
+  using ropelab::test::run_ropelab;
+  const auto dir = ropelab::test::scratch_dir();
+  const auto flags = ropelab::test::tiny_flags(ropelab::test::tiny_data(dir));
+  ASSERT_EQ(run_ropelab("train " + flags + " --max-steps 3 --checkpoints list:3 --out " + dir + "/a").exit_code, 0);
+  const auto ckpt = train::checkpoints_dir(dir + "/a") + "/step_00000003.pt";
+  auto r = run_ropelab("export hf --ckpt " + ckpt + " --out " + dir + "/hf");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("LlamaForCausalLM"), std::string::npos) << r.output;
+  EXPECT_TRUE(io::exists(dir + "/hf/tokenizer.model"));
+  EXPECT_EQ(run_ropelab("export hf --ckpt " + ckpt + " --out " + dir + "/hf").exit_code, 2);  // never overwrites
+
+  // Model flags are left out: they come from the directory's config.json.
+  r = run_ropelab("train --data-dir " + dir + "/data --threads 1 --init-from " + dir +
+                  "/hf --max-steps 1 --checkpoints list:0 --out " + dir + "/b");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto a = train::load_model(ckpt), b = train::load_model(train::checkpoints_dir(dir + "/b") + "/step_00000000.pt");
+  const auto pb = b.model->named_parameters();
+  for (const auto& p : a.model->named_parameters()) EXPECT_TRUE(torch::equal(p.value(), pb[p.key()])) << p.key();
+
+  r = run_ropelab("train --data-dir " + dir + "/data --threads 1 --d-model 64 --init-from " + dir +
+                  "/hf --max-steps 1 --out " + dir + "/c");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("d_model is 32 there but 64 in this run"), std::string::npos) << r.output;
+}

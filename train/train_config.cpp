@@ -27,6 +27,7 @@ void TrainConfig::validate() const {
 nlohmann::json to_json(const TrainConfig& c) {
   return {{"data_dir", c.data_dir}, {"data_inputs", c.data_inputs}, {"vocab_size", c.vocab_size},
           {"tokenizer_type", c.tokenizer_type}, {"data_mix", c.data_mix}, {"model", model::to_json(c.model)},
+          {"init_from", c.init_from},
           {"max_steps", c.max_steps}, {"batch_size", c.batch_size}, {"grad_accum", c.grad_accum},
           {"lr", c.lr}, {"min_lr", c.min_lr}, {"warmup_steps", c.warmup_steps},
           {"weight_decay", c.weight_decay}, {"beta1", c.beta1}, {"beta2", c.beta2},
@@ -43,6 +44,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.vocab_size = j.at("vocab_size"); c.tokenizer_type = j.at("tokenizer_type");
     c.data_mix = j.value("data_mix", "");
     c.model = model::model_config_from_json(j.at("model"));
+    c.init_from = j.value("init_from", "");
     c.max_steps = j.at("max_steps"); c.batch_size = j.at("batch_size"); c.grad_accum = j.at("grad_accum");
     c.lr = j.at("lr"); c.min_lr = j.at("min_lr"); c.warmup_steps = j.at("warmup_steps");
     c.weight_decay = j.at("weight_decay"); c.beta1 = j.at("beta1"); c.beta2 = j.at("beta2");

@@ -20,6 +20,7 @@ struct TrainConfig {
   std::string data_mix;               // "" or "passkey:F": that fraction of windows become retrieval examples
 
   model::ModelConfig model;           // model.vocab_size comes from the data
+  std::string init_from;              // a Hugging Face directory (export hf) whose weights start the run
 
   int64_t max_steps = 200;
   int64_t batch_size = 8;             // sequences per micro-batch (per rank)

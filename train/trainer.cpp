@@ -21,6 +21,7 @@
 #include "common/progress.h"
 #include "data/loader.h"
 #include "data/passkey.h"
+#include "model/hf_format.h"
 #include "train/checkpoint.h"
 #include "train/distributed.h"
 #include "train/schedule.h"
@@ -112,6 +113,22 @@ void adapt_world_size(TrainConfig& cfg, int world) {
   cfg.world_size = world;
 }
 
+// --init-from: the run starts from a Hugging Face directory's weights. Its
+// architecture must be the run's (T_train may differ: no weight depends on it).
+void init_from_hf(model::Transformer& m, const std::string& dir) {
+  auto src = model::import_hf(dir);
+  auto a = model::to_json(m->cfg), b = model::to_json(src->cfg);
+  a.erase("T_train");
+  b.erase("T_train");
+  for (const auto& [key, value] : a.items())
+    if (b[key] != value)
+      throw Error("--init-from " + dir + ": " + key + " is " + b[key].dump() + " there but " + value.dump() +
+                  " in this run (the architecture must match; vocab_size comes from the run's data)");
+  torch::NoGradGuard no_grad;
+  const auto from = src->named_parameters();
+  for (auto& p : m->named_parameters()) p.value().copy_(from[p.key()]);
+}
+
 TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
   const auto env = dist_env_from_environment();
   if (!resume) cfg.world_size = env.world;
@@ -142,6 +159,7 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
   }
 
   auto m = model::make_model(cfg.model, cfg.seed);
+  if (!resume && !cfg.init_from.empty()) init_from_hf(m, cfg.init_from);
   m->to(dev);
   auto opt = make_optimizer(m, cfg);
   const auto schedule = CheckpointSchedule::parse(cfg.checkpoints);

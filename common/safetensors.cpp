@@ -1,0 +1,108 @@
+#include "common/safetensors.h"
+
+#include <algorithm>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "common/io.h"
+
+namespace ropelab::safetensors {
+
+int64_t dtype_size(const std::string& dtype) {
+  static const std::map<std::string, int64_t> sizes = {
+      {"F64", 8}, {"F32", 4}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4},
+      {"I16", 2}, {"I8", 1},  {"U8", 1},  {"BOOL", 1}};
+  const auto it = sizes.find(dtype);
+  if (it == sizes.end()) throw Error("safetensors: unknown dtype \"" + dtype + "\"");
+  return it->second;
+}
+
+namespace {
+int64_t numel(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  return n;
+}
+}  // namespace
+
+void write(const std::string& path, const std::map<std::string, Tensor>& tensors,
+           const std::map<std::string, std::string>& metadata) {
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const auto& [name, t] : tensors) {
+    const uint64_t size = uint64_t(numel(t.shape) * dtype_size(t.dtype));
+    if (size != t.bytes.size())
+      throw Error("safetensors: tensor " + name + " has " + std::to_string(t.bytes.size()) + " bytes, its shape needs " +
+                  std::to_string(size));
+    header[name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + size}}};
+    offset += size;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // data then starts 8-byte aligned
+  std::string out(8, '\0');
+  const uint64_t n = text.size();
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  out += text;
+  out.reserve(out.size() + offset);
+  for (const auto& [name, t] : tensors) out += t.bytes;
+  io::write_atomic(path, out);
+}
+
+File read(const std::string& path) {
+  const std::string raw = io::read_file(path);
+  auto fail = [&](const std::string& what) { return Error(path + ": not a valid safetensors file: " + what); };
+  if (raw.size() < 8) throw fail("shorter than its 8-byte header length");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(raw[i]);
+  if (n > raw.size() - 8) throw fail("header length " + std::to_string(n) + " exceeds the file");
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(raw.substr(8, n));
+  } catch (const nlohmann::json::exception& e) {
+    throw fail(std::string("header is not JSON (") + e.what() + ")");
+  }
+  if (!header.is_object()) throw fail("header is not a JSON object");
+  const uint64_t data_start = 8 + n, data_size = raw.size() - data_start;
+
+  File f;
+  std::vector<std::pair<uint64_t, uint64_t>> spans;
+  for (const auto& [name, e] : header.items()) {
+    if (name == "__metadata__") {
+      for (const auto& [k, v] : e.items()) f.metadata[k] = v.is_string() ? v.get<std::string>() : v.dump();
+      continue;
+    }
+    Tensor t;
+    uint64_t begin = 0, end = 0;
+    try {
+      t.dtype = e.at("dtype").get<std::string>();
+      t.shape = e.at("shape").get<std::vector<int64_t>>();
+      begin = e.at("data_offsets").at(0).get<uint64_t>();
+      end = e.at("data_offsets").at(1).get<uint64_t>();
+    } catch (const nlohmann::json::exception&) {
+      throw fail("tensor \"" + name + "\" lacks dtype, shape or data_offsets [begin, end]");
+    }
+    for (int64_t s : t.shape)
+      if (s < 0) throw fail("tensor \"" + name + "\" has a negative dimension");
+    const uint64_t expect = uint64_t(numel(t.shape) * dtype_size(t.dtype));
+    if (end < begin || end > data_size) throw fail("tensor \"" + name + "\" has data_offsets outside the data");
+    if (end - begin != expect)
+      throw fail("tensor \"" + name + "\" spans " + std::to_string(end - begin) + " bytes, its dtype and shape need " +
+                 std::to_string(expect));
+    t.bytes = raw.substr(data_start + begin, end - begin);
+    spans.push_back({begin, end});
+    f.tensors.emplace(name, std::move(t));
+  }
+  // The tensors must tile the data buffer: no overlaps, no holes, nothing after.
+  std::sort(spans.begin(), spans.end());
+  uint64_t at = 0;
+  for (const auto& [b, e] : spans) {
+    if (b != at) throw fail("tensor data overlaps or leaves a gap at byte " + std::to_string(at));
+    at = e;
+  }
+  if (at != data_size) throw fail(std::to_string(data_size - at) + " bytes after the last tensor");
+  return f;
+}
+
+}  // namespace ropelab::safetensors

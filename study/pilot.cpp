@@ -1,0 +1,218 @@
+#include "study/pilot.h"
+
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "common/error.h"
+#include "common/io.h"
+
+namespace ropelab::study {
+namespace fs = std::filesystem;
+
+const std::vector<std::string>& stage_names() {
+  static const std::vector<std::string> names = {"train", "gamma", "niah", "kv", "report"};
+  return names;
+}
+
+const std::vector<std::string>& reserved_flags(const std::string& stage) {
+  static const std::map<std::string, std::vector<std::string>> reserved = {
+      {"train", {"config", "out", "resume", "rope-theta"}},
+      {"gamma", {"run", "ckpt", "out"}},
+      {"niah", {"ckpt", "out"}},
+      {"kv", {"ckpt", "out"}},
+      {"report", {"out"}}};
+  return reserved.at(stage);
+}
+
+Study load_study(const std::string& path) {
+  Study s;
+  s.file = path;
+  if (!io::exists(path)) throw Error(path + ": no such study file");
+  std::vector<CLI::ConfigItem> items;
+  try {
+    items = CLI::ConfigTOML().from_file(path);
+  } catch (const CLI::Error& e) {
+    throw Error(path + ": not a readable TOML study file (" + e.what() + ")");
+  }
+  auto bad = [&](const std::string& key, const std::string& what) { return Error(path + ": key \"" + key + "\": " + what); };
+  auto single = [&](const CLI::ConfigItem& it) {
+    if (it.inputs.size() != 1) throw bad(it.fullname(), "expected one value");
+    return it.inputs[0];
+  };
+  if (std::none_of(items.begin(), items.end(), [](const auto& it) { return it.parents.empty() && it.name == "study"; }))
+    throw Error(path + ": not a study file (no `study = \"NAME\"` key; train recipes go to `ropelab train --config`)");
+  const auto& stages = stage_names();
+  for (const auto& it : items) {
+    if (it.name == "++" || it.name == "--") continue;  // section markers
+    if (it.parents.empty()) {
+      if (it.name == "study") s.name = single(it);
+      else if (it.name == "out") s.out = single(it);
+      else if (it.name == "train-recipe") s.train_recipe = single(it);
+      else if (it.name == "thetas") {
+        for (const auto& v : it.inputs) {
+          size_t used = 0;
+          double t = 0;
+          try { t = std::stod(v, &used); } catch (...) { used = 0; }
+          if (used != v.size() || !(t > 0) || !std::isfinite(t)) throw bad("thetas", "\"" + v + "\" is not a θ > 0");
+          s.thetas.push_back(t);
+        }
+      } else {
+        throw bad(it.name, "unknown top-level key (study, out, train-recipe, thetas; stage flags go in [" +
+                               std::string("train], [gamma], [niah], [kv] or [report])"));
+      }
+      continue;
+    }
+    const std::string& section = it.parents[0];
+    if (it.parents.size() != 1 || std::find(stages.begin(), stages.end(), section) == stages.end())
+      throw bad(it.fullname(), "unknown section (train, gamma, niah, kv, report)");
+    if (it.name == "skip") {
+      const auto v = single(it);
+      if (v != "true" && v != "false") throw bad(it.fullname(), "expected true or false");
+      s.skip[section] = v == "true";
+      continue;
+    }
+    const auto& res = reserved_flags(section);
+    if (std::find(res.begin(), res.end(), it.name) != res.end())
+      throw bad(it.fullname(), "is set by the pilot itself (per θ), not by the study file");
+    for (const auto& v : it.inputs) s.flags[section].push_back({it.name, v});
+  }
+  if (s.name.empty()) throw Error(path + ": key \"study\" (the study's name) must not be empty");
+  if (s.out.empty()) throw Error(path + ": key \"out\" (the study directory) is required");
+  if (s.train_recipe.empty()) throw Error(path + ": key \"train-recipe\" is required");
+  if (!io::exists(s.train_recipe)) throw bad("train-recipe", s.train_recipe + " does not exist");
+  if (s.thetas.empty()) throw Error(path + ": key \"thetas\" (a list of RoPE bases) is required");
+  std::set<std::string> labels;
+  for (double t : s.thetas)
+    if (!labels.insert(theta_label(t)).second) throw bad("thetas", theta_label(t) + " is listed twice");
+  return s;
+}
+
+std::string theta_label(double theta) {
+  // Shortest form that reads back exactly: 10000 -> 1e4, 250000 -> 2.5e5, 500 -> 500.
+  const int e = static_cast<int>(std::floor(std::log10(theta)));
+  char buf[64];
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof buf, "%.*g", digits, theta / std::pow(10.0, e));
+    std::string mant = buf;
+    std::string label = e >= 4 ? mant + "e" + std::to_string(e) : "";
+    if (label.empty()) {
+      std::snprintf(buf, sizeof buf, "%.*g", digits + std::max(e, 0), theta);
+      label = buf;
+    }
+    if (std::stod(label) == theta) return label;
+  }
+  std::snprintf(buf, sizeof buf, "%.17g", theta);
+  return buf;
+}
+
+std::string run_dir(const Study& s, double theta) { return s.out + "/theta-" + theta_label(theta); }
+
+namespace {
+
+struct RunState {
+  int64_t max_steps = -1;           // from config.json; -1 when the run has not started
+  std::vector<int64_t> steps;       // checkpoint steps in the manifest
+  std::string last_file;            // the newest checkpoint's path
+};
+
+RunState run_state(const std::string& dir) {
+  RunState r;
+  if (!io::exists(dir + "/config.json")) return r;
+  const auto cfg = io::read_json(dir + "/config.json");
+  r.max_steps = cfg.value("max_steps", int64_t(-1));
+  const std::string manifest = dir + "/checkpoints/manifest.json";
+  if (!io::exists(manifest)) return r;
+  const auto listed = io::read_json(manifest);  // (a named value: .at() of a temporary would dangle)
+  for (const auto& e : listed.at("checkpoints")) {
+    r.steps.push_back(e.at("step").get<int64_t>());
+    r.last_file = dir + "/checkpoints/" + e.at("file").get<std::string>();
+  }
+  return r;
+}
+
+bool train_complete(const RunState& r) { return r.max_steps > 0 && !r.steps.empty() && r.steps.back() >= r.max_steps; }
+
+void append_flags(const Study& s, const std::string& stage, std::vector<std::string>& args) {
+  const auto it = s.flags.find(stage);
+  if (it == s.flags.end()) return;
+  for (const auto& [k, v] : it->second) args.push_back("--" + k + "=" + v);
+}
+
+bool has_flag(const Study& s, const std::string& stage, const std::string& key) {
+  const auto it = s.flags.find(stage);
+  if (it == s.flags.end()) return false;
+  return std::any_of(it->second.begin(), it->second.end(), [&](const auto& kv) { return kv.first == key; });
+}
+
+}  // namespace
+
+Step plan_step(const Study& s, const std::string& stage, double theta) {
+  Step st;
+  st.stage = stage;
+  st.label = stage == "report" ? "study" : "θ=" + theta_label(theta);
+  const auto skip = s.skip.find(stage);
+  if (skip != s.skip.end() && skip->second) {
+    st.skipped = "skip = true in the study file";
+    return st;
+  }
+  if (stage == "report") {
+    st.args = {"report", s.out};
+    append_flags(s, stage, st.args);
+    st.args.insert(st.args.end(), {"--out", s.out + "/report"});
+    return st;
+  }
+  const std::string dir = run_dir(s, theta);
+  const RunState run = run_state(dir);
+  const std::string final_ckpt = run.last_file.empty() ? "<final checkpoint of " + dir + ">" : run.last_file;
+
+  if (stage == "train") {
+    if (train_complete(run)) {
+      st.skipped = "complete (step " + std::to_string(run.steps.back()) + " of " + std::to_string(run.max_steps) + ")";
+    } else if (run.max_steps > 0) {
+      st.args = {"train", "--resume", dir};
+    } else {
+      st.args = {"train", "--config", s.train_recipe, "--rope-theta=" + theta_label(theta)};
+      append_flags(s, stage, st.args);
+      st.args.insert(st.args.end(), {"--out", dir});
+    }
+    return st;
+  }
+  if (stage == "gamma") {
+    const std::string out = dir + "/gamma.jsonl";
+    if (train_complete(run) && io::exists(out)) {
+      std::set<int64_t> measured;
+      for (const auto& r : io::read_jsonl(out))
+        if (r.contains("step") && r["step"].is_number_integer()) measured.insert(r["step"].get<int64_t>());
+      if (std::all_of(run.steps.begin(), run.steps.end(), [&](int64_t x) { return measured.count(x) > 0; })) {
+        st.skipped = "complete (" + std::to_string(run.steps.size()) + " checkpoints measured)";
+        return st;
+      }
+    }
+    st.args = {"eval", "gamma", "--run", dir};
+    append_flags(s, stage, st.args);
+    st.args.insert(st.args.end(), {"--out", out});
+    return st;
+  }
+  // niah and kv: one evaluation of the final checkpoint, committed by a rename.
+  st.final = dir + "/" + stage + ".jsonl";
+  st.partial = st.final + ".partial";
+  if (io::exists(st.final)) {
+    st.skipped = "complete (" + st.final + " exists)";
+    return st;
+  }
+  st.args = {"eval", stage, "--ckpt", final_ckpt};
+  append_flags(s, stage, st.args);
+  if (stage == "kv" && !has_flag(s, "kv", "gamma") && !has_flag(s, "kv", "gamma-from") &&
+      !(s.skip.count("gamma") && s.skip.at("gamma")))
+    st.args.insert(st.args.end(), {"--gamma-from", dir + "/gamma.jsonl"});
+  st.args.insert(st.args.end(), {"--out", st.partial});
+  return st;
+}
+
+}  // namespace ropelab::study

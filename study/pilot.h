@@ -1,0 +1,61 @@
+// `ropelab pilot`: a controlled-θ study as a sequence of ordinary ropelab
+// commands, one run directory per θ, resumable stage by stage.
+//
+// A study file (TOML):
+//   study = "pilot-theta"                 # marks the file as a study, names it
+//   out = "runs/pilot-theta"              # study directory
+//   train-recipe = "recipes/pilot-model.toml"
+//   thetas = [1e4, 1e5, 1e6]              # only θ differs between the runs
+//   [train]   extra `ropelab train` flags (override the recipe)
+//   [gamma]   `ropelab eval gamma` flags      (the pilot sets --run, --out)
+//   [niah]    `ropelab eval niah` flags       (the pilot sets --ckpt, --out)
+//   [kv]      `ropelab eval kv` flags         (the pilot sets --ckpt, --out, and --gamma-from
+//                                              unless the section gives --gamma or --gamma-from)
+//   [report]  `ropelab report` flags          (the pilot sets the inputs and --out)
+// Any section may say `skip = true`. Keys are flags without the dashes; an
+// array becomes a comma list.
+//
+// For each θ, in OUT/theta-<θ>/: train (new, resumed, or skipped when the
+// manifest reaches max_steps) -> gamma over every checkpoint (skipped when
+// each has a record) -> niah and kv on the final checkpoint (written to
+// NAME.jsonl.partial, renamed when complete; skipped when NAME.jsonl exists)
+// -> then one report over the study. Plain C++ (no torch).
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+namespace ropelab::study {
+
+struct Study {
+  std::string file;                 // where it was read from (for messages)
+  std::string name, out, train_recipe;
+  std::vector<double> thetas;
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> flags;  // section -> (key, value)
+  std::map<std::string, bool> skip;                                                // section -> skip
+};
+
+// The stage sections, in the order they run.
+const std::vector<std::string>& stage_names();  // train, gamma, niah, kv, report
+// Flags each stage's command line gets from the pilot, never from the file.
+const std::vector<std::string>& reserved_flags(const std::string& stage);
+
+// Parses and checks a study file; throws Error naming the file and key.
+Study load_study(const std::string& path);
+
+// "1e4", "2.5e5", "500": θ as it appears in run directory names.
+std::string theta_label(double theta);
+std::string run_dir(const Study& s, double theta);
+
+// One stage's next action, decided from what is on disk now.
+struct Step {
+  std::string stage;               // train | gamma | niah | kv | report
+  std::string label;               // "θ=1e4" or "study"
+  std::vector<std::string> args;   // ropelab's arguments (empty when skipped)
+  std::string skipped;             // why nothing needs doing ("" = run it)
+  std::string partial, final;      // niah/kv: write `partial`, rename to `final` on success
+};
+// theta is ignored for the report stage.
+Step plan_step(const Study& s, const std::string& stage, double theta);
+
+}  // namespace ropelab::study

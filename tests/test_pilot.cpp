@@ -1,0 +1,100 @@
+// The study planner behind `ropelab pilot`: the study file's checks, θ
+// labels, and the stage decisions made from what is on disk (no torch: the
+// run directories here are hand-made).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/io.h"
+#include "study/pilot.h"
+#include "test_util.h"
+
+using namespace ropelab;
+using test::error_of;
+using test::scratch_dir;
+using test::write_text;
+
+namespace {
+const std::string kRecipe = std::string(ROPELAB_SOURCE_DIR) + "/recipes/smoke.toml";
+
+std::string study_file(const std::string& dir, const std::string& extra) {
+  const std::string path = dir + "/study.toml";
+  write_text(path, "study = \"t\"\nout = \"" + dir + "/out\"\ntrain-recipe = \"" + kRecipe +
+                       "\"\nthetas = [1e4, 2.5e5]\n" + extra);
+  return path;
+}
+
+// A run directory as the trainer leaves it: config.json and a manifest.
+void fake_run(const std::string& dir, int64_t max_steps, const std::vector<int64_t>& steps) {
+  io::make_dirs(dir + "/checkpoints");
+  io::write_json_atomic(dir + "/config.json", {{"max_steps", max_steps}});
+  nlohmann::json list = nlohmann::json::array();
+  for (auto s : steps) list.push_back({{"step", s}, {"file", "step_" + std::to_string(s) + ".pt"}, {"tokens_seen", 0}});
+  io::write_json_atomic(dir + "/checkpoints/manifest.json", {{"checkpoints", list}});
+}
+}  // namespace
+
+TEST(Pilot, ThetaLabelsAreShortAndExact) {
+  EXPECT_EQ(study::theta_label(1e4), "1e4");
+  EXPECT_EQ(study::theta_label(2.5e5), "2.5e5");
+  EXPECT_EQ(study::theta_label(1e6), "1e6");
+  EXPECT_EQ(study::theta_label(500), "500");
+  EXPECT_EQ(study::theta_label(1234567), "1.234567e6");
+}
+
+TEST(Pilot, StudyFileChecksNameTheKey) {
+  const auto dir = scratch_dir();
+  const auto s = study::load_study(study_file(dir, "[niah]\nlengths = \"1x,2x\"\n[kv]\nskip = true\n"));
+  EXPECT_EQ(s.thetas, (std::vector<double>{1e4, 2.5e5}));
+  EXPECT_EQ(s.flags.at("niah").at(0), (std::pair<std::string, std::string>{"lengths", "1x,2x"}));
+  EXPECT_TRUE(s.skip.at("kv"));
+
+  auto err = [&](const std::string& extra) { return error_of([&] { study::load_study(study_file(dir, extra)); }); };
+  EXPECT_NE(err("[niah]\nckpt = \"x\"\n").find("key \"niah.ckpt\": is set by the pilot"), std::string::npos);
+  EXPECT_NE(err("[gama]\nprompts = 3\n").find("key \"gama.prompts\": unknown section"), std::string::npos);
+  EXPECT_NE(err("epochs = 3\n").find("key \"epochs\": unknown top-level key"), std::string::npos);
+  EXPECT_NE(err("[kv]\nskip = maybe\n").find("key \"kv.skip\": expected true or false"), std::string::npos);
+  write_text(dir + "/bad.toml", "study = \"t\"\nout = \"o\"\ntrain-recipe = \"" + kRecipe + "\"\nthetas = [1e4, 10000]\n");
+  EXPECT_NE(error_of([&] { study::load_study(dir + "/bad.toml"); }).find("1e4 is listed twice"), std::string::npos);
+  write_text(dir + "/bad.toml", "study = \"t\"\nout = \"o\"\ntrain-recipe = \"" + kRecipe + "\"\nthetas = [0]\n");
+  EXPECT_NE(error_of([&] { study::load_study(dir + "/bad.toml"); }).find("\"0\" is not a θ > 0"), std::string::npos);
+  EXPECT_NE(error_of([&] { study::load_study(kRecipe); }).find("not a study file"), std::string::npos);
+}
+
+TEST(Pilot, StagesFollowWhatIsOnDisk) {
+  const auto dir = scratch_dir();
+  const auto s = study::load_study(study_file(dir, "[train]\nmax-steps = 8\n[niah]\nlengths = \"1x\"\n"));
+  const std::string run = dir + "/out/theta-1e4";
+  EXPECT_EQ(study::run_dir(s, 1e4), run);
+
+  // Nothing yet: a new run, with the θ and the study's flags after the recipe.
+  auto st = study::plan_step(s, "train", 1e4);
+  EXPECT_EQ(st.args, (std::vector<std::string>{"train", "--config", kRecipe, "--rope-theta=1e4", "--max-steps=8", "--out", run}));
+
+  fake_run(run, 8, {0, 4});  // interrupted at step 4
+  EXPECT_EQ(study::plan_step(s, "train", 1e4).args, (std::vector<std::string>{"train", "--resume", run}));
+  fake_run(run, 8, {0, 4, 8});
+  EXPECT_NE(study::plan_step(s, "train", 1e4).skipped.find("complete (step 8 of 8)"), std::string::npos);
+
+  // γ: runs until every checkpoint has a record.
+  io::append_jsonl(run + "/gamma.jsonl", {{"step", 0}});
+  io::append_jsonl(run + "/gamma.jsonl", {{"step", 4}});
+  EXPECT_EQ(study::plan_step(s, "gamma", 1e4).args,
+            (std::vector<std::string>{"eval", "gamma", "--run", run, "--out", run + "/gamma.jsonl"}));
+  io::append_jsonl(run + "/gamma.jsonl", {{"step", 8}});
+  EXPECT_NE(study::plan_step(s, "gamma", 1e4).skipped.find("3 checkpoints measured"), std::string::npos);
+
+  // NIAH and KV: the final checkpoint, into a .partial file renamed when complete.
+  st = study::plan_step(s, "niah", 1e4);
+  EXPECT_EQ(st.args, (std::vector<std::string>{"eval", "niah", "--ckpt", run + "/checkpoints/step_8.pt", "--lengths=1x",
+                                               "--out", run + "/niah.jsonl.partial"}));
+  EXPECT_EQ(st.final, run + "/niah.jsonl");
+  st = study::plan_step(s, "kv", 1e4);
+  EXPECT_EQ(st.args, (std::vector<std::string>{"eval", "kv", "--ckpt", run + "/checkpoints/step_8.pt", "--gamma-from",
+                                               run + "/gamma.jsonl", "--out", run + "/kv.jsonl.partial"}));
+  write_text(run + "/niah.jsonl", "{}\n");
+  EXPECT_NE(study::plan_step(s, "niah", 1e4).skipped.find("exists"), std::string::npos);
+
+  EXPECT_EQ(study::plan_step(s, "report", 0).args,
+            (std::vector<std::string>{"report", dir + "/out", "--out", dir + "/out/report"}));
+}

@@ -1,0 +1,65 @@
+// `ropelab pilot` end to end on a tiny study: two θ, every stage, then a
+// re-run that finds everything complete, and a resume after a lost stage.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "common/io.h"
+#include "train_fixture.h"
+
+using namespace ropelab;
+using test::run_ropelab;
+
+namespace {
+int count(const std::string& text, const std::string& what) {
+  int n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+}  // namespace
+
+TEST(PilotRun, RunsEveryStagePerThetaAndResumesWhatIsMissing) {
+  const auto dir = test::scratch_dir();
+  const auto data = test::tiny_data(dir);
+  test::write_text(dir + "/tiny.toml", "data-dir = \"" + data + "\"\nd-model = 32\nn-layers = 2\nn-heads = 2\nT-train = 128\n"
+                   "max-steps = 4\nbatch-size = 2\ncheckpoints = \"list:2,4\"\neval-every = 4\neval-batches = 1\nthreads = 1\n");
+  test::write_text(dir + "/study.toml",
+                   "study = \"tiny\"\nout = \"" + dir + "/study\"\ntrain-recipe = \"" + dir + "/tiny.toml\"\n"
+                   "thetas = [1e4, 1e6]\n"
+                   "[gamma]\ndistances = \"2,4,8,16,32\"\nprompts = 2\nseeds = \"1\"\nfit-min-d = 2\nbootstrap = 20\n"
+                   "[niah]\nlengths = \"1x\"\ndepths = \"0.5\"\ntrials = 2\nscaling = \"none,yarn:2\"\nppl-windows = 1\n"
+                   "[kv]\ncontext = 24\ndecode = 6\nwindows = 1\nratios = \"0.5\"\ngmm-max-k = 0\nniah-trials = 0\n"
+                   "[report]\nskip = true\n");
+  auto r = run_ropelab("pilot --config " + dir + "/study.toml");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* theta : {"1e4", "1e6"}) {
+    const std::string run = dir + "/study/theta-" + theta;
+    EXPECT_EQ(io::read_json(run + "/config.json")["model"]["rope_theta"], std::stod(theta));
+    EXPECT_EQ(io::read_jsonl(run + "/gamma.jsonl").size(), 2u) << theta;  // checkpoints at steps 2 and 4
+    EXPECT_EQ(io::read_jsonl(run + "/niah.jsonl").size(), 2u + 2u) << theta;  // 2 methods: niah + perplexity
+    EXPECT_FALSE(io::read_jsonl(run + "/kv.jsonl").empty()) << theta;
+    EXPECT_FALSE(std::filesystem::exists(run + "/niah.jsonl.partial"));
+  }
+  EXPECT_EQ(io::read_jsonl(dir + "/study/pilot.jsonl").size(), 2u * 4u);
+
+  // Everything complete: a re-run does nothing.
+  r = run_ropelab("pilot --config " + dir + "/study.toml");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(count(r.output, "skipped, complete"), 8) << r.output;
+
+  // A stage lost mid-way (its .partial left behind) is redone, and only it.
+  const std::string run = dir + "/study/theta-1e6";
+  std::filesystem::rename(run + "/niah.jsonl", run + "/niah.jsonl.partial");
+  r = run_ropelab("pilot --config " + dir + "/study.toml");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(count(r.output, "skipped, complete"), 7) << r.output;
+  EXPECT_EQ(io::read_jsonl(run + "/niah.jsonl").size(), 4u);
+
+  // A key no stage command has is refused before any work, naming it.
+  test::write_text(dir + "/typo.toml", "study = \"t\"\nout = \"" + dir + "/typo\"\ntrain-recipe = \"" + dir +
+                                           "/tiny.toml\"\nthetas = [1e4]\n[niah]\nlenghts = \"1x\"\n");
+  r = run_ropelab("pilot --config " + dir + "/typo.toml");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("key \"niah.lenghts\": `ropelab eval niah` has no flag --lenghts"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(dir + "/typo"));
+}
