@@ -99,6 +99,10 @@ void add_kv_command(CLI::App& ev) {
   k->add_option("--gamma-from", opt->gamma_from, "γ results .jsonl holding this checkpoint's record")->excludes(g);
   k->add_option("--f", opt->mass_fractions, "attention-mass fractions for D_f")->delimiter(',')->capture_default_str();
   k->add_option("--seed", opt->seed)->capture_default_str();
+  k->add_option("--eviction", opt->eviction, "step: TOVA, H2O and the windows evict at every decoded token; prefill: once")
+      ->capture_default_str();
+  k->add_option("--niah-trials", opt->niah_trials, "passkey prompts of length N scored per policy and budget (0 = skip)")
+      ->capture_default_str();
   k->add_option("--gmm-max-k", opt->gmm_max_k, "query-distribution check: GMMs up to this K (0 = skip)")->capture_default_str();
   k->add_flag("--json", *json, "print the records as JSON lines instead of a table");
   k->add_option("--out", opt->out, "results .jsonl to append to");

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <chrono>
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -11,8 +12,11 @@
 #include "common/io.h"
 #include "common/progress.h"
 #include "data/loader.h"
+#include "data/passkey.h"
 #include "data/prepare.h"
+#include "data/tokenizer.h"
 #include "eval/closed_forms.h"
+#include "eval/niah.h"
 #include "eval/provenance.h"
 #include "eval/query_gmm.h"
 #include "model/kv_policy.h"
@@ -37,22 +41,100 @@ at::Tensor group_mean(const at::Tensor& t, int64_t G) {
   return t.reshape(sizes).mean(2);
 }
 
+// What compression reads from a prefill, per layer: the observation window's
+// attention rows, the attention accumulated by every query, the queries.
 struct Prefill {
   model::KVCache cache;
-  std::vector<at::Tensor> probs, queries, queries_pre_rope;  // per layer [1, H, N, N], [1, H, N, D] x2
+  std::vector<at::Tensor> recent, accum;              // [1, H, obs, N], [1, H, N]
+  std::vector<at::Tensor> queries, queries_pre_rope;  // [1, H, N, D] each
+  at::Tensor last;                                    // the last prefill token's logits
 };
 
+Prefill prefill(model::Transformer& m, const std::vector<int64_t>& tokens, int64_t obs) {
+  const int64_t N = tokens.size();
+  Prefill p;
+  model::AttentionProbe probe;
+  probe.rows = torch::arange(N, at::kLong);
+  probe.keep_queries = true;
+  p.last = m->forward(torch::tensor(tokens, at::kLong).unsqueeze(0), &p.cache, &probe)[0][-1].to(at::kFloat);
+  for (const auto& a : probe.probs) {
+    p.recent.push_back(a.narrow(2, N - obs, obs).clone());
+    p.accum.push_back(a.sum(2));
+  }
+  p.queries = probe.queries;
+  p.queries_pre_rope = probe.queries_pre_rope;
+  return p;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Policies defined by per-step eviction (TOVA, H2O) and the sliding windows.
+bool evicts_each_step(const std::string& policy) {
+  return policy == "tova" || policy == "h2o" || policy == "recent" || policy == "streaming" || policy == "df";
+}
+
+// Per-step eviction state: the policy, each layer's budget, and the attention
+// each cached token has accumulated (H2O's score), aligned with the cache.
+struct StepEviction {
+  model::KVPolicySpec spec;
+  std::vector<int64_t> budgets;
+  std::vector<at::Tensor> accum;  // [1, G, T] per layer
+  int64_t G = 1;
+};
+
+// The eviction state right after compress(): each layer's budget (which the
+// cache may still be below, when the prefill was shorter), scores gathered.
+StepEviction start_eviction(const model::KVPolicySpec& spec, int64_t mean_budget, const Prefill& pre,
+                            const std::vector<at::Tensor>& kept, int64_t G) {
+  StepEviction ev{spec, {}, {}, G};
+  const int64_t L = kept.size();
+  for (int64_t l = 0; l < L; ++l) {
+    ev.budgets.push_back(model::layer_budget(spec, mean_budget, l, L));
+    ev.accum.push_back(group_mean(pre.accum[l], G).gather(2, kept[l]));
+  }
+  return ev;
+}
+
+// After a decoded token: fold its attention into the scores, then bring each
+// layer back to its budget by the policy, fed the newest query's attention.
+void evict_step(model::KVCache& cache, const std::vector<at::Tensor>& probs, StepEviction& ev) {
+  const int64_t L = cache.layers.size();
+  for (int64_t l = 0; l < L; ++l) {
+    auto& layer = cache.layers[l];
+    auto a = group_mean(probs[l], ev.G);  // [1, G, 1, T]
+    ev.accum[l] = at::cat({ev.accum[l], at::zeros({1, ev.G, 1}, ev.accum[l].options())}, 2) + a.squeeze(2).to(ev.accum[l].scalar_type());
+    if (layer.k.size(2) <= ev.budgets[l]) continue;
+    model::KVView v;
+    v.keys = layer.k;
+    v.recent_attn = a;
+    v.accum_attn = ev.accum[l];
+    v.layer = l;
+    v.n_layers = L;
+    const auto idx = model::kv_keep(ev.spec, v, ev.budgets[l]);
+    auto gather = idx.unsqueeze(-1).expand({idx.size(0), idx.size(1), idx.size(2), layer.k.size(3)});
+    layer.k = layer.k.gather(2, gather);
+    layer.v = layer.v.gather(2, gather);
+    layer.pos = layer.pos.index_select(0, idx[0][0]);
+    ev.accum[l] = ev.accum[l].gather(2, idx);
+  }
+}
+
 // Decodes tokens[0..n) teacher-forced on a copy of `cache`; returns the mean
-// loss of predicting tokens[1..n] and, optionally, the first query's attention.
+// loss of predicting tokens[1..n] and, optionally, the first query's
+// attention. With `ev`, the cache is evicted back to budget after each token.
 double decode_loss(model::Transformer& m, model::KVCache cache, const std::vector<int64_t>& tokens,
-                   std::vector<at::Tensor>* first_attention) {
+                   std::vector<at::Tensor>* first_attention, StepEviction* ev = nullptr) {
   double nll = 0;
   for (size_t t = 0; t + 1 < tokens.size(); ++t) {
     model::AttentionProbe probe;
     probe.rows = torch::tensor({0}, at::kLong);
-    auto logits = m->forward(torch::tensor({{tokens[t]}}, at::kLong), &cache, t == 0 ? &probe : nullptr);
+    const bool look = (t == 0 && first_attention) || ev;
+    auto logits = m->forward(torch::tensor({{tokens[t]}}, at::kLong), &cache, look ? &probe : nullptr);
     nll -= torch::log_softmax(logits[0][0].to(at::kFloat), -1)[tokens[t + 1]].item<double>();
     if (t == 0 && first_attention) *first_attention = probe.probs;
+    if (ev) evict_step(cache, probe.probs, *ev);
   }
   return nll / double(tokens.size() - 1);
 }
@@ -65,11 +147,11 @@ model::KVCache compress(const Prefill& pre, const model::KVPolicySpec& spec, int
   const int64_t L = pre.cache.layers.size();
   for (int64_t l = 0; l < L; ++l) {
     auto& layer = out.layers[l];
-    const int64_t N = layer.k.size(2), D = layer.k.size(3);
+    const int64_t D = layer.k.size(3);
     model::KVView v;
     v.keys = layer.k;
-    v.recent_attn = group_mean(pre.probs[l].narrow(2, N - obs, obs), G);
-    v.accum_attn = group_mean(pre.probs[l].sum(2), G);
+    v.recent_attn = group_mean(pre.recent[l].narrow(2, pre.recent[l].size(2) - obs, obs), G);
+    v.accum_attn = group_mean(pre.accum[l], G);
     // Expected Attention's Gaussian: the group's queries of the whole prefill.
     auto q = pre.queries[l].to(at::kDouble);  // [1, H, N, D]
     auto qg = q.reshape({1, G, -1, D});
@@ -105,7 +187,28 @@ double retained_mass(const std::vector<at::Tensor>& first_attn, const std::vecto
   return total / double(kept.size() * first_attn[0].size(1));
 }
 
+model::KVPolicySpec policy_spec(const std::string& name, const KVEvalOptions& opt) {
+  auto spec = model::parse_kv_policy(name);
+  spec.sinks = opt.sinks;
+  spec.window = opt.obs_window;
+  return spec;
+}
+
 }  // namespace
+
+double compressed_decode_loss(model::Transformer& m, const std::vector<int64_t>& prefix,
+                              const std::vector<int64_t>& tail, const std::string& policy, int64_t budget,
+                              const KVEvalOptions& opt) {
+  torch::NoGradGuard no_grad;
+  const auto spec = policy_spec(policy, opt);
+  const int64_t G = m->cfg.n_kv_heads;
+  const auto pre = prefill(m, prefix, opt.obs_window);
+  std::vector<at::Tensor> kept;
+  auto cache = compress(pre, spec, budget, G, opt.obs_window, &kept);
+  auto ev = start_eviction(spec, budget, pre, kept, G);
+  const bool stepwise = opt.eviction == "step" && evicts_each_step(policy);
+  return decode_loss(m, cache, tail, nullptr, stepwise ? &ev : nullptr);
+}
 
 void check_kv_options(const KVEvalOptions& opt, int64_t T_train) {
   if (opt.ratios.empty()) throw Error("--ratios must not be empty");
@@ -113,6 +216,9 @@ void check_kv_options(const KVEvalOptions& opt, int64_t T_train) {
     if (!(r > 0 && r <= 1)) throw Error("--ratios: " + std::to_string(r) + " is outside (0, 1]");
   for (const auto& p : split(opt.policies)) model::parse_kv_policy(p);
   if (opt.decode < 2 || opt.windows < 1) throw Error("--decode must be >= 2 and --windows >= 1");
+  if (opt.eviction != "step" && opt.eviction != "prefill")
+    throw Error("--eviction must be step or prefill, got \"" + opt.eviction + "\"");
+  if (opt.niah_trials < 0) throw Error("--niah-trials must be >= 0");
   const int64_t N = opt.context > 0 ? opt.context : T_train - opt.decode;
   if (N <= opt.obs_window || N + opt.decode > T_train)
     throw Error("--context " + std::to_string(N) + " + --decode " + std::to_string(opt.decode) +
@@ -160,22 +266,48 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
   for (int64_t w = 0; w < opt.windows; ++w) {
     std::vector<int64_t> win(N + opt.decode);
     val.copy(data::mix64(opt.seed ^ uint64_t(w) * 0x9e37) % (val.size() - win.size()), win.size(), win.data());
-    model::AttentionProbe probe;
-    probe.rows = torch::arange(N, at::kLong);
-    probe.keep_queries = true;
-    m->forward(torch::tensor(std::vector<int64_t>(win.begin(), win.begin() + N), at::kLong).unsqueeze(0), &pre[w].cache, &probe);
-    pre[w].probs = probe.probs;
-    pre[w].queries = probe.queries;
-    pre[w].queries_pre_rope = probe.queries_pre_rope;
+    pre[w] = prefill(m, std::vector<int64_t>(win.begin(), win.begin() + N), opt.obs_window);
     tails[w].assign(win.begin() + N, win.end());
-    loss_full += decode_loss(m, pre[w].cache, tails[w], &first_attn[w]) / opt.windows;
+  }
+  const auto t_decode = std::chrono::steady_clock::now();
+  for (int64_t w = 0; w < opt.windows; ++w) loss_full += decode_loss(m, pre[w].cache, tails[w], &first_attn[w]) / opt.windows;
+  const double decoded_tokens = double(opt.windows * (opt.decode - 1));
+  const double full_tok_s = decoded_tokens / seconds_since(t_decode);
+
+  // Passkey prompts of length N (the NIAH task at the prefill length), needle
+  // depths spread evenly; each is scored on the full and every compressed cache.
+  std::vector<Prefill> niah_pre;
+  std::vector<data::PasskeyExample> niah_ex;
+  int64_t niah_full = 0;
+  if (opt.niah_trials > 0) {
+    if (data.tokenizer_path.empty()) throw Error(data.dir + ": --niah-trials needs the run's tokenizer, and there is none (use --niah-trials 0)");
+    const auto tok = data::Tokenizer::load(data.tokenizer_path);
+    const data::PasskeyBuilder builder(tok);
+    if (N < builder.min_length(1))
+      throw Error("--niah-trials: a context of " + std::to_string(N) + " tokens cannot hold the needle and question (minimum " +
+                  std::to_string(builder.min_length(1)) + "); use --niah-trials 0 or a longer --context");
+    for (int64_t t = 0; t < opt.niah_trials; ++t) {
+      const uint64_t key = data::mix64(opt.seed ^ 0x6e1a) ^ uint64_t(t);
+      std::vector<int64_t> hay(N);
+      val.copy(key % (val.size() - N), N, hay.data());
+      niah_ex.push_back(builder.make(hay.data(), N, (t + 0.5) / double(opt.niah_trials), key, 1, 9));
+      niah_pre.push_back(prefill(m, niah_ex.back().context, opt.obs_window));
+      niah_full += key_ranks_first(m, niah_pre.back().cache, niah_pre.back().last, niah_ex.back().answer, niah_ex.back().wrong);
+    }
   }
 
-  const nlohmann::json common = {
+  nlohmann::json common = {
       {"kind", "kv"}, {"model_id", model_id_of(ckpt_path)},
       {"checkpoint", ckpt_path}, {"step", loaded.state.at("step")}, {"context", N}, {"decode", opt.decode},
       {"windows", opt.windows}, {"seed", opt.seed}, {"loss_full", loss_full}, {"gamma", gamma}, {"gamma_source", gamma_source},
-      {"versions", versions()}};
+      {"eviction", opt.eviction}, {"decode_tok_per_s_full", full_tok_s}, {"versions", versions()}};
+  if (opt.niah_trials > 0) {
+    const auto ci = wilson95(niah_full, opt.niah_trials);
+    common["niah_trials"] = opt.niah_trials;
+    common["niah_rank_accuracy_full"] = double(niah_full) / opt.niah_trials;
+    common["niah_full_ci95"] = {ci.first, ci.second};
+    common["niah_rank_chance"] = 0.1;
+  }
   std::vector<nlohmann::json> records;
   auto emit = [&](nlohmann::json rec) {
     for (auto it = common.begin(); it != common.end(); ++it)  // shared fields; a record's own win
@@ -183,48 +315,65 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
     if (!opt.out.empty()) io::append_jsonl(opt.out, rec);
     records.push_back(std::move(rec));
   };
-  // One measurement: policy at a mean per-layer budget.
-  // Also returns the tokens actually kept per layer: PyramidKV's shallow
-  // layers cap at N, so its mean can fall below the nominal budget.
+  // One measurement: policy at a mean per-layer budget. Also the tokens
+  // actually kept per layer (PyramidKV's shallow layers cap at N, so its mean
+  // can fall below the nominal budget), decode speed, and retrieval.
   auto measure = [&](const model::KVPolicySpec& spec, int64_t budget) {
-    double loss = 0, mass = 0, kept_mean = 0;
+    nlohmann::json r;
+    const bool stepwise = opt.eviction == "step" && evicts_each_step(spec.name);
+    double loss = 0, mass = 0, kept_mean = 0, decode_s = 0;
     for (int64_t w = 0; w < opt.windows; ++w) {
       std::vector<at::Tensor> kept;
       auto cache = compress(pre[w], spec, budget, G, opt.obs_window, &kept);
-      loss += decode_loss(m, cache, tails[w], nullptr) / opt.windows;
+      auto ev = start_eviction(spec, budget, pre[w], kept, G);
+      const auto t0 = std::chrono::steady_clock::now();
+      loss += decode_loss(m, cache, tails[w], nullptr, stepwise ? &ev : nullptr) / opt.windows;
+      decode_s += seconds_since(t0);
       mass += retained_mass(first_attn[w], kept, G) / opt.windows;
       for (const auto& k : kept) kept_mean += double(k.size(2)) / kept.size() / opt.windows;
     }
-    return std::make_tuple(loss, mass, kept_mean);
+    r = {{"loss", loss}, {"rel_loss_increase", loss / loss_full - 1}, {"retained_mass", mass}, {"kept_mean", kept_mean},
+         {"stepwise_eviction", stepwise}, {"decode_tok_per_s", decoded_tokens / decode_s}};
+    if (opt.niah_trials > 0) {
+      int64_t ok = 0;
+      for (size_t t = 0; t < niah_pre.size(); ++t) {
+        std::vector<at::Tensor> kept;
+        auto cache = compress(niah_pre[t], spec, budget, G, opt.obs_window, &kept);
+        ok += key_ranks_first(m, cache, niah_pre[t].last, niah_ex[t].answer, niah_ex[t].wrong);
+      }
+      const auto ci = wilson95(ok, opt.niah_trials);
+      r["niah_rank_accuracy"] = double(ok) / opt.niah_trials;
+      r["niah_ci95"] = {ci.first, ci.second};
+    }
+    return r;
   };
 
   const auto policies = split(opt.policies);
   Progress progress("kv", static_cast<int64_t>(policies.size() * opt.ratios.size()));
   int64_t done = 0;
   for (const auto& name : policies) {
-    auto spec = model::parse_kv_policy(name);
-    spec.sinks = opt.sinks;
-    spec.window = opt.obs_window;
+    const auto spec = policy_spec(name, opt);
     std::optional<double> smallest;
     if (name == "df") {
       // The closed-form window: sinks + the last D_f tokens, one measurement per f.
       for (double f : opt.mass_fractions) {
         const int64_t Df = closed_forms::D_f_discrete(gamma, N, f);
         const double Dc = closed_forms::D_f_continuum(gamma, double(N), f);
-        const auto [loss, mass, kept_mean] = measure(spec, std::min<int64_t>(N, opt.sinks + Df));
-        emit({{"policy", name}, {"f", f}, {"D_f_discrete", Df}, {"D_f_continuum", Dc}, {"budget", std::min<int64_t>(N, opt.sinks + Df)},
-              {"ratio", double(std::min<int64_t>(N, opt.sinks + Df)) / N}, {"loss", loss}, {"rel_loss_increase", loss / loss_full - 1},
-              {"retained_mass", mass}, {"predicted_mass", f}, {"kept_mean", kept_mean}});
+        const int64_t budget = std::min<int64_t>(N, opt.sinks + Df);
+        auto rec = measure(spec, budget);
+        rec.update({{"policy", name}, {"f", f}, {"D_f_discrete", Df}, {"D_f_continuum", Dc}, {"budget", budget},
+                    {"ratio", double(budget) / N}, {"predicted_mass", f}});
+        emit(rec);
       }
       progress.update(done += opt.ratios.size(), name);
       continue;
     }
     for (double r : opt.ratios) {
       const int64_t budget = std::llround(r * N);
-      const auto [loss, mass, kept_mean] = measure(spec, budget);
-      if (loss / loss_full - 1 <= opt.epsilon && (!smallest || r < *smallest)) smallest = r;
-      emit({{"policy", name}, {"ratio", r}, {"budget", budget}, {"loss", loss}, {"rel_loss_increase", loss / loss_full - 1},
-            {"retained_mass", mass}, {"kept_mean", kept_mean}});
+      auto rec = measure(spec, budget);
+      if (rec["rel_loss_increase"].get<double>() <= opt.epsilon && (!smallest || r < *smallest)) smallest = r;
+      rec.update({{"policy", name}, {"ratio", r}, {"budget", budget}});
+      emit(rec);
       progress.update(++done, name + " @" + std::to_string(r));
     }
     nlohmann::json sum = {{"kind", "kv_summary"}, {"policy", name}, {"epsilon", opt.epsilon},
@@ -260,14 +409,17 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
 
 std::string kv_table(const std::vector<nlohmann::json>& records) {
   std::ostringstream out;
-  char line[200];
-  std::snprintf(line, sizeof line, "%-10s %6s %7s %9s %10s %9s\n", "policy", "ratio", "budget", "loss", "Δloss/full", "mass");
+  char line[240];
+  std::snprintf(line, sizeof line, "%-10s %6s %7s %9s %10s %7s %6s %9s\n", "policy", "ratio", "budget", "loss", "Δloss/full",
+                "mass", "niah", "decode/s");
   out << line;
   for (const auto& r : records) {
     if (r["kind"] != "kv") continue;
-    std::snprintf(line, sizeof line, "%-10s %6.3f %7lld %9.4f %+9.2f%% %9.3f%s\n", r["policy"].get<std::string>().c_str(),
+    const std::string niah = r.contains("niah_rank_accuracy") ? std::to_string(r["niah_rank_accuracy"].get<double>()).substr(0, 4) : "-";
+    std::snprintf(line, sizeof line, "%-10s %6.3f %7lld %9.4f %+9.2f%% %7.3f %6s %9.0f%s%s\n", r["policy"].get<std::string>().c_str(),
                   r["ratio"].get<double>(), (long long)r["budget"].get<int64_t>(), r["loss"].get<double>(),
-                  100 * r["rel_loss_increase"].get<double>(), r["retained_mass"].get<double>(),
+                  100 * r["rel_loss_increase"].get<double>(), r["retained_mass"].get<double>(), niah.c_str(),
+                  r.value("decode_tok_per_s", 0.0), r.value("stepwise_eviction", false) ? "  per-step" : "",
                   r.contains("f") ? ("  (D_f at f=" + std::to_string(r["f"].get<double>()).substr(0, 4) + ")").c_str() : "");
     out << line;
   }
@@ -282,9 +434,15 @@ std::string kv_table(const std::vector<nlohmann::json>& records) {
     if (r["kind"] == "query_gmm")
       out << "queries layer " << r["layer"] << " kv-head " << r["kv_head"] << ": BIC-best K = " << r["best_K"]
           << " (ΔBIC vs K=1: " << r["delta_BIC_vs_K1"].get<double>() << ")\n";
-  if (!records.empty())
-    out << "full-cache loss " << records[0]["loss_full"].get<double>() << "; D_f uses γ = " << records[0]["gamma"].get<double>()
-        << " (" << records[0]["gamma_source"].get<std::string>() << ")\n";
+  if (!records.empty()) {
+    const auto& r = records[0];
+    out << "full cache: loss " << r["loss_full"].get<double>() << ", decode " << std::llround(r.value("decode_tok_per_s_full", 0.0))
+        << " tok/s";
+    if (r.contains("niah_rank_accuracy_full"))
+      out << ", passkey rank accuracy " << r["niah_rank_accuracy_full"].get<double>() << " over " << r["niah_trials"]
+          << " prompts (chance 0.1)";
+    out << "; D_f uses γ = " << r["gamma"].get<double>() << " (" << r["gamma_source"].get<std::string>() << ")\n";
+  }
   return out.str();
 }
 

@@ -2,13 +2,20 @@
 // closed-form window D_f. For each held-out window: prefill N tokens with the
 // full cache, compress every layer's cache to a budget with a policy, then
 // decode the next tokens teacher-forced and compare their loss with the
-// uncompressed cache. Also the attention mass the kept tokens carry for the
-// first decoded query, and, for the D_f window, that mass against f.
+// uncompressed cache. With eviction "step", the policies defined per step
+// (TOVA, H2O, and the windows: recent, streaming, df) also evict after every
+// decoded token, holding the cache at its budget; the others compress once
+// after prefill, as they are defined. Also: the attention mass the kept tokens
+// carry for the first decoded query (for the D_f window, against f), passkey
+// retrieval on compressed caches (the NIAH task at length N), and decode
+// tokens/s per policy.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "model/transformer.h"
 
 namespace ropelab::eval {
 
@@ -26,6 +33,8 @@ struct KVEvalOptions {
   std::vector<double> mass_fractions{0.8, 0.9, 0.95};  // f for D_f
   uint64_t seed = 99;
   int gmm_max_k = 8;           // query-distribution check: GMMs with K = 1..this (0 = skip)
+  std::string eviction = "step";  // "step": per-step policies evict at every decoded token; "prefill": once
+  int64_t niah_trials = 10;    // passkey prompts of length N scored on each compressed cache (0 = skip)
   std::string out;
 };
 
@@ -34,6 +43,14 @@ struct KVEvalOptions {
 void check_kv_options(const KVEvalOptions& opt, int64_t T_train);
 
 std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOptions& opt);
+
+// One measurement's core, exposed for tests: prefill `prefix`, compress each
+// layer to `budget` with `policy`, decode `tail` teacher-forced (evicting per
+// step when opt.eviction says so and the policy is a per-step one); returns
+// the mean loss of predicting tail[1..].
+double compressed_decode_loss(model::Transformer& m, const std::vector<int64_t>& prefix,
+                              const std::vector<int64_t>& tail, const std::string& policy, int64_t budget,
+                              const KVEvalOptions& opt);
 std::string kv_table(const std::vector<nlohmann::json>& records);
 
 }  // namespace ropelab::eval

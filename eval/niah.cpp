@@ -62,6 +62,18 @@ std::vector<int64_t> greedy(model::Transformer& m, const model::KVCache& ctx, at
   return out;
 }
 
+}  // namespace
+
+bool key_ranks_first(model::Transformer& m, const model::KVCache& ctx, const at::Tensor& last,
+                     const std::vector<int64_t>& answer, const std::vector<std::vector<int64_t>>& wrong) {
+  const double truth = continuation_logprob(m, ctx, last, answer);
+  for (const auto& w : wrong)
+    if (continuation_logprob(m, ctx, last, w) >= truth) return false;
+  return true;
+}
+
+namespace {
+
 std::string trimmed(std::string s) {
   s.erase(0, s.find_first_not_of(" \t\n"));
   s.erase(s.find_last_not_of(" \t\n.") + 1);
@@ -147,10 +159,7 @@ std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOp
           model::KVCache ctx;
           auto ids = torch::tensor(ex.context, at::kLong).unsqueeze(0);
           auto last = m->forward(ids, &ctx)[0][-1].to(at::kFloat);
-          const double truth = continuation_logprob(m, ctx, last, ex.answer);
-          bool best = true;
-          for (const auto& w : ex.wrong) best = best && continuation_logprob(m, ctx, last, w) < truth;
-          rank_ok += best;
+          rank_ok += key_ranks_first(m, ctx, last, ex.answer, ex.wrong);
           if (opt.generation) {
             const auto gen = greedy(m, ctx, last, ex.answer.size());
             const std::string said = trimmed(tok.decode(std::vector<int>(gen.begin(), gen.end())));

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "model/rope_scaling.h"
+#include "model/transformer.h"
 
 namespace ropelab::eval {
 
@@ -29,6 +30,12 @@ struct NiahPlan {
   std::vector<model::ScalingMethod> methods;
 };
 NiahPlan plan_niah(const NiahOptions& opt, const model::ModelConfig& cfg);
+
+// Whether the true key outranks every wrong key by log-probability as the
+// continuation of a prefilled cache whose last logits are `last` (score (a)
+// of the NIAH protocol; `eval kv` uses it on compressed caches too).
+bool key_ranks_first(model::Transformer& m, const model::KVCache& ctx, const at::Tensor& last,
+                     const std::vector<int64_t>& answer, const std::vector<std::vector<int64_t>>& wrong);
 
 // Wilson score interval for k successes in n trials (95%).
 std::pair<double, double> wilson95(int64_t k, int64_t n);

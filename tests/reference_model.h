@@ -2,6 +2,7 @@
 // textbook definitions (scalar RoPE, explicit causal softmax per head), that
 // the tests compare the real implementation against.
 #pragma once
+#include <functional>
 #include <torch/torch.h>
 
 #include <cmath>
@@ -43,7 +44,10 @@ inline at::Tensor rope_ref(at::Tensor x /*[T,H,D]*/, double theta, int64_t rd) {
   return x;
 }
 
-inline ReferenceOutput reference_forward(Transformer& m, const at::Tensor& ids /*[T]*/) {
+// `visible(i, j)`, when given, narrows the causal mask: query i sees key j <= i
+// only where it returns true (e.g. a sliding window).
+inline ReferenceOutput reference_forward(Transformer& m, const at::Tensor& ids /*[T]*/,
+                                         const std::function<bool(int64_t, int64_t)>& visible = nullptr) {
   ReferenceOutput r;
   const auto& c = m->cfg;
   const int64_t T = ids.size(0), H = c.n_heads, KV = c.n_kv_heads, D = c.d_head;
@@ -61,7 +65,8 @@ inline ReferenceOutput reference_forward(Transformer& m, const at::Tensor& ids /
       const int64_t g = hd / (H / KV);
       auto s = q.select(1, hd).matmul(k.select(1, g).t()) / std::sqrt(double(D));
       for (int64_t i = 0; i < T; ++i)
-        for (int64_t j = i + 1; j < T; ++j) s[i][j] = -INFINITY;
+        for (int64_t j = 0; j < T; ++j)
+          if (j > i || (visible && !visible(i, j))) s[i][j] = -INFINITY;
       probs[hd].copy_(torch::softmax(s, -1));
       out.select(1, hd).copy_(probs[hd].matmul(v.select(1, g)));
     }

@@ -5,6 +5,7 @@
 #include "eval/kv_eval.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
+#include "reference_model.h"
 #include "train_fixture.h"
 
 using namespace ropelab;
@@ -51,6 +52,8 @@ TEST(KVEval, FullCacheIsTheReferenceAndEveryPolicyIsMeasured) {
   o.obs_window = 4;
   o.gamma = 0.9;
   o.gmm_max_k = 3;
+  o.eviction = "prefill";  // ratio 1.0 then keeps everything (per step, the window would slide: tested below)
+  o.niah_trials = 0;       // 24 tokens cannot hold a passkey prompt (tested below)
   o.out = dir + "/kv.jsonl";
   const auto recs = eval::eval_kv(train::checkpoints_dir(dir + "/run") + "/step_00000020.pt", o);
   int kv = 0, summaries = 0, df = 0, gmm = 0;
@@ -91,4 +94,73 @@ TEST(KVEval, FullCacheIsTheReferenceAndEveryPolicyIsMeasured) {
   for (const auto& r : recs)
     if (r["kind"] == "kv_summary" && r["policy"] == "full") EXPECT_EQ(r["smallest_ratio_within_epsilon"], 0.5);
   EXPECT_NE(eval::kv_table(recs).find("snapkv"), std::string::npos);
+}
+
+// Per-step eviction against an independent float64 forward with the mask it
+// should amount to: the recent window evicting at every decoded token is
+// sliding-window attention for the decoded queries (prefill queries saw
+// everything before compression); streaming adds the sinks; compressing once
+// after prefill leaves the decoded tokens all visible.
+TEST(KVEval, PerStepEvictionIsTheSlidingWindowItShouldBe) {
+  model::ModelConfig c;
+  c.vocab_size = 53; c.d_model = 16; c.n_layers = 2; c.n_heads = 2; c.n_kv_heads = 1; c.rope_theta = 50; c.T_train = 32;
+  auto m = model::make_model(c, 21);
+  m->eval();
+  const int64_t N = 12, b = 5, decode = 6;
+  auto ids = torch::randint(0, c.vocab_size, {N + decode}, at::kLong);
+  std::vector<int64_t> all(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + N + decode);
+  const std::vector<int64_t> prefix(all.begin(), all.begin() + N), tail(all.begin() + N, all.end());
+  auto reference_loss = [&](const std::function<bool(int64_t, int64_t)>& visible) {
+    const auto logits = test::reference_forward(m, ids.narrow(0, 0, N + decode - 1), visible).logits;
+    double nll = 0;
+    for (int64_t t = 0; t + 1 < decode; ++t) nll -= torch::log_softmax(logits[N + t], -1)[tail[t + 1]].item<double>();
+    return nll / double(decode - 1);
+  };
+  eval::KVEvalOptions o;
+  o.sinks = 2;
+  o.obs_window = 3;
+  o.eviction = "step";
+  EXPECT_NEAR(eval::compressed_decode_loss(m, prefix, tail, "recent", b, o),
+              reference_loss([&](int64_t i, int64_t j) { return i < N || j >= i - b; }), 1e-4);
+  EXPECT_NEAR(eval::compressed_decode_loss(m, prefix, tail, "streaming", b, o),
+              reference_loss([&](int64_t i, int64_t j) { return i < N || j < 2 || j >= i - (b - 2); }), 1e-4);
+  // A budget that holds everything: TOVA and H2O never evict; equal to the full cache.
+  for (const char* p : {"tova", "h2o"})
+    EXPECT_NEAR(eval::compressed_decode_loss(m, prefix, tail, p, N + decode, o), reference_loss(nullptr), 1e-4) << p;
+  o.eviction = "prefill";
+  EXPECT_NEAR(eval::compressed_decode_loss(m, prefix, tail, "recent", b, o),
+              reference_loss([&](int64_t i, int64_t j) { return i < N || j >= N - b; }), 1e-4);
+}
+
+// Passkey retrieval scored on compressed caches: each record carries it, and a
+// cache compressed to everything scores exactly as the full cache.
+TEST(KVEval, ScoresPasskeyRetrievalOnEachCompressedCache) {
+  const auto dir = test::scratch_dir();
+  auto cfg = test::tiny_config(test::tiny_data(dir));
+  cfg.model.T_train = 192;
+  cfg.max_steps = 5;
+  train::train_new(cfg, dir + "/run");
+  eval::KVEvalOptions o;
+  o.policies = "full,recent,tova";
+  o.ratios = {0.5, 1.0};
+  o.context = 160;
+  o.decode = 4;
+  o.windows = 1;
+  o.gamma = 0.9;
+  o.gmm_max_k = 0;
+  o.eviction = "prefill";
+  o.niah_trials = 4;
+  const auto recs = eval::eval_kv(train::checkpoints_dir(dir + "/run") + "/step_00000005.pt", o);
+  int scored = 0;
+  for (const auto& r : recs) {
+    if (r["kind"] != "kv") continue;
+    ++scored;
+    const double acc = r["niah_rank_accuracy"];
+    EXPECT_GE(acc, 0.0);
+    EXPECT_LE(acc, 1.0);
+    EXPECT_EQ(r["niah_trials"], 4);
+    EXPECT_GT(r["decode_tok_per_s"].get<double>(), 0.0);
+    if (r["ratio"] == 1.0) EXPECT_EQ(acc, r["niah_rank_accuracy_full"].get<double>()) << r.dump();
+  }
+  EXPECT_EQ(scored, 3 * 2);
 }
