@@ -252,6 +252,24 @@ void export_hf(TransformerImpl& m, const std::string& dir, const std::string& to
   }
   safetensors::write(tmp + "/model.safetensors", st, {{"format", "pt"}, {"producer", "ropelab"}});
   io::write_json_atomic(tmp + "/config.json", config);
+  // ropelab's own logits on a fixed input, so any loader can be checked
+  // against them (scripts/hf-check.py does it with transformers).
+  {
+    torch::NoGradGuard no_grad;
+    const bool was_training = m.is_training();
+    m.eval();
+    const int64_t n = std::min<int64_t>(8, m.cfg.T_train);
+    auto ids = (at::arange(n, at::kLong) * 7 + 3) % m.cfg.vocab_size;
+    const auto device = m.tok_emb->weight.device();
+    auto logits = m.forward(ids.unsqueeze(0).to(device))[0].to(at::kCPU, at::kDouble).contiguous();
+    if (was_training) m.train();
+    nlohmann::json rows = nlohmann::json::array();
+    for (int64_t t = 0; t < n; ++t)
+      rows.push_back(std::vector<double>(logits[t].data_ptr<double>(), logits[t].data_ptr<double>() + logits.size(1)));
+    io::write_json_atomic(tmp + "/ropelab_reference.json",
+                          {{"input_ids", std::vector<int64_t>(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + n)},
+                           {"logits", rows}, {"note", "ropelab's float32 logits for input_ids at export"}});
+  }
   if (!tokenizer_model.empty()) {
     io::write_atomic(tmp + "/tokenizer.model", io::read_file(tokenizer_model));
     // The slow SentencePiece tokenizer encodes exactly as ropelab does; no BOS/EOS added (ropelab trains without).

@@ -36,7 +36,8 @@ std::map<std::string, at::Tensor> to_hf_tensors(TransformerImpl& m);
 // throw Error naming the tensor.
 void load_hf_tensors(TransformerImpl& m, const std::map<std::string, at::Tensor>& tensors, const std::string& where);
 
-// DIR/config.json + model.safetensors (+ tokenizer.model and
+// DIR/config.json + model.safetensors + ropelab_reference.json (ropelab's
+// logits on a fixed input, for checking other loaders) (+ tokenizer.model and
 // tokenizer_config.json when tokenizer_model is given), written to a
 // temporary folder and renamed into place. DIR must not exist yet.
 void export_hf(TransformerImpl& m, const std::string& dir, const std::string& tokenizer_model);

@@ -136,6 +136,12 @@ TEST(HfFormat, ExportThenImportGivesIdenticalWeightsAndLogits) {
     export_hf(*m, dir, "");
     auto back = import_hf(dir);
     EXPECT_EQ(to_json(back->cfg), to_json(m->cfg)) << c.norm;
+    // The reference logits written for other loaders are the model's own.
+    const auto ref = ropelab::io::read_json(dir + "/ropelab_reference.json");
+    auto ref_ids = torch::tensor(ref["input_ids"].get<std::vector<int64_t>>(), at::kLong).unsqueeze(0);
+    torch::NoGradGuard ng0;
+    auto own = m->forward(ref_ids)[0];
+    EXPECT_NEAR(ref["logits"][3][5].get<double>(), own[3][5].item<double>(), 1e-6) << c.norm;
     expect_same_weights(*m, *back);
     auto idx = torch::randint(0, c.vocab_size, {2, 9}, at::kLong);
     torch::NoGradGuard ng;
