@@ -74,6 +74,7 @@ PasskeyExample PasskeyBuilder::make(const int64_t* haystack, int64_t length, dou
     ex.context.insert(ex.context.end(), needles[i].begin(), needles[i].end());
   }
   ex.context.insert(ex.context.end(), haystack + h, haystack + hay);
+  ex.question_pos = ex.context.size();
   ex.context.insert(ex.context.end(), question.begin(), question.end());
   while (static_cast<int>(ex.wrong.size()) < n_wrong) {
     std::string w = random_key(state);

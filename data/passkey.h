@@ -22,6 +22,7 @@ struct PasskeyExample {
   std::vector<std::vector<int64_t>> wrong;       // tokens of wrong keys (for log-prob ranking)
   std::string key;                               // the true key, as text
   int64_t needle_pos = 0;                        // token index where the asked needle starts
+  int64_t question_pos = 0;                      // token index where the question starts
 };
 
 class PasskeyBuilder {

@@ -47,7 +47,6 @@ struct Prefill {
   model::KVCache cache;
   std::vector<at::Tensor> recent, accum;              // [1, H, obs, N], [1, H, N]
   std::vector<at::Tensor> queries, queries_pre_rope;  // [1, H, N, D] each
-  at::Tensor last;                                    // the last prefill token's logits
 };
 
 Prefill prefill(model::Transformer& m, const std::vector<int64_t>& tokens, int64_t obs) {
@@ -56,7 +55,7 @@ Prefill prefill(model::Transformer& m, const std::vector<int64_t>& tokens, int64
   model::AttentionProbe probe;
   probe.rows = torch::arange(N, at::kLong);
   probe.keep_queries = true;
-  p.last = m->forward(torch::tensor(tokens, at::kLong).unsqueeze(0), &p.cache, &probe)[0][-1].to(at::kFloat);
+  m->forward(torch::tensor(tokens, at::kLong).unsqueeze(0), &p.cache, &probe);
   for (const auto& a : probe.probs) {
     p.recent.push_back(a.narrow(2, N - obs, obs).clone());
     p.accum.push_back(a.sum(2));
@@ -275,10 +274,19 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
   const double full_tok_s = decoded_tokens / seconds_since(t_decode);
 
   // Passkey prompts of length N (the NIAH task at the prefill length), needle
-  // depths spread evenly; each is scored on the full and every compressed cache.
+  // depths spread evenly. Question-agnostic, as kvpress evaluates: the
+  // haystack with the needle is prefilled and compressed, then the question
+  // is read through the compressed cache and the answer scored.
   std::vector<Prefill> niah_pre;
   std::vector<data::PasskeyExample> niah_ex;
   int64_t niah_full = 0;
+  auto niah_correct = [&](size_t t, const model::KVCache& compressed) {
+    model::KVCache cache = compressed;
+    const auto& ex = niah_ex[t];
+    const std::vector<int64_t> question(ex.context.begin() + ex.question_pos, ex.context.end());
+    auto last = m->forward(torch::tensor(question, at::kLong).unsqueeze(0), &cache)[0][-1].to(at::kFloat);
+    return key_ranks_first(m, cache, last, ex.answer, ex.wrong);
+  };
   if (opt.niah_trials > 0) {
     if (data.tokenizer_path.empty()) throw Error(data.dir + ": --niah-trials needs the run's tokenizer, and there is none (use --niah-trials 0)");
     const auto tok = data::Tokenizer::load(data.tokenizer_path);
@@ -291,8 +299,9 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
       std::vector<int64_t> hay(N);
       val.copy(key % (val.size() - N), N, hay.data());
       niah_ex.push_back(builder.make(hay.data(), N, (t + 0.5) / double(opt.niah_trials), key, 1, 9));
-      niah_pre.push_back(prefill(m, niah_ex.back().context, opt.obs_window));
-      niah_full += key_ranks_first(m, niah_pre.back().cache, niah_pre.back().last, niah_ex.back().answer, niah_ex.back().wrong);
+      const auto& ex = niah_ex.back();
+      niah_pre.push_back(prefill(m, std::vector<int64_t>(ex.context.begin(), ex.context.begin() + ex.question_pos), opt.obs_window));
+      niah_full += niah_correct(t, niah_pre.back().cache);
     }
   }
 
@@ -338,8 +347,7 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
       int64_t ok = 0;
       for (size_t t = 0; t < niah_pre.size(); ++t) {
         std::vector<at::Tensor> kept;
-        auto cache = compress(niah_pre[t], spec, budget, G, opt.obs_window, &kept);
-        ok += key_ranks_first(m, cache, niah_pre[t].last, niah_ex[t].answer, niah_ex[t].wrong);
+        ok += niah_correct(t, compress(niah_pre[t], spec, budget, G, opt.obs_window, &kept));
       }
       const auto ci = wilson95(ok, opt.niah_trials);
       r["niah_rank_accuracy"] = double(ok) / opt.niah_trials;

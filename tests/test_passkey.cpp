@@ -46,6 +46,7 @@ TEST(Passkey, ExactLengthNeedleAtDepthQuestionAtTheEnd) {
     const auto question = tokenizer().encode(" What is the pass key? The pass key is");
     const double hay_len = 300.0 - needle.size() - question.size();
     EXPECT_EQ(ex.needle_pos, static_cast<int64_t>(depth * hay_len + 0.5)) << "depth " << depth;
+    EXPECT_EQ(ex.question_pos, 300 - static_cast<int64_t>(question.size()));
   }
   EXPECT_LT(b.make(hay.data(), 300, 0.0, 1).needle_pos, b.make(hay.data(), 300, 1.0, 1).needle_pos);
   EXPECT_NE(b.make(hay.data(), 300, 0.5, 1).key, b.make(hay.data(), 300, 0.5, 2).key);
