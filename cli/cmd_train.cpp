@@ -110,6 +110,8 @@ void add_train_command(CLI::App& root) {
   r->add_option("--threads", c->threads, "torch CPU threads (0 = default)")->capture_default_str();
   r->add_option("--dist-timeout", c->dist_timeout_s, "seconds a collective may wait for the other ranks")
       ->capture_default_str();
+  r->add_option("--dist-bucket-mb", c->dist_bucket_mb, "gradient all-reduce bucket (MB), overlapped with backward")
+      ->capture_default_str();
   r->add_option("--fault-nan-step", c->fault_nan_step, "testing: treat the loss at this step as NaN");
   r->add_option("--fault-kill-at", c->fault_kill_at, "testing: RANK:STEP, that rank kills itself (SIGKILL)");
 

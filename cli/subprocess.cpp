@@ -26,6 +26,9 @@ pid_t spawn_self(const std::vector<std::string>& args, const std::map<std::strin
     for (auto& a : argv_s) argv.push_back(a.data());
     argv.push_back(nullptr);
     ::execv(exe.c_str(), argv.data());
+    // Only async-signal-safe calls here (we are a forked child).
+    const char msg[] = "ropelab: cannot start the ropelab executable (was it rebuilt or removed while running?)\n";
+    (void)!::write(2, msg, sizeof msg - 1);
     ::_exit(127);
   }
   return pid;

@@ -34,7 +34,7 @@ TEST(Distributed, TwoRanksEqualOneRankWithTheDoubleBatch) {
   auto one = test::run_ropelab("train " + flags + " --batch-size 4 --out " + dir + "/one");
   ASSERT_EQ(one.exit_code, 0) << one.output;
   auto two = test::run_ropelab("launch --nproc 2 --master-port " + std::to_string(free_port()) + " -- train " + flags +
-                               " --batch-size 2 --out " + dir + "/two");
+                               " --batch-size 2 --dist-bucket-mb 0.02 --out " + dir + "/two");
   ASSERT_EQ(two.exit_code, 0) << two.output;
   const auto a = io::read_jsonl(dir + "/one/metrics.jsonl"), b = io::read_jsonl(dir + "/two/metrics.jsonl");
   ASSERT_EQ(a.size(), 6u);
@@ -48,6 +48,17 @@ TEST(Distributed, TwoRanksEqualOneRankWithTheDoubleBatch) {
     EXPECT_LT((p.value() - q).abs().max().item<double>(), 1e-5) << p.key();
   }
   EXPECT_EQ(train::read_manifest(dir + "/two").back().step, 6);
+  // 20 KB buckets: several all-reduces, each started by the backward pass itself.
+  EXPECT_GT(b[3]["allreduce"]["buckets"].get<int>(), 3);
+  EXPECT_EQ(b[3]["allreduce"]["started_in_backward"], b[3]["allreduce"]["buckets"]);
+
+  // Two ranks accumulating two micro-batches of 1: the overlapped reduce sees the accumulated gradient.
+  auto acc = test::run_ropelab("launch --nproc 2 --master-port " + std::to_string(free_port()) + " -- train " + flags +
+                               " --batch-size 1 --grad-accum 2 --dist-bucket-mb 0.02 --out " + dir + "/acc");
+  ASSERT_EQ(acc.exit_code, 0) << acc.output;
+  const auto c = io::read_jsonl(dir + "/acc/metrics.jsonl");
+  ASSERT_EQ(c.size(), 6u);
+  for (size_t i = 0; i < 6; ++i) EXPECT_NEAR(a[i]["loss"].get<double>(), c[i]["loss"].get<double>(), 1e-5) << i;
 }
 
 TEST(Distributed, AKilledRankMakesTheOthersExitWithinTheTimeout) {

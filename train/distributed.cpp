@@ -44,7 +44,19 @@ DistEnv dist_env_from_environment() {
 struct DataParallel::Backend {
   c10::intrusive_ptr<c10d::Store> store;
   std::function<void(std::vector<at::Tensor>&)> allreduce_sum, broadcast0;
+  // Starts an all-reduce (sum) and returns what waits for it: the work
+  // handle's type differs between libtorch 1.x and 2.x, the calls do not.
+  std::function<std::function<void()>(std::vector<at::Tensor>&)> allreduce_start;
   std::function<void()> barrier;
+};
+
+struct DataParallel::Bucket {
+  std::vector<at::Tensor> params;   // in the order their gradients arrive
+  std::vector<int64_t> offsets;     // of each parameter in `flat`
+  std::vector<at::Tensor> flat;     // one buffer: the bucket's gradients
+  std::vector<bool> filled;
+  size_t ready = 0;
+  std::function<void()> wait;       // set once the all-reduce has started
 };
 
 DataParallel::DataParallel(const DistEnv& env, const at::Device& device, std::chrono::milliseconds timeout)
@@ -62,6 +74,10 @@ DataParallel::DataParallel(const DistEnv& env, const at::Device& device, std::ch
   }
   auto wire_ops = [this](auto pg) {
     backend_->allreduce_sum = [pg](std::vector<at::Tensor>& t) { pg->allreduce(t)->wait(); };
+    backend_->allreduce_start = [pg](std::vector<at::Tensor>& t) -> std::function<void()> {
+      auto work = pg->allreduce(t);
+      return [work] { work->wait(); };
+    };
     backend_->broadcast0 = [pg](std::vector<at::Tensor>& t) { pg->broadcast(t)->wait(); };
     backend_->barrier = [pg] { pg->barrier()->wait(); };
   };
@@ -100,28 +116,92 @@ void DataParallel::broadcast_from_main(const std::vector<at::Tensor>& tensors) {
   });
 }
 
-void DataParallel::average_gradients(const std::vector<at::Tensor>& params, int64_t bucket_bytes) {
-  std::vector<at::Tensor> grads;
-  for (const auto& p : params)
-    if (p.grad().defined()) grads.push_back(p.grad());
-  // Consecutive gradients fill a bucket up to bucket_bytes (at least one each);
-  // the bucket is reduced as one flat buffer and copied back.
-  for (size_t start = 0, end = 0; start < grads.size(); start = end) {
-    int64_t bytes = 0;
-    std::vector<at::Tensor> flat_parts;
-    while (end < grads.size() && (end == start || bytes + grads[end].nbytes() <= size_t(bucket_bytes))) {
-      bytes += grads[end].nbytes();
-      flat_parts.push_back(grads[end++].reshape({-1}));
+void DataParallel::attach(const std::vector<at::Tensor>& params, int64_t bucket_bytes) {
+  buckets_.clear();
+  int64_t bytes = 0;  // of the bucket being filled
+  for (auto it = params.rbegin(); it != params.rend(); ++it) {
+    const at::Tensor& p = *it;
+    if (!p.requires_grad()) continue;
+    if (buckets_.empty() || (bytes > 0 && bytes + int64_t(p.nbytes()) > bucket_bytes)) {
+      buckets_.emplace_back();
+      bytes = 0;
     }
-    std::vector<at::Tensor> flat{at::cat(flat_parts)};
-    collective("gradient all-reduce", [&] { backend_->allreduce_sum(flat); });
-    flat[0].div_(double(env_.world));
-    int64_t off = 0;
-    for (size_t i = start; i < end; ++i) {
-      grads[i].copy_(flat[0].narrow(0, off, grads[i].numel()).view_as(grads[i]));
-      off += grads[i].numel();
-    }
+    bytes += p.nbytes();
+    auto& b = buckets_.back();
+    b.offsets.push_back(b.params.empty() ? 0 : b.offsets.back() + b.params.back().numel());
+    b.params.push_back(p);
   }
+  for (size_t bi = 0; bi < buckets_.size(); ++bi) {
+    auto& b = buckets_[bi];
+    const int64_t n = b.offsets.back() + b.params.back().numel();
+    b.flat = {at::zeros({n}, b.params[0].options().requires_grad(false))};
+    b.filled.assign(b.params.size(), false);
+    for (size_t i = 0; i < b.params.size(); ++i)
+      b.params[i].register_hook([this, bi, i](const at::Tensor& grad) { on_gradient(bi, i, grad); });
+  }
+}
+
+void DataParallel::overlap_next_backward() {
+  armed_ = true;
+  started_in_backward_ = 0;
+  for (auto& b : buckets_) {
+    b.filled.assign(b.params.size(), false);
+    b.ready = 0;
+    b.wait = nullptr;
+  }
+}
+
+// Called by autograd as each parameter's gradient of this backward is ready,
+// before it is added to .grad: the final value is .grad (earlier
+// micro-batches) plus this one.
+void DataParallel::on_gradient(size_t bucket, size_t slot, const at::Tensor& grad) {
+  if (!armed_) return;
+  auto& b = buckets_[bucket];
+  if (b.filled[slot]) return;
+  const auto& p = b.params[slot];
+  auto dst = b.flat[0].narrow(0, b.offsets[slot], p.numel());
+  const at::Tensor g = grad.detach().reshape({-1});
+  if (p.grad().defined()) dst.copy_(p.grad().detach().reshape({-1}) + g);
+  else dst.copy_(g);
+  b.filled[slot] = true;
+  if (++b.ready == b.params.size()) {
+    start_bucket(bucket);
+    ++started_in_backward_;
+  }
+}
+
+void DataParallel::start_bucket(size_t bucket) {
+  auto& b = buckets_[bucket];
+  collective("gradient all-reduce", [&] { b.wait = backend_->allreduce_start(b.flat); });
+}
+
+DataParallel::ReduceStats DataParallel::finish_gradients() {
+  armed_ = false;
+  ReduceStats stats{static_cast<int>(buckets_.size()), started_in_backward_};
+  for (size_t bi = 0; bi < buckets_.size(); ++bi) {
+    auto& b = buckets_[bi];
+    if (b.wait) continue;
+    // A parameter whose hook did not fire this step: its .grad as it stands (or zeros).
+    for (size_t i = 0; i < b.params.size(); ++i)
+      if (!b.filled[i]) {
+        auto dst = b.flat[0].narrow(0, b.offsets[i], b.params[i].numel());
+        if (b.params[i].grad().defined()) dst.copy_(b.params[i].grad().detach().reshape({-1}));
+        else dst.zero_();
+      }
+    start_bucket(bi);
+  }
+  for (auto& b : buckets_) {
+    collective("gradient all-reduce", [&] { b.wait(); });
+    b.flat[0].div_(double(env_.world));
+    for (size_t i = 0; i < b.params.size(); ++i) {
+      auto& p = b.params[i];
+      auto avg = b.flat[0].narrow(0, b.offsets[i], p.numel()).view_as(p);
+      if (p.grad().defined()) p.mutable_grad().detach().copy_(avg);
+      else p.mutable_grad() = avg.clone();
+    }
+    b.wait = nullptr;
+  }
+  return stats;
 }
 
 double DataParallel::mean(double value) {

@@ -32,14 +32,30 @@ class DataParallel {
 
   // Rank 0's values everywhere (weights after init or resume).
   void broadcast_from_main(const std::vector<at::Tensor>& tensors);
-  // Replaces each gradient by its mean over ranks, in flat buckets of about
-  // `bucket_bytes` so a few large collectives replace many small ones.
-  void average_gradients(const std::vector<at::Tensor>& params, int64_t bucket_bytes = 25 << 20);
+  // Gradient averaging overlapped with the backward pass, as DDP's reducer
+  // does: parameters go into flat buckets of about `bucket_bytes`, in reverse
+  // order (the order backward produces their gradients); a hook on each
+  // parameter copies its final gradient (accumulated micro-batches included)
+  // into its bucket, and a full bucket's all-reduce starts at once while
+  // backward goes on. Call attach once, overlap_next_backward before the
+  // last micro-batch's backward, finish_gradients after it: it starts any
+  // bucket still waiting (parameters with no gradient count as zeros), waits
+  // for all, and writes the mean over ranks into each .grad.
+  void attach(const std::vector<at::Tensor>& params, int64_t bucket_bytes = 25 << 20);
+  void overlap_next_backward();
+  struct ReduceStats { int buckets = 0, started_in_backward = 0; };
+  ReduceStats finish_gradients();
   double mean(double value);  // a scalar averaged over ranks (the logged loss)
   void barrier();
 
  private:
   void collective(const std::string& what, const std::function<void()>& op);
+  void on_gradient(size_t bucket, size_t slot, const at::Tensor& grad);
+  void start_bucket(size_t bucket);
+  struct Bucket;
+  std::vector<Bucket> buckets_;
+  bool armed_ = false;
+  int started_in_backward_ = 0;
   DistEnv env_;
   at::Device device_;
   struct Backend;

@@ -17,6 +17,7 @@ void TrainConfig::validate() const {
   need(grad_clip >= 0 && weight_decay >= 0, "grad-clip and weight-decay must be >= 0");
   need(eval_every > 0 && eval_batches > 0 && log_every > 0, "eval-every, eval-batches, log-every must be > 0");
   need(dist_timeout_s > 0, "dist-timeout must be > 0");
+  need(dist_bucket_mb > 0, "dist-bucket-mb must be > 0");
   need(device == "cpu" || device == "cuda", "device must be cpu or cuda, got " + device);
   need(tokenizer_type == "bpe" || tokenizer_type == "unigram", "tokenizer must be bpe or unigram");
   CheckpointSchedule::parse(checkpoints);  // throws on a bad spec
@@ -34,7 +35,8 @@ nlohmann::json to_json(const TrainConfig& c) {
           {"grad_clip", c.grad_clip}, {"seed", c.seed}, {"eval_every", c.eval_every},
           {"eval_batches", c.eval_batches}, {"checkpoints", c.checkpoints}, {"log_every", c.log_every},
           {"device", c.device}, {"threads", c.threads}, {"fault_nan_step", c.fault_nan_step},
-          {"world_size", c.world_size}, {"dist_timeout_s", c.dist_timeout_s}, {"fault_kill_at", c.fault_kill_at}};
+          {"world_size", c.world_size}, {"dist_timeout_s", c.dist_timeout_s},
+          {"dist_bucket_mb", c.dist_bucket_mb}, {"fault_kill_at", c.fault_kill_at}};
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& j) {
@@ -54,6 +56,7 @@ TrainConfig train_config_from_json(const nlohmann::json& j) {
     c.fault_nan_step = j.at("fault_nan_step");
     c.world_size = j.value("world_size", int64_t(1));
     c.dist_timeout_s = j.value("dist_timeout_s", int64_t(60));
+    c.dist_bucket_mb = j.value("dist_bucket_mb", 25.0);
     c.fault_kill_at = j.value("fault_kill_at", "");
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("train config: missing or mistyped field (") + e.what() + ")");

@@ -40,6 +40,7 @@ struct TrainConfig {
   std::string fault_kill_at;          // fault injection for tests: "RANK:STEP" -> that rank SIGKILLs itself
   int64_t world_size = 1;             // ranks the run was started with (set by the trainer)
   int64_t dist_timeout_s = 60;        // a collective waiting longer than this fails
+  double dist_bucket_mb = 25;         // gradient all-reduce bucket size (overlapped with backward)
 
   void validate() const;              // throws Error naming the field
   // Tokens per optimizer step over all ranks.

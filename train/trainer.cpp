@@ -182,7 +182,10 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
               << cfg.model.d_model << ", theta " << cfg.model.rope_theta << ", T_train " << cfg.model.T_train << ")\n";
     if (schedule.due(0)) save_checkpoint(run_dir, 0, 0, m, &opt, state);
   }
-  if (dp) dp->broadcast_from_main(m->parameters());  // identical weights on every rank
+  if (dp) {
+    dp->broadcast_from_main(m->parameters());  // identical weights on every rank
+    dp->attach(m->parameters(), static_cast<int64_t>(cfg.dist_bucket_mb * (1 << 20)));
+  }
 
   g_stop_signal = 0;
   auto old_int = std::signal(SIGINT, on_signal);
@@ -215,11 +218,14 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
         AutocastScope autocast(dev);
         loss = m->loss(w.narrow(1, 0, T), w.narrow(1, 1, T)) / double(cfg.grad_accum);
       }
+      // The last micro-batch's backward starts the gradient all-reduces as buckets fill.
+      if (dp && micro + 1 == cfg.grad_accum) dp->overlap_next_backward();
       loss.backward();
       loss_sum += loss.item<double>();
     }
+    DataParallel::ReduceStats reduce;
     if (dp) {
-      dp->average_gradients(m->parameters());
+      reduce = dp->finish_gradients();
       loss_sum = dp->mean(loss_sum);
     }
     if (!std::isfinite(loss_sum) || step + 1 == cfg.fault_nan_step) {
@@ -236,6 +242,7 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     nlohmann::json rec = {{"step", step}, {"tokens", step * cfg.tokens_per_step()}, {"loss", loss_sum},
                           {"lr", lr}, {"grad_norm", grad_norm}, {"tok_per_s", cfg.tokens_per_step() / secs}};
+    if (dp) rec["allreduce"] = {{"buckets", reduce.buckets}, {"started_in_backward", reduce.started_in_backward}};
     result.last_loss = loss_sum;
     const bool stopping = g_stop_signal != 0;
     if (main) {  // only rank 0 writes: metrics, validation, checkpoints, progress
