@@ -61,7 +61,7 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
     const auto t0 = std::chrono::steady_clock::now();
     const int status = run_self(step.args);
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    io::append_jsonl(log_path, {{"study", s.name}, {"stage", stage}, {"theta", stage == "report" ? 0.0 : theta},
+    io::append_jsonl(log_path, {{"kind", "pilot_stage"}, {"study", s.name}, {"stage", stage}, {"theta", stage == "report" ? 0.0 : theta},
                                 {"command", shell_line(step.args)}, {"seconds", secs},
                                 {"exit_code", exit_code_of(status)}, {"time", std::time(nullptr)}});
     if (!succeeded(status))
