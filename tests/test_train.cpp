@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "common/error.h"
 #include "common/io.h"
 #include "train/checkpoint.h"
@@ -90,4 +93,29 @@ TEST(Train, ExportHfThenInitFromStartsFromTheSameWeights) {
                   "/hf --max-steps 1 --out " + dir + "/c");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("d_model is 32 there but 64 in this run"), std::string::npos) << r.output;
+}
+
+// A folder of bare llm.c shards (what bench/make_tokens.py writes) is trained
+// on as it is, not "prepared" over: the vocabulary is the largest id + 1.
+TEST(Train, TrainsOnAFolderOfBareLlmcShards) {
+  const auto dir = ropelab::test::scratch_dir();
+  const std::string data = dir + "/tokens";
+  std::filesystem::create_directories(data);
+  auto shard = [&](const std::string& name, int n) {
+    std::ofstream f(data + "/" + name, std::ios::binary);
+    int32_t header[256] = {20240520, 1, n};
+    f.write(reinterpret_cast<const char*>(header), sizeof header);
+    for (int i = 0; i < n; ++i) {
+      const uint16_t t = i == 0 ? 49 : static_cast<uint16_t>((i * 7919) % 50);
+      f.write(reinterpret_cast<const char*>(&t), 2);
+    }
+  };
+  shard("bench_train_000000.bin", 5000);
+  shard("bench_val_000000.bin", 1000);
+  const auto r = ropelab::test::run_ropelab("train --data-dir " + data +
+                                            " --d-model 32 --n-layers 1 --n-heads 2 --T-train 16 --max-steps 2 --threads 1 --out " +
+                                            dir + "/run");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(io::read_json(dir + "/run/config.json")["model"]["vocab_size"], 50);
+  EXPECT_EQ(r.output.find("preparing"), std::string::npos) << r.output;
 }

@@ -284,7 +284,9 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
 }  // namespace
 
 data::PreparedData ensure_data(const TrainConfig& cfg) {
-  if (!io::exists(cfg.data_dir + "/meta.json")) {
+  // An existing folder is used as it is: prepared (meta.json) or bare
+  // shards (llm.c's, bench/make_tokens.py's); load_prepared names what is wrong.
+  if (!io::exists(cfg.data_dir)) {
     std::cerr << "data: " << cfg.data_dir << " not prepared yet; preparing it now\n";
     data::PrepareOptions p;
     p.inputs = cfg.data_inputs;
