@@ -88,7 +88,8 @@ void add_kv_command(CLI::App& ev) {
   auto json = std::make_shared<bool>(false);
   k->add_option("--ckpt", *ckpt, "checkpoint file")->required();
   k->add_option("--policies", opt->policies, "comma list of KV policies")->capture_default_str();
-  k->add_option("--ratios", opt->ratios, "budgets as a fraction of the context")->delimiter(',')->capture_default_str();
+  auto* ratios = k->add_option("--ratios", opt->ratios, "budgets as a fraction of the context")->delimiter(',')->capture_default_str();
+  k->add_option("--budgets", opt->budgets, "budgets as token counts (instead of --ratios)")->delimiter(',')->excludes(ratios);
   k->add_option("--context", opt->context, "prefilled tokens N (0 = T_train - decode)")->capture_default_str();
   k->add_option("--decode", opt->decode, "tokens decoded after compression")->capture_default_str();
   k->add_option("--windows", opt->windows, "held-out windows")->capture_default_str();

@@ -209,20 +209,37 @@ double compressed_decode_loss(model::Transformer& m, const std::vector<int64_t>&
   return decode_loss(m, cache, tail, nullptr, stepwise ? &ev : nullptr);
 }
 
+int64_t context_of(const KVEvalOptions& opt, int64_t T_train) {
+  return opt.context > 0 ? opt.context : T_train - opt.decode;
+}
+
+// The budgets as ratios of the context N: --ratios, or --budgets / N.
+std::vector<double> budget_ratios(const KVEvalOptions& opt, int64_t N) {
+  if (opt.budgets.empty()) return opt.ratios;
+  std::vector<double> r;
+  for (int64_t b : opt.budgets) {
+    if (b <= 0 || b > N)
+      throw Error("--budgets: " + std::to_string(b) + " tokens is outside 1.." + std::to_string(N) + " (the context)");
+    r.push_back(double(b) / double(N));
+  }
+  return r;
+}
+
 void check_kv_options(const KVEvalOptions& opt, int64_t T_train) {
-  if (opt.ratios.empty()) throw Error("--ratios must not be empty");
-  for (double r : opt.ratios)
+  const int64_t N = context_of(opt, T_train);
+  const auto ratios = budget_ratios(opt, N);
+  if (ratios.empty()) throw Error("--ratios must not be empty");
+  for (double r : ratios)
     if (!(r > 0 && r <= 1)) throw Error("--ratios: " + std::to_string(r) + " is outside (0, 1]");
   for (const auto& p : split(opt.policies)) model::parse_kv_policy(p);
   if (opt.decode < 2 || opt.windows < 1) throw Error("--decode must be >= 2 and --windows >= 1");
   if (opt.eviction != "step" && opt.eviction != "prefill")
     throw Error("--eviction must be step or prefill, got \"" + opt.eviction + "\"");
   if (opt.niah_trials < 0) throw Error("--niah-trials must be >= 0");
-  const int64_t N = opt.context > 0 ? opt.context : T_train - opt.decode;
   if (N <= opt.obs_window || N + opt.decode > T_train)
     throw Error("--context " + std::to_string(N) + " + --decode " + std::to_string(opt.decode) +
                 " must fit in T_train " + std::to_string(T_train) + " with room for the observation window");
-  const double min_ratio = *std::min_element(opt.ratios.begin(), opt.ratios.end());
+  const double min_ratio = *std::min_element(ratios.begin(), ratios.end());
   const int64_t floor_tokens = std::max(opt.sinks, opt.obs_window);
   if (std::llround(min_ratio * N) <= floor_tokens)
     throw Error("--ratios: " + std::to_string(min_ratio) + " x context " + std::to_string(N) + " leaves " +
@@ -357,7 +374,8 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
   };
 
   const auto policies = split(opt.policies);
-  Progress progress("kv", static_cast<int64_t>(policies.size() * opt.ratios.size()));
+  const auto ratios = budget_ratios(opt, N);
+  Progress progress("kv", static_cast<int64_t>(policies.size() * ratios.size()));
   int64_t done = 0;
   for (const auto& name : policies) {
     const auto spec = policy_spec(name, opt);
@@ -373,10 +391,10 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
                     {"ratio", double(budget) / N}, {"predicted_mass", f}});
         emit(rec);
       }
-      progress.update(done += opt.ratios.size(), name);
+      progress.update(done += ratios.size(), name);
       continue;
     }
-    for (double r : opt.ratios) {
+    for (double r : ratios) {
       const int64_t budget = std::llround(r * N);
       auto rec = measure(spec, budget);
       if (rec["rel_loss_increase"].get<double>() <= opt.epsilon && (!smallest || r < *smallest)) smallest = r;

@@ -22,6 +22,7 @@ namespace ropelab::eval {
 struct KVEvalOptions {
   std::string policies = "full,recent,streaming,h2o,tova,snapkv,pyramidkv,keynorm,expected,df";
   std::vector<double> ratios{0.1, 0.25, 0.5, 0.75, 0.9};  // budget = ratio x N per layer (mean)
+  std::vector<int64_t> budgets;  // token counts instead of ratios (then ratio = budget / N)
   int64_t context = 0;         // N prefilled tokens; 0 = T_train - decode
   int64_t decode = 32;         // tokens decoded after compression
   int64_t windows = 8;         // held-out windows

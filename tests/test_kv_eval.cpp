@@ -29,6 +29,11 @@ TEST(KVEval, RefusesBadArgumentsBeforeAnyWork) {
   refuses(o, "\"lru\"");
   o = {};
   o.ratios = {0.01};  // 0.01 x 224 = 2 tokens, below the 8-token observation window
+  refuses(o, "not above the 8 sink/observation tokens");
+  o.ratios = {0.5};
+  o.budgets = {300};  // token counts: within the context of 224
+  refuses(o, "--budgets: 300 tokens is outside 1..224");
+  o.budgets = {6};
   refuses(o, "sink/observation");
   o = {};
   o.context = 300;
@@ -142,7 +147,7 @@ TEST(KVEval, ScoresPasskeyRetrievalOnEachCompressedCache) {
   train::train_new(cfg, dir + "/run");
   eval::KVEvalOptions o;
   o.policies = "full,recent,tova";
-  o.ratios = {0.5, 1.0};
+  o.budgets = {80, 160};  // as token counts: ratios 0.5 and 1.0 of the context
   o.context = 160;
   o.decode = 4;
   o.windows = 1;
@@ -160,6 +165,7 @@ TEST(KVEval, ScoresPasskeyRetrievalOnEachCompressedCache) {
     EXPECT_LE(acc, 1.0);
     EXPECT_EQ(r["niah_trials"], 4);
     EXPECT_GT(r["decode_tok_per_s"].get<double>(), 0.0);
+    EXPECT_EQ(r["budget"].get<int64_t>(), r["ratio"] == 1.0 ? 160 : 80);
     if (r["ratio"] == 1.0) EXPECT_EQ(acc, r["niah_rank_accuracy_full"].get<double>()) << r.dump();
   }
   EXPECT_EQ(scored, 3 * 2);
