@@ -137,7 +137,8 @@ void DataParallel::attach(const std::vector<at::Tensor>& params, int64_t bucket_
     b.flat = {at::zeros({n}, b.params[0].options().requires_grad(false))};
     b.filled.assign(b.params.size(), false);
     for (size_t i = 0; i < b.params.size(); ++i)
-      b.params[i].register_hook([this, bi, i](const at::Tensor& grad) { on_gradient(bi, i, grad); });
+      // TensorBase: what libtorch 1.13 and 2.x both hand a hook.
+      b.params[i].register_hook([this, bi, i](const at::TensorBase& grad) { on_gradient(bi, i, at::Tensor(grad)); });
   }
 }
 
