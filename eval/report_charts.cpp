@@ -428,6 +428,8 @@ std::optional<Chart> kv_quality_chart(const Inputs& in) {
   if (recs.empty()) return std::nullopt;
   const bool several = several_models(in.kv);
   json lines = json::array(), df = json::array(), mass = json::array();
+  json niah_lines = json::array(), niah_df = json::array();
+  std::map<std::string, json> niah_refs;  // model -> its full-cache retrieval
   for (const auto* r : recs) {
     const json& j = r->record;
     const std::string policy = str_at(j, "policy");
@@ -436,6 +438,14 @@ std::optional<Chart> kv_quality_chart(const Inputs& in) {
                 {"rel_pct", 100 * *number_at(j, {"rel_loss_increase"})},
                 {"retained_mass", retained ? json(*retained) : json()},
                 {"budget", number_at(j, {"budget"}) ? json(*number_at(j, {"budget"})) : json()}};
+    if (const auto niah = number_at(j, {"niah_rank_accuracy"})) {
+      row["niah"] = *niah;
+      json point = row;
+      point["label"] = f ? "f=" + fmt_g(*f) : "";
+      (policy == "df" && f ? niah_df : niah_lines).push_back(point);
+      if (const auto full = number_at(j, {"niah_rank_accuracy_full"}))
+        niah_refs[r->model] = {{"y", *full}, {"which", "full cache"}};
+    }
     if (policy != "df" || !f) {
       lines.push_back(row);
       continue;
@@ -481,16 +491,37 @@ std::optional<Chart> kv_quality_chart(const Inputs& in) {
     labels["transform"] = {{{"filter", "indexof(datum.which, 'predicted') == 0"}}};  // one label per df point
     kept["layer"].push_back(labels);
   }
+  // Retrieval on the compressed cache (--niah-trials), with the full cache's and chance as rules.
+  json retrieval = {{"width", kWidth}, {"height", 200}, {"layer", json::array()}};
+  if (!niah_lines.empty() || !niah_df.empty()) {
+    const json y = {{"field", "niah"}, {"type", "quantitative"}, {"title", "passkey rank accuracy"},
+                    {"scale", {{"domain", {0, 1}}}}};
+    const json ntip = {nominal("series", "policy"), axis("ratio", "ratio"), axis("niah", "rank accuracy")};
+    if (!niah_lines.empty())
+      retrieval["layer"].push_back(layer(niah_lines, {{"type", "line"}, {"point", true}},
+                                         {{"x", x}, {"y", y}, {"color", color}, {"tooltip", ntip}}));
+    if (!niah_df.empty())
+      retrieval["layer"].push_back(layer(niah_df, {{"type", "point"}, {"shape", "diamond"}, {"filled", true}, {"size", 90}},
+                                         {{"x", x}, {"y", y}, {"color", color}, {"tooltip", ntip}}));
+    json rules = json::array({{{"y", 0.1}, {"which", "chance (0.1)"}}});
+    for (const auto& [model, rule] : niah_refs) rules.push_back(rule);
+    retrieval["layer"].push_back(layer(rules, {{"type", "rule"}, {"strokeDash", {4, 4}}},
+                                       {{"y", {{"field", "y"}, {"type", "quantitative"}}},
+                                        {"strokeDash", nominal("which", "reference")}}));
+  }
   json spec = base_spec("KV cache: quality vs kept ratio");
   spec.erase("width"), spec.erase("height");
   spec["vconcat"] = json::array();
   spec["vconcat"].push_back(loss);
   if (!kept["layer"].empty()) spec["vconcat"].push_back(kept);
+  if (!retrieval["layer"].empty()) spec["vconcat"].push_back(retrieval);
   return Chart{"kv-quality", "KV cache: loss and retained mass vs kept ratio",
                "From \"kv\" records (ropelab eval kv), newest step. Top: rel_loss_increase (%) vs ratio, one line per "
                "policy; the df policy's points (diamonds, labelled f) keep the D_f budget for attention mass f. "
-               "Bottom: retained_mass vs ratio; for df, measured retained_mass and predicted_mass (= f) as "
-               "distinct shapes at the same ratio, so measured and predicted mass can be compared.",
+               "Middle: retained_mass vs ratio; for df, measured retained_mass and predicted_mass (= f) as "
+               "distinct shapes at the same ratio, so measured and predicted mass can be compared. Bottom, when the "
+               "records have it (--niah-trials): passkey rank accuracy on the compressed cache vs ratio, with the "
+               "full cache's accuracy and chance (0.1) as dashed rules.",
                spec};
 }
 

@@ -213,7 +213,8 @@ class ReportTest : public ::testing::Test {
     for (const char* policy : {"full", "recent"})
       for (double ratio : {0.25, 0.5, 0.75})
         add({{"kind", "kv"}, {"policy", policy}, {"ratio", ratio}, {"budget", 224 * ratio},
-             {"rel_loss_increase", policy[0] == 'f' ? 0.0 : 0.02 / ratio}, {"retained_mass", ratio + 0.2}});
+             {"rel_loss_increase", policy[0] == 'f' ? 0.0 : 0.02 / ratio}, {"retained_mass", ratio + 0.2},
+             {"niah_rank_accuracy", policy[0] == 'f' ? 0.9 : ratio}, {"niah_rank_accuracy_full", 0.9}});
     for (double f : {0.8, 0.9})
       add({{"kind", "kv"}, {"policy", "df"}, {"f", f}, {"ratio", f - 0.3}, {"rel_loss_increase", 0.01},
            {"retained_mass", f - 0.05}, {"predicted_mass", f}, {"D_f_discrete", 100}, {"D_f_continuum", 101.5}});
@@ -354,9 +355,12 @@ TEST_F(ReportTest, ChartDataComesFromTheRecords) {
   EXPECT_EQ(ppl.spec["layer"][0]["encoding"]["y"]["scale"]["type"], "log");
   ASSERT_EQ(ppl.spec["layer"].size(), 2u);
   EXPECT_EQ(ppl.spec["layer"][1]["data"]["values"], json::parse(R"([{"T_train":256.0,"rule":"T_train"}])"));
-  // KV: 6 policy points (%), 2 df points labelled f, and measured + predicted mass for each.
+  // KV: 6 policy points (%), 2 df points labelled f, and measured + predicted mass for each;
+  // retrieval on the compressed cache for the 6 policy points, with chance and full-cache rules.
   const json kv = chart("kv-quality").spec["vconcat"];
-  ASSERT_EQ(kv.size(), 2u);
+  ASSERT_EQ(kv.size(), 3u);
+  EXPECT_EQ(kv[2]["layer"][0]["data"]["values"].size(), 6u);
+  EXPECT_EQ(kv[2]["layer"].back()["data"]["values"], json::parse(R"js([{"which":"chance (0.1)","y":0.1},{"which":"full cache","y":0.9}])js"));
   EXPECT_EQ(kv[0]["layer"][0]["data"]["values"].size(), 6u);
   const json df = kv[0]["layer"][1]["data"]["values"];
   ASSERT_EQ(df.size(), 2u);
