@@ -64,6 +64,9 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
     io::append_jsonl(log_path, {{"kind", "pilot_stage"}, {"study", s.name}, {"stage", stage}, {"theta", stage == "report" ? 0.0 : theta},
                                 {"command", shell_line(step.args)}, {"seconds", secs},
                                 {"exit_code", exit_code_of(status)}, {"time", std::time(nullptr)}});
+    if (exit_code_of(status) == 130)  // the stage was interrupted (SIGINT/SIGTERM) and saved what it had
+      throw Error("pilot: interrupted during " + step.label + " " + stage + "; re-run `ropelab pilot --config " + file +
+                  (out.empty() ? "" : " --out " + out) + "` to continue from there");
     if (!succeeded(status))
       throw Error("pilot: " + step.label + " " + stage + " " + describe(status) + " (" + shell_line(step.args) +
                   "); fix the cause and re-run `ropelab pilot --config " + file + (out.empty() ? "" : " --out " + out) +

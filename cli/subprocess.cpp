@@ -3,6 +3,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <csignal>
+
 #include "common/error.h"
 
 namespace ropelab::cli {
@@ -25,19 +28,41 @@ pid_t spawn_self(const std::vector<std::string>& args, const std::map<std::strin
     std::vector<char*> argv;
     for (auto& a : argv_s) argv.push_back(a.data());
     argv.push_back(nullptr);
+    // /proc/self/exe is this very binary even if the file was since rebuilt
+    // or removed, so a long study runs every stage with the same ropelab.
+    ::execv("/proc/self/exe", argv.data());
     ::execv(exe.c_str(), argv.data());
     // Only async-signal-safe calls here (we are a forked child).
-    const char msg[] = "ropelab: cannot start the ropelab executable (was it rebuilt or removed while running?)\n";
+    const char msg[] = "ropelab: cannot start the ropelab executable\n";
     (void)!::write(2, msg, sizeof msg - 1);
     ::_exit(127);
   }
   return pid;
 }
 
+namespace {
+volatile sig_atomic_t g_child = 0;
+// While a stage runs, SIGINT/SIGTERM sent to ropelab are passed to the stage
+// (training saves a checkpoint and stops), and ropelab waits for it to end
+// instead of dying first and leaving it behind.
+void forward_to_child(int sig) {
+  if (g_child > 0) ::kill(g_child, sig);
+}
+}  // namespace
+
 int run_self(const std::vector<std::string>& args) {
-  const pid_t pid = spawn_self(args);
+  struct sigaction fwd {}, old_int {}, old_term {};
+  fwd.sa_handler = forward_to_child;
+  sigemptyset(&fwd.sa_mask);
+  ::sigaction(SIGINT, &fwd, &old_int);
+  ::sigaction(SIGTERM, &fwd, &old_term);
+  const pid_t pid = spawn_self(args);  // the child execs: caught signals are reset to default there
+  g_child = pid;
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {}
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+  g_child = 0;
+  ::sigaction(SIGINT, &old_int, nullptr);
+  ::sigaction(SIGTERM, &old_term, nullptr);
   return status;
 }
 

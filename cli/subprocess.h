@@ -9,7 +9,9 @@
 namespace ropelab::cli {
 
 std::string self_path();                                  // this executable, from /proc/self/exe
-// Starts `ropelab ARGS` with these variables added to the environment; returns its pid.
+// Starts `ropelab ARGS` (this same binary, through /proc/self/exe, even if
+// the file has been rebuilt since) with these variables added to the
+// environment; returns its pid.
 pid_t spawn_self(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
 int run_self(const std::vector<std::string>& args);       // spawn_self, then wait; returns the wait status
 bool succeeded(int status);                               // exited with status 0

@@ -2,6 +2,10 @@
 // re-run that finds everything complete, and a resume after a lost stage.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <filesystem>
 
 #include "common/io.h"
@@ -62,4 +66,35 @@ TEST(PilotRun, RunsEveryStagePerThetaAndResumesWhatIsMissing) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("key \"niah.lenghts\": `ropelab eval niah` has no flag --lenghts"), std::string::npos) << r.output;
   EXPECT_FALSE(std::filesystem::exists(dir + "/typo"));
+}
+
+// SIGTERM to the pilot reaches the running stage: training saves a checkpoint
+// and stops, the pilot says it was interrupted, and the plan then resumes it.
+TEST(PilotRun, AnInterruptedStudyStopsTheStageCleanlyAndResumes) {
+  const auto dir = test::scratch_dir();
+  const auto data = test::tiny_data(dir);
+  test::write_text(dir + "/long.toml", "data-dir = \"" + data + "\"\nd-model = 32\nn-layers = 2\nn-heads = 2\nT-train = 32\n"
+                   "max-steps = 1000000\nbatch-size = 2\ncheckpoints = \"list:1000000\"\neval-every = 1000000\n"
+                   "log-every = 1000000\nthreads = 1\n");
+  test::write_text(dir + "/study.toml", "study = \"long\"\nout = \"" + dir + "/study\"\ntrain-recipe = \"" + dir +
+                                            "/long.toml\"\nthetas = [1e4]\n[gamma]\nskip = true\n[niah]\nskip = true\n"
+                                            "[kv]\nskip = true\n[report]\nskip = true\n");
+  const std::string run = dir + "/study/theta-1e4";
+  const pid_t pid = test::spawn_ropelab("pilot --config " + dir + "/study.toml", dir + "/pilot.log");
+  for (int i = 0; i < 600; ++i) {  // until training has logged some steps (at most a minute)
+    if (std::filesystem::exists(run + "/metrics.jsonl") && io::read_jsonl(run + "/metrics.jsonl").size() >= 5) break;
+    ::usleep(100000);
+  }
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  const std::string log = io::read_file(dir + "/pilot.log");
+  EXPECT_NE(log.find("interrupted during θ=1e4 train"), std::string::npos) << log;
+  const auto manifest = io::read_json(run + "/checkpoints/manifest.json")["checkpoints"];
+  ASSERT_FALSE(manifest.empty());
+  EXPECT_GE(manifest.back()["step"].get<int64_t>(), 5);  // saved on SIGTERM, not by the schedule
+  const auto r = run_ropelab("pilot --config " + dir + "/study.toml --dry-run");
+  EXPECT_NE(r.output.find("train --resume " + run), std::string::npos) << r.output;
 }
