@@ -1,6 +1,7 @@
 #include "common/safetensors.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
@@ -19,9 +20,12 @@ int64_t dtype_size(const std::string& dtype) {
 }
 
 namespace {
-int64_t numel(const std::vector<int64_t>& shape) {
-  int64_t n = 1;
-  for (int64_t s : shape) n *= s;
+// Bytes of a tensor of this shape and element size; -1 when it overflows.
+int64_t byte_size(const std::vector<int64_t>& shape, int64_t elem) {
+  int64_t n = elem;
+  for (int64_t s : shape)
+    if (s < 0 || (s > 0 && n > INT64_MAX / s)) return -1;
+    else n *= s;
   return n;
 }
 }  // namespace
@@ -32,7 +36,9 @@ void write(const std::string& path, const std::map<std::string, Tensor>& tensors
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const auto& [name, t] : tensors) {
-    const uint64_t size = uint64_t(numel(t.shape) * dtype_size(t.dtype));
+    const int64_t bytes = byte_size(t.shape, dtype_size(t.dtype));
+    if (bytes < 0) throw Error("safetensors: tensor " + name + " has a shape too large to store");
+    const uint64_t size = uint64_t(bytes);
     if (size != t.bytes.size())
       throw Error("safetensors: tensor " + name + " has " + std::to_string(t.bytes.size()) + " bytes, its shape needs " +
                   std::to_string(size));
@@ -83,9 +89,15 @@ File read(const std::string& path) {
     } catch (const nlohmann::json::exception&) {
       throw fail("tensor \"" + name + "\" lacks dtype, shape or data_offsets [begin, end]");
     }
-    for (int64_t s : t.shape)
-      if (s < 0) throw fail("tensor \"" + name + "\" has a negative dimension");
-    const uint64_t expect = uint64_t(numel(t.shape) * dtype_size(t.dtype));
+    int64_t elem = 0;
+    try {
+      elem = dtype_size(t.dtype);
+    } catch (const Error&) {
+      throw fail("tensor \"" + name + "\" has unknown dtype \"" + t.dtype + "\"");
+    }
+    const int64_t bytes = byte_size(t.shape, elem);
+    if (bytes < 0) throw fail("tensor \"" + name + "\" has a negative or overflowing shape");
+    const uint64_t expect = uint64_t(bytes);
     if (end < begin || end > data_size) throw fail("tensor \"" + name + "\" has data_offsets outside the data");
     if (end - begin != expect)
       throw fail("tensor \"" + name + "\" spans " + std::to_string(end - begin) + " bytes, its dtype and shape need " +

@@ -122,6 +122,8 @@ nlohmann::json hf_config(const ModelConfig& config) {
                       {"intermediate_size", c.d_ff}, {"num_hidden_layers", c.n_layers},
                       {"num_attention_heads", c.n_heads}, {"max_position_embeddings", c.T_train},
                       {"rope_theta", c.rope_theta}, {"tie_word_embeddings", c.tie_embeddings},
+                      {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", c.rope_theta},
+                                           {"partial_rotary_factor", c.rotary_fraction}}},
                       {"torch_dtype", "float32"}, {"initializer_range", 0.02}, {"use_cache", true},
                       {"bos_token_id", 1}, {"eos_token_id", 2}};
   if (arch == "LlamaForCausalLM") {
@@ -147,6 +149,17 @@ ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& wh
   require(llama || neox, where, "config.json describes \"" + (arch.empty() ? type : arch) +
                                     "\"; ropelab loads LlamaForCausalLM and GPTNeoXForCausalLM");
   auto integer = [&](const std::string& k) { return static_cast<int64_t>(number(hf, k, where)); };
+  // transformers v5 keeps RoPE settings in "rope_parameters"; older configs at the top level.
+  nlohmann::json rope = nlohmann::json::object();
+  if (hf.contains("rope_parameters") && hf["rope_parameters"].is_object()) {
+    rope = hf["rope_parameters"];
+    const std::string type = rope.value("rope_type", "default");
+    require(type == "default", where, "rope_parameters.rope_type \"" + type +
+                                          "\": ropelab loads plain RoPE weights and applies scaling at evaluation (--scaling)");
+  }
+  auto rope_value = [&](const char* key, double fallback) {
+    return rope.contains(key) ? number(rope, key, where + " rope_parameters") : fallback;
+  };
   ModelConfig c;
   c.vocab_size = integer("vocab_size");
   c.d_model = integer("hidden_size");
@@ -164,7 +177,9 @@ ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& wh
     c.mlp = "swiglu";
     c.n_kv_heads = static_cast<int64_t>(number_or(hf, "num_key_value_heads", double(c.n_heads), where));
     c.d_head = static_cast<int64_t>(number_or(hf, "head_dim", double(c.d_model / std::max<int64_t>(c.n_heads, 1)), where));
-    c.rope_theta = number_or(hf, "rope_theta", 10000.0, where);
+    c.rope_theta = rope_value("rope_theta", number_or(hf, "rope_theta", 10000.0, where));
+    require(rope_value("partial_rotary_factor", number_or(hf, "partial_rotary_factor", 1.0, where)) == 1.0, where,
+            "partial_rotary_factor below 1: ropelab's Llama-style model rotates whole heads");
     c.tie_embeddings = hf.value("tie_word_embeddings", false);
     require(act == "silu", where, "hidden_act \"" + act + "\": ropelab's SwiGLU uses silu");
     eps_ok("rms_norm_eps");
@@ -175,8 +190,9 @@ ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& wh
   } else {
     c.norm = "layernorm";
     c.mlp = "gelu";
-    c.rope_theta = number_or(hf, "rotary_emb_base", number_or(hf, "rope_theta", 10000.0, where), where);
-    c.rotary_fraction = number_or(hf, "rotary_pct", number_or(hf, "partial_rotary_factor", 0.25, where), where);
+    c.rope_theta = rope_value("rope_theta", number_or(hf, "rotary_emb_base", number_or(hf, "rope_theta", 10000.0, where), where));
+    c.rotary_fraction = rope_value("partial_rotary_factor",
+                                   number_or(hf, "rotary_pct", number_or(hf, "partial_rotary_factor", 0.25, where), where));
     c.tie_embeddings = hf.value("tie_word_embeddings", false);
     require(act == "gelu", where, "hidden_act \"" + act + "\": ropelab's GPT-NeoX-style MLP uses exact gelu");
     eps_ok("layer_norm_eps");
@@ -208,11 +224,20 @@ void load_hf_tensors(TransformerImpl& m, const std::map<std::string, at::Tensor>
   const auto bound = bindings(m);
   std::map<std::string, bool> known;
   for (const auto& b : bound) known[b.hf] = true;
-  for (const auto& [name, t] : tensors)
+  auto ends_with = [](const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  for (const auto& [name, t] : tensors) {
+    // Buffers some checkpoints carry (GPT-NeoX's causal mask, rotary tables): not weights.
+    if (ends_with(name, "rotary_emb.inv_freq") || ends_with(name, "attention.bias") ||
+        ends_with(name, "attention.masked_bias"))
+      continue;
     if (!known.count(name) && !(m.cfg.tie_embeddings && (name == "lm_head.weight" || name == "embed_out.weight")))
       throw Error(where + ": tensor \"" + name + "\" has no place in a " + hf_architecture(m.cfg) + " of this config");
+  }
   for (const auto& b : bound) {
     const auto it = tensors.find(b.hf);
+    if (it == tensors.end() && b.kind == Binding::kZeroBias) continue;  // absent (attention_bias = false): zero
     if (it == tensors.end()) throw Error(where + ": tensor \"" + b.hf + "\" is missing");
     const at::Tensor src = it->second.to(at::kFloat);
     auto shape_of = [](const at::Tensor& t) { return std::vector<int64_t>(t.sizes().begin(), t.sizes().end()); };

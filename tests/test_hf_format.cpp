@@ -176,10 +176,22 @@ TEST(HfFormat, RefusesWhatHasNoExactCounterpart) {
   ropelab::safetensors::write(root + "/hf/model.safetensors", file.tensors);
   EXPECT_NE(error_of([&] { import_hf(root + "/hf"); }).find("gpt_neox.layers.0.attention.dense.bias\" is not zero"),
             std::string::npos);
+  // Absent biases (attention_bias = false) count as zero; an absent weight is named.
   file.tensors.erase("gpt_neox.layers.0.attention.dense.bias");
   ropelab::safetensors::write(root + "/hf/model.safetensors", file.tensors);
-  EXPECT_NE(error_of([&] { import_hf(root + "/hf"); }).find("\"gpt_neox.layers.0.attention.dense.bias\" is missing"),
+  EXPECT_NO_THROW(import_hf(root + "/hf"));
+  file.tensors.erase("gpt_neox.layers.0.attention.dense.weight");
+  ropelab::safetensors::write(root + "/hf/model.safetensors", file.tensors);
+  EXPECT_NE(error_of([&] { import_hf(root + "/hf"); }).find("\"gpt_neox.layers.0.attention.dense.weight\" is missing"),
             std::string::npos);
+  // transformers v5 keeps θ in rope_parameters: it wins over the legacy keys, and scaling types are refused.
+  cfg = ropelab::io::read_json(root + "/hf/config.json");
+  cfg["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 5e5}, {"partial_rotary_factor", 0.5}};
+  const auto v5 = model_config_from_hf(cfg, "c.json");
+  EXPECT_EQ(v5.rope_theta, 5e5);
+  EXPECT_EQ(v5.rotary_fraction, 0.5);
+  cfg["rope_parameters"]["rope_type"] = "yarn";
+  EXPECT_NE(error_of([&] { model_config_from_hf(cfg, "c.json"); }).find("rope_type \"yarn\""), std::string::npos);
 }
 
 TEST(HfFormat, SafetensorsReaderNamesTheFault) {
