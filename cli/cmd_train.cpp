@@ -113,7 +113,7 @@ void add_train_command(CLI::App& root) {
   r->add_option("--dist-bucket-mb", c->dist_bucket_mb, "gradient all-reduce bucket (MB), overlapped with backward")
       ->capture_default_str();
   r->add_option("--fault-nan-step", c->fault_nan_step, "testing: treat the loss at this step as NaN");
-  r->add_option("--fault-kill-at", c->fault_kill_at, "testing: RANK:STEP, that rank kills itself (SIGKILL)");
+  r->add_option("--fault-kill-at", c->fault_kill_at, "testing: RANK:STEP[:TERM], that rank kills itself (SIGKILL) or sends itself SIGTERM");
 
   cmd->callback([c, out, resume, recipe, cmd] {
     if (!recipe->empty()) apply_recipe(*cmd, *recipe);

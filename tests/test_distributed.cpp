@@ -90,3 +90,25 @@ TEST(Distributed, LauncherNamesTheRankThatFailed) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("launch: rank 1 was killed by signal 9"), std::string::npos) << r.output;
 }
+
+// SIGTERM to one rank only: the stop flag travels with the loss all-reduce,
+// so every rank leaves after the same step and rank 0 saves it (no rank is
+// left waiting in the next step's all-reduce).
+TEST(Distributed, ASignalToOneRankStopsAllRanksAfterTheSameStep) {
+  const auto dir = test::scratch_dir();
+  const auto flags = "train " + test::tiny_flags(test::tiny_data(dir)) +
+                     " --max-steps 100000 --checkpoints list:100000 --dist-timeout 20 --fault-kill-at 1:8:TERM --out " +
+                     dir + "/run";
+  const int port = free_port() + 3;
+  const pid_t r0 = spawn_rank(flags, 0, 2, port, dir + "/rank0.log");
+  const pid_t r1 = spawn_rank(flags, 1, 2, port, dir + "/rank1.log");
+  int s1 = 0, s0 = 0;
+  ::waitpid(r1, &s1, 0);
+  ::waitpid(r0, &s0, 0);
+  const std::string log0 = io::read_file(dir + "/rank0.log");
+  EXPECT_TRUE(WIFEXITED(s0) && WEXITSTATUS(s0) == 130) << log0;
+  EXPECT_TRUE(WIFEXITED(s1) && WEXITSTATUS(s1) == 130) << io::read_file(dir + "/rank1.log");
+  EXPECT_NE(log0.find("stopped by a signal after saving step 9"), std::string::npos) << log0;
+  ASSERT_FALSE(train::read_manifest(dir + "/run").empty());
+  EXPECT_EQ(train::read_manifest(dir + "/run").back().step, 9);
+}

@@ -205,11 +205,14 @@ DataParallel::ReduceStats DataParallel::finish_gradients() {
   return stats;
 }
 
-double DataParallel::mean(double value) {
-  std::vector<at::Tensor> t{at::full({1}, value, at::TensorOptions().dtype(at::kDouble).device(device_))};
+std::vector<double> DataParallel::sum(const std::vector<double>& values) {
+  std::vector<at::Tensor> t{at::tensor(values, at::TensorOptions().dtype(at::kDouble)).to(device_)};
   collective("loss all-reduce", [&] { backend_->allreduce_sum(t); });
-  return t[0].item<double>() / env_.world;
+  const auto host = t[0].cpu();
+  return std::vector<double>(host.data_ptr<double>(), host.data_ptr<double>() + host.numel());
 }
+
+double DataParallel::mean(double value) { return sum({value})[0] / env_.world; }
 
 void DataParallel::barrier() {
   collective("barrier", [&] { backend_->barrier(); });

@@ -37,7 +37,7 @@ struct TrainConfig {
   std::string device = "cpu";         // "cpu" or "cuda"
   int64_t threads = 0;                // torch intra-op threads; 0 = torch's default
   int64_t fault_nan_step = -1;        // fault injection for tests: loss reads NaN at this step
-  std::string fault_kill_at;          // fault injection for tests: "RANK:STEP" -> that rank SIGKILLs itself
+  std::string fault_kill_at;          // fault injection for tests: "RANK:STEP[:TERM]" -> that rank SIGKILLs (or SIGTERMs) itself
   int64_t world_size = 1;             // ranks the run was started with (set by the trainer)
   int64_t dist_timeout_s = 60;        // a collective waiting longer than this fails
   double dist_bucket_mb = 25;         // gradient all-reduce bucket size (overlapped with backward)

@@ -114,12 +114,16 @@ void adapt_world_size(TrainConfig& cfg, int world) {
 }
 
 // --init-from: the run starts from a Hugging Face directory's weights. Its
-// architecture must be the run's (T_train may differ: no weight depends on it).
+// architecture must be the run's; T_train, θ and the rotary fraction may
+// differ (no weight's shape depends on them: continuing at another θ is a
+// study ropelab exists for).
 void init_from_hf(model::Transformer& m, const std::string& dir) {
   auto src = model::import_hf(dir);
   auto a = model::to_json(m->cfg), b = model::to_json(src->cfg);
-  a.erase("T_train");
-  b.erase("T_train");
+  for (const char* free : {"T_train", "rope_theta", "rotary_fraction"}) {
+    a.erase(free);
+    b.erase(free);
+  }
   for (const auto& [key, value] : a.items())
     if (b[key] != value)
       throw Error("--init-from " + dir + ": " + key + " is " + b[key].dump() + " there but " + value.dump() +
@@ -196,12 +200,19 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
   Progress progress("train", cfg.max_steps, cfg.log_every);
   m->train();
 
-  int64_t kill_rank = -1, kill_step = -1;  // --fault-kill-at RANK:STEP (tests of rank failure)
-  if (!cfg.fault_kill_at.empty() && std::sscanf(cfg.fault_kill_at.c_str(), "%ld:%ld", &kill_rank, &kill_step) != 2)
-    throw Error("--fault-kill-at must be RANK:STEP, got " + cfg.fault_kill_at);
+  // --fault-kill-at RANK:STEP[:TERM] (tests of rank failure): SIGKILL, or SIGTERM (a clean stop)
+  int64_t kill_rank = -1, kill_step = -1;
+  int kill_signal = SIGKILL;
+  if (!cfg.fault_kill_at.empty()) {
+    char sig[8] = "";
+    const int got = std::sscanf(cfg.fault_kill_at.c_str(), "%ld:%ld:%7s", &kill_rank, &kill_step, sig);
+    if (got < 2 || (got == 3 && std::string(sig) != "TERM"))
+      throw Error("--fault-kill-at must be RANK:STEP or RANK:STEP:TERM, got " + cfg.fault_kill_at);
+    if (got == 3) kill_signal = SIGTERM;
+  }
 
   while (step < cfg.max_steps) {
-    if (step == kill_step && (dp ? dp->rank() : 0) == kill_rank) std::raise(SIGKILL);
+    if (step == kill_step && (dp ? dp->rank() : 0) == kill_rank) std::raise(kill_signal);
     const auto t0 = std::chrono::steady_clock::now();
     const double lr = lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps);
     for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
@@ -223,10 +234,15 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
       loss.backward();
       loss_sum += loss.item<double>();
     }
+    // A stop signal counts once any rank has it: the flag travels with the
+    // loss, so every rank leaves the loop after the same step.
+    bool stopping = g_stop_signal != 0;
     DataParallel::ReduceStats reduce;
     if (dp) {
       reduce = dp->finish_gradients();
-      loss_sum = dp->mean(loss_sum);
+      const auto sums = dp->sum({loss_sum, stopping ? 1.0 : 0.0});
+      loss_sum = sums[0] / dp->world();
+      stopping = sums[1] > 0;
     }
     if (!std::isfinite(loss_sum) || step + 1 == cfg.fault_nan_step) {
       const auto entries = read_manifest(run_dir);
@@ -244,7 +260,6 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
                           {"lr", lr}, {"grad_norm", grad_norm}, {"tok_per_s", cfg.tokens_per_step() / secs}};
     if (dp) rec["allreduce"] = {{"buckets", reduce.buckets}, {"started_in_backward", reduce.started_in_backward}};
     result.last_loss = loss_sum;
-    const bool stopping = g_stop_signal != 0;
     if (main) {  // only rank 0 writes: metrics, validation, checkpoints, progress
       if (step % cfg.eval_every == 0 || step == cfg.max_steps) {
         result.last_val_loss = validation_loss(m, val_stream, cfg, dev);
@@ -258,7 +273,7 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
       progress.update(step, detail);
     }
     if (stopping) {
-      std::cerr << "\nstopped by signal " << g_stop_signal << " after saving step " << step
+      std::cerr << "\nstopped by a signal after saving step " << step
                 << "; continue with: ropelab train --resume " << run_dir << "\n";
       result.interrupted = true;
       break;
