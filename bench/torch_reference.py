@@ -153,7 +153,7 @@ def main():
 
     cfg = json.load(open(os.path.join(a.init, "config.json")))
     dev = torch.device("cuda")
-    torch.backends.cuda.matmul.allow_tf32 = True
+    assert cfg.get("tie_word_embeddings", False), "the reference model ties its LM head, as ropelab's benchmark runs do"
     model = Model(cfg, a.T).to(dev)
     model.load_hf({k: v.to(dev) for k, v in read_safetensors(os.path.join(a.init, "model.safetensors")).items()})
     decay = [p for p in model.parameters() if p.dim() >= 2]

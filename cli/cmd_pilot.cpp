@@ -25,12 +25,24 @@ CLI::App* stage_command(CLI::App& root, const std::string& stage) {
   return root.get_subcommand("eval")->get_subcommand(stage);
 }
 
-void check_keys(CLI::App& root, const study::Study& s) {
-  for (const auto& [stage, flags] : s.flags)
-    for (const auto& kv : flags)
-      if (stage_command(root, stage)->get_option_no_throw("--" + kv.first) == nullptr)
-        throw Error(s.file + ": key \"" + stage + "." + kv.first + "\": `ropelab " +
-                    (stage == "train" || stage == "report" ? stage : "eval " + stage) + "` has no flag --" + kv.first);
+// Checks every key against its command's flags, and turns a TOML array into
+// what the flag takes: repeated for options that collect several values
+// (e.g. --data-input), one comma list otherwise (e.g. --scaling, --ratios).
+void check_keys(CLI::App& root, study::Study& s) {
+  for (auto& [stage, flags] : s.flags) {
+    std::vector<std::pair<std::string, std::string>> merged;
+    for (size_t i = 0; i < flags.size(); ++i) {
+      const auto& [key, value] = flags[i];
+      const CLI::Option* opt = stage_command(root, stage)->get_option_no_throw("--" + key);
+      if (opt == nullptr)
+        throw Error(s.file + ": key \"" + stage + "." + key + "\": `ropelab " +
+                    (stage == "train" || stage == "report" ? stage : "eval " + stage) + "` has no flag --" + key);
+      const bool same_array = i > 0 && flags[i - 1].first == key;
+      if (same_array && opt->get_items_expected_max() <= 1) merged.back().second += "," + value;
+      else merged.push_back({key, value});
+    }
+    flags = merged;
+  }
 }
 
 std::string shell_line(const std::vector<std::string>& args) {
@@ -64,7 +76,7 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
     io::append_jsonl(log_path, {{"kind", "pilot_stage"}, {"study", s.name}, {"stage", stage}, {"theta", stage == "report" ? 0.0 : theta},
                                 {"command", shell_line(step.args)}, {"seconds", secs},
                                 {"exit_code", exit_code_of(status)}, {"time", std::time(nullptr)}});
-    if (exit_code_of(status) == 130)  // the stage was interrupted (SIGINT/SIGTERM) and saved what it had
+    if (interrupted(status))  // SIGINT/SIGTERM: training saved a checkpoint; a .partial eval is redone
       throw Error("pilot: interrupted during " + step.label + " " + stage + "; re-run `ropelab pilot --config " + file +
                   (out.empty() ? "" : " --out " + out) + "` to continue from there");
     if (!succeeded(status))

@@ -15,6 +15,7 @@ std::string self_path();                                  // this executable, fr
 pid_t spawn_self(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
 int run_self(const std::vector<std::string>& args);       // spawn_self, then wait; returns the wait status
 bool succeeded(int status);                               // exited with status 0
+bool interrupted(int status);                             // stopped by SIGINT/SIGTERM (or exited 130 after one)
 int exit_code_of(int status);                             // the status as a shell would report it
 std::string describe(int status);                         // "exited with status 2", "was killed by signal 9"
 

@@ -297,6 +297,7 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
   std::vector<Prefill> niah_pre;
   std::vector<data::PasskeyExample> niah_ex;
   int64_t niah_full = 0;
+  double niah_prefix = 0;  // mean tokens compressed per prompt (the haystack before the question)
   auto niah_correct = [&](size_t t, const model::KVCache& compressed) {
     model::KVCache cache = compressed;
     const auto& ex = niah_ex[t];
@@ -317,6 +318,10 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
       val.copy(key % (val.size() - N), N, hay.data());
       niah_ex.push_back(builder.make(hay.data(), N, (t + 0.5) / double(opt.niah_trials), key, 1, 9));
       const auto& ex = niah_ex.back();
+      if (ex.question_pos <= opt.obs_window)
+        throw Error("--niah-trials: the haystack before the question (" + std::to_string(ex.question_pos) +
+                    " tokens) must be longer than --obs-window " + std::to_string(opt.obs_window));
+      niah_prefix += double(ex.question_pos) / opt.niah_trials;
       niah_pre.push_back(prefill(m, std::vector<int64_t>(ex.context.begin(), ex.context.begin() + ex.question_pos), opt.obs_window));
       niah_full += niah_correct(t, niah_pre.back().cache);
     }
@@ -333,6 +338,7 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
     common["niah_rank_accuracy_full"] = double(niah_full) / opt.niah_trials;
     common["niah_full_ci95"] = {ci.first, ci.second};
     common["niah_rank_chance"] = 0.1;
+    common["niah_prefix_tokens"] = niah_prefix;  // budgets (ratio x N) apply to this shorter prefix
   }
   std::vector<nlohmann::json> records;
   auto emit = [&](nlohmann::json rec) {

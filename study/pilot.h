@@ -13,7 +13,8 @@
 //                                              unless the section gives --gamma or --gamma-from)
 //   [report]  `ropelab report` flags          (the pilot sets the inputs and --out)
 // Any section may say `skip = true`. Keys are flags without the dashes; an
-// array becomes a comma list.
+// array becomes one comma list, or repeated flags for options that collect
+// several values (ropelab pilot decides, knowing each flag).
 //
 // For each θ, in OUT/theta-<θ>/: train (new, resumed, or skipped when the
 // manifest reaches max_steps) -> gamma over every checkpoint (skipped when

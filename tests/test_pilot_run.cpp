@@ -31,7 +31,7 @@ TEST(PilotRun, RunsEveryStagePerThetaAndResumesWhatIsMissing) {
                    "study = \"tiny\"\nout = \"" + dir + "/study\"\ntrain-recipe = \"" + dir + "/tiny.toml\"\n"
                    "thetas = [1e4, 1e6]\n"
                    "[gamma]\ndistances = \"2,4,8,16,32\"\nprompts = 2\nseeds = \"1\"\nfit-min-d = 2\nbootstrap = 20\n"
-                   "[niah]\nlengths = \"1x\"\ndepths = \"0.5\"\ntrials = 2\nscaling = \"none,yarn:2\"\nppl-windows = 1\n"
+                   "[niah]\nlengths = \"1x\"\ndepths = \"0.5\"\ntrials = 2\nscaling = [\"none\", \"yarn:2\"]\nppl-windows = 1\n"
                    "[kv]\ncontext = 24\ndecode = 6\nwindows = 1\nratios = \"0.5\"\ngmm-max-k = 0\nniah-trials = 0\n"
                    "[report]\nskip = true\n");
   auto r = run_ropelab("pilot --config " + dir + "/study.toml");
