@@ -349,8 +349,11 @@ std::optional<Chart> niah_heatmap_chart(const Inputs& in) {
   }
   std::string chance_text;
   for (double c : chance) chance_text += (chance_text.empty() ? "" : " / ") + fmt_g(c);
-  json facet = {{"column", nominal("method", "method")}};
-  if (several_models(in.niah)) facet["row"] = nominal("model", "model");
+  // One model: methods wrap four to a row (eight methods no longer run off the page);
+  // several: a row per model, a column per method.
+  const bool by_model = several_models(in.niah);
+  json facet = by_model ? json{{"column", nominal("method", "method")}, {"row", nominal("model", "model")}}
+                        : nominal("method", "method");
   const json tooltip = {nominal("method", "method"), nominal("model", "model"), axis("length", "length"),
                         axis("depth", "depth"), axis("rank_accuracy", "rank accuracy"),
                         axis("rank_lo", "rank CI95 lo"), axis("rank_hi", "rank CI95 hi"),
@@ -360,6 +363,7 @@ std::optional<Chart> niah_heatmap_chart(const Inputs& in) {
   spec.erase("width"), spec.erase("height");
   spec["data"] = {{"values", cells}};
   spec["facet"] = facet;
+  if (!by_model) spec["columns"] = 4;
   spec["spec"] = {{"width", 200}, {"height", 150}, {"mark", "rect"},
                   {"encoding", {{"x", {{"field", "length"}, {"type", "ordinal"}, {"title", "context length"}}},
                                 {"y", {{"field", "depth"}, {"type", "ordinal"}, {"title", "needle depth"}}},
@@ -369,7 +373,7 @@ std::optional<Chart> niah_heatmap_chart(const Inputs& in) {
                                 {"tooltip", tooltip}}}};
   return Chart{"niah-heatmap", "NIAH: rank accuracy by length × depth",
                "rank_accuracy of \"niah\" records (ropelab eval niah), colour 0 to 1, one panel per method" +
-                   std::string(facet.contains("row") ? " and model" : "") + "; chance level (rank_chance) = " +
+                   std::string(by_model ? " and model" : "") + "; chance level (rank_chance) = " +
                    (chance_text.empty() ? "not in the records" : chance_text) +
                    ". The tooltip gives exact_accuracy and both CI95s (rank_ci95, exact_ci95). Newest step per cell.",
                spec};

@@ -346,7 +346,8 @@ TEST_F(ReportTest, ChartDataComesFromTheRecords) {
     EXPECT_EQ(c["rank_lo"], 0.2);
     EXPECT_EQ(c["exact_hi"], 0.6);
   }
-  EXPECT_EQ(niah.spec["facet"]["column"]["field"], "method");
+  EXPECT_EQ(niah.spec["facet"]["field"], "method");  // one model: methods wrap, four to a row
+  EXPECT_EQ(niah.spec["columns"], 4);
   EXPECT_EQ(niah.spec["spec"]["encoding"]["color"]["scale"]["domain"], json({0, 1}));
   EXPECT_NE(niah.caption.find("chance level (rank_chance) = 0.1"), std::string::npos) << niah.caption;
   // Perplexity: 6 points on log axes and a rule at the records' T_train.
