@@ -90,10 +90,16 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, co
   }
   const double scale = s.score_multiplier / std::sqrt(double(d_head_));
 
+  // When every query row is probed in order (a decode step, or a probed
+  // prefill), the probabilities are the attention itself: reuse them for the
+  // output instead of computing the scores twice.
+  at::Tensor all_rows_probs;
   if (probe) {
     auto rows = probe->rows.to(q.device());
     auto q_rows = q.index_select(2, rows);
     probe->probs.push_back(attention_probs(q_rows, k, pos.index_select(0, rows), k_pos, scale));
+    const auto r = probe->rows.cpu();
+    if (r.numel() == T && at::equal(r, at::arange(T, r.options()))) all_rows_probs = probe->probs.back();
     if (probe->keep_queries) {
       probe->queries.push_back(q_rows);
       probe->queries_pre_rope.push_back(q_pre_rope.index_select(2, rows));
@@ -101,6 +107,10 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, co
   }
 
   at::Tensor y;
+  if (all_rows_probs.defined()) {
+    y = at::matmul(all_rows_probs.to(v.scalar_type()), v);
+    return wo->forward(y.transpose(1, 2).reshape({B, T, n_heads_ * d_head_}));
+  }
 #if TORCH_VERSION_MAJOR >= 2
   // Flash/memory-efficient kernels on CUDA when the mask is plain causal.
   // The score multiplier is folded into q so SDPA's default 1/sqrt(D) applies.

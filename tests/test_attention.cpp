@@ -42,6 +42,28 @@ TEST(Attention, ProbeRowsAreCausalDistributions) {
   }
 }
 
+// Probing every row reuses the probabilities for the output (one score
+// computation instead of two): the logits must not change, in a full forward
+// or a decode step, and neither must a probe of some rows only.
+TEST(Attention, ProbingEveryRowLeavesTheOutputUnchanged) {
+  auto m = make_model(tiny(2), 4);
+  auto ids = torch::randint(0, 50, {2, 10}, at::kLong);
+  torch::NoGradGuard ng;
+  const auto plain = m->forward(ids);
+  AttentionProbe all, some;
+  all.rows = torch::arange(10, at::kLong);
+  some.rows = torch::tensor({1, 7}, at::kLong);
+  EXPECT_TRUE(torch::allclose(m->forward(ids, nullptr, &all), plain, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(m->forward(ids, nullptr, &some), plain, 1e-5, 1e-6));
+  KVCache with_probe, without;
+  m->forward(ids.narrow(1, 0, 9), &with_probe);
+  m->forward(ids.narrow(1, 0, 9), &without);
+  AttentionProbe step;
+  step.rows = torch::tensor({0}, at::kLong);
+  EXPECT_TRUE(torch::allclose(m->forward(ids.narrow(1, 9, 1), &with_probe, &step), m->forward(ids.narrow(1, 9, 1), &without),
+                              1e-5, 1e-6));
+}
+
 TEST(Attention, GroupedQueryEqualsRepeatedHeads) {
   // 4 query heads sharing 2 KV heads == 4 heads whose K/V weights repeat each group.
   auto gqa = Attention(tiny(2));
