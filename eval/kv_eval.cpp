@@ -138,10 +138,10 @@ double decode_loss(model::Transformer& m, model::KVCache cache, const std::vecto
   return nll / double(tokens.size() - 1);
 }
 
-// Compresses each layer of `full` to its budget; returns the cache and the
-// kept indices per layer ([1, G, b]).
+// Compresses each layer of the prefill's cache to its budget; returns the
+// cache and the kept indices per layer ([1, G, b]).
 model::KVCache compress(const Prefill& pre, const model::KVPolicySpec& spec, int64_t mean_budget, int64_t G,
-                        int64_t obs, std::vector<at::Tensor>* kept) {
+                        std::vector<at::Tensor>* kept) {
   model::KVCache out = pre.cache;
   const int64_t L = pre.cache.layers.size();
   for (int64_t l = 0; l < L; ++l) {
@@ -149,7 +149,7 @@ model::KVCache compress(const Prefill& pre, const model::KVPolicySpec& spec, int
     const int64_t D = layer.k.size(3);
     model::KVView v;
     v.keys = layer.k;
-    v.recent_attn = group_mean(pre.recent[l].narrow(2, pre.recent[l].size(2) - obs, obs), G);
+    v.recent_attn = group_mean(pre.recent[l], G);  // the prefill kept just the observation window
     v.accum_attn = group_mean(pre.accum[l], G);
     // Expected Attention's Gaussian: the group's queries of the whole prefill.
     auto q = pre.queries[l].to(at::kDouble);  // [1, H, N, D]
@@ -186,6 +186,26 @@ double retained_mass(const std::vector<at::Tensor>& first_attn, const std::vecto
   return total / double(kept.size() * first_attn[0].size(1));
 }
 
+// One compressed decode: compress the prefill to `budget`, then decode `tail`
+// teacher-forced, evicting per step when opt.eviction and the policy say so.
+struct CompressedDecode {
+  double loss = 0, decode_seconds = 0;
+  bool stepwise = false;
+  std::vector<at::Tensor> kept;  // per layer, right after compression
+};
+CompressedDecode decode_compressed(model::Transformer& m, const Prefill& pre, const std::vector<int64_t>& tail,
+                                   const model::KVPolicySpec& spec, int64_t budget, const KVEvalOptions& opt) {
+  CompressedDecode r;
+  const int64_t G = m->cfg.n_kv_heads;
+  auto cache = compress(pre, spec, budget, G, &r.kept);
+  auto ev = start_eviction(spec, budget, pre, r.kept, G);
+  r.stepwise = opt.eviction == "step" && evicts_each_step(spec.name);
+  const auto t0 = std::chrono::steady_clock::now();
+  r.loss = decode_loss(m, cache, tail, nullptr, r.stepwise ? &ev : nullptr);
+  r.decode_seconds = seconds_since(t0);
+  return r;
+}
+
 model::KVPolicySpec policy_spec(const std::string& name, const KVEvalOptions& opt) {
   auto spec = model::parse_kv_policy(name);
   spec.sinks = opt.sinks;
@@ -199,14 +219,7 @@ double compressed_decode_loss(model::Transformer& m, const std::vector<int64_t>&
                               const std::vector<int64_t>& tail, const std::string& policy, int64_t budget,
                               const KVEvalOptions& opt) {
   torch::NoGradGuard no_grad;
-  const auto spec = policy_spec(policy, opt);
-  const int64_t G = m->cfg.n_kv_heads;
-  const auto pre = prefill(m, prefix, opt.obs_window);
-  std::vector<at::Tensor> kept;
-  auto cache = compress(pre, spec, budget, G, opt.obs_window, &kept);
-  auto ev = start_eviction(spec, budget, pre, kept, G);
-  const bool stepwise = opt.eviction == "step" && evicts_each_step(policy);
-  return decode_loss(m, cache, tail, nullptr, stepwise ? &ev : nullptr);
+  return decode_compressed(m, prefill(m, prefix, opt.obs_window), tail, policy_spec(policy, opt), budget, opt).loss;
 }
 
 int64_t context_of(const KVEvalOptions& opt, int64_t T_train) {
@@ -351,26 +364,24 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
   // actually kept per layer (PyramidKV's shallow layers cap at N, so its mean
   // can fall below the nominal budget), decode speed, and retrieval.
   auto measure = [&](const model::KVPolicySpec& spec, int64_t budget) {
-    nlohmann::json r;
-    const bool stepwise = opt.eviction == "step" && evicts_each_step(spec.name);
     double loss = 0, mass = 0, kept_mean = 0, decode_s = 0;
+    bool stepwise = false;
     for (int64_t w = 0; w < opt.windows; ++w) {
-      std::vector<at::Tensor> kept;
-      auto cache = compress(pre[w], spec, budget, G, opt.obs_window, &kept);
-      auto ev = start_eviction(spec, budget, pre[w], kept, G);
-      const auto t0 = std::chrono::steady_clock::now();
-      loss += decode_loss(m, cache, tails[w], nullptr, stepwise ? &ev : nullptr) / opt.windows;
-      decode_s += seconds_since(t0);
-      mass += retained_mass(first_attn[w], kept, G) / opt.windows;
-      for (const auto& k : kept) kept_mean += double(k.size(2)) / kept.size() / opt.windows;
+      const auto d = decode_compressed(m, pre[w], tails[w], spec, budget, opt);
+      loss += d.loss / opt.windows;
+      decode_s += d.decode_seconds;
+      stepwise = d.stepwise;
+      mass += retained_mass(first_attn[w], d.kept, G) / opt.windows;
+      for (const auto& k : d.kept) kept_mean += double(k.size(2)) / d.kept.size() / opt.windows;
     }
-    r = {{"loss", loss}, {"rel_loss_increase", loss / loss_full - 1}, {"retained_mass", mass}, {"kept_mean", kept_mean},
-         {"stepwise_eviction", stepwise}, {"decode_tok_per_s", decoded_tokens / decode_s}};
+    nlohmann::json r = {{"loss", loss}, {"rel_loss_increase", loss / loss_full - 1}, {"retained_mass", mass},
+                        {"kept_mean", kept_mean}, {"stepwise_eviction", stepwise},
+                        {"decode_tok_per_s", decoded_tokens / decode_s}};
     if (opt.niah_trials > 0) {
       int64_t ok = 0;
       for (size_t t = 0; t < niah_pre.size(); ++t) {
         std::vector<at::Tensor> kept;
-        ok += niah_correct(t, compress(niah_pre[t], spec, budget, G, opt.obs_window, &kept));
+        ok += niah_correct(t, compress(niah_pre[t], spec, budget, G, &kept));
       }
       const auto ci = wilson95(ok, opt.niah_trials);
       r["niah_rank_accuracy"] = double(ok) / opt.niah_trials;

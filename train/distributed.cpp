@@ -212,7 +212,6 @@ std::vector<double> DataParallel::sum(const std::vector<double>& values) {
   return std::vector<double>(host.data_ptr<double>(), host.data_ptr<double>() + host.numel());
 }
 
-double DataParallel::mean(double value) { return sum({value})[0] / env_.world; }
 
 void DataParallel::barrier() {
   collective("barrier", [&] { backend_->barrier(); });

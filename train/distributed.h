@@ -45,7 +45,6 @@ class DataParallel {
   void overlap_next_backward();
   struct ReduceStats { int buckets = 0, started_in_backward = 0; };
   ReduceStats finish_gradients();
-  double mean(double value);  // a scalar averaged over ranks
   std::vector<double> sum(const std::vector<double>& values);  // element-wise sums over ranks, in one collective
   void barrier();
 
