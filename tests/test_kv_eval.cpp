@@ -38,6 +38,12 @@ TEST(KVEval, RefusesBadArgumentsBeforeAnyWork) {
   o = {};
   o.context = 300;
   refuses(o, "must fit in T_train");
+  o = {};
+  o.eviction = "lazy";
+  refuses(o, "--eviction must be step or prefill, got \"lazy\"");
+  o = {};
+  o.niah_trials = -1;
+  refuses(o, "--niah-trials must be >= 0");
   EXPECT_NO_THROW(eval::check_kv_options(eval::KVEvalOptions{}, 256));
 }
 
