@@ -145,6 +145,7 @@ void DataParallel::attach(const std::vector<at::Tensor>& params, int64_t bucket_
 void DataParallel::overlap_next_backward() {
   armed_ = true;
   started_in_backward_ = 0;
+  next_to_start_ = 0;
   for (auto& b : buckets_) {
     b.filled.assign(b.params.size(), false);
     b.ready = 0;
@@ -165,8 +166,13 @@ void DataParallel::on_gradient(size_t bucket, size_t slot, const at::Tensor& gra
   if (p.grad().defined()) dst.copy_(p.grad().detach().reshape({-1}) + g);
   else dst.copy_(g);
   b.filled[slot] = true;
-  if (++b.ready == b.params.size()) {
-    start_bucket(bucket);
+  ++b.ready;
+  // Collectives must be issued in the same order on every rank (NCCL pairs
+  // them by order), so a full bucket starts only once every bucket before it
+  // has: buckets go out in index order, as DDP's reducer sends them, even if
+  // hooks complete in another order.
+  while (next_to_start_ < buckets_.size() && buckets_[next_to_start_].ready == buckets_[next_to_start_].params.size()) {
+    start_bucket(next_to_start_++);
     ++started_in_backward_;
   }
 }
@@ -179,9 +185,8 @@ void DataParallel::start_bucket(size_t bucket) {
 DataParallel::ReduceStats DataParallel::finish_gradients() {
   armed_ = false;
   ReduceStats stats{static_cast<int>(buckets_.size()), started_in_backward_};
-  for (size_t bi = 0; bi < buckets_.size(); ++bi) {
+  for (size_t bi = next_to_start_; bi < buckets_.size(); ++bi) {
     auto& b = buckets_[bi];
-    if (b.wait) continue;
     // A parameter whose hook did not fire this step: its .grad as it stands (or zeros).
     for (size_t i = 0; i < b.params.size(); ++i)
       if (!b.filled[i]) {
@@ -191,6 +196,7 @@ DataParallel::ReduceStats DataParallel::finish_gradients() {
       }
     start_bucket(bi);
   }
+  next_to_start_ = buckets_.size();
   for (auto& b : buckets_) {
     collective("gradient all-reduce", [&] { b.wait(); });
     b.flat[0].div_(double(env_.world));

@@ -36,8 +36,9 @@ class DataParallel {
   // does: parameters go into flat buckets of about `bucket_bytes`, in reverse
   // order (the order backward produces their gradients); a hook on each
   // parameter copies its final gradient (accumulated micro-batches included)
-  // into its bucket, and a full bucket's all-reduce starts at once while
-  // backward goes on. Call attach once, overlap_next_backward before the
+  // into its bucket, and a full bucket's all-reduce starts while backward
+  // goes on, as soon as it and every bucket before it are full (the same
+  // order of collectives on every rank). Call attach once, overlap_next_backward before the
   // last micro-batch's backward, finish_gradients after it: it starts any
   // bucket still waiting (parameters with no gradient count as zeros), waits
   // for all, and writes the mean over ranks into each .grad.
@@ -55,6 +56,7 @@ class DataParallel {
   struct Bucket;
   std::vector<Bucket> buckets_;
   bool armed_ = false;
+  size_t next_to_start_ = 0;  // buckets start in index order: those before it have
   int started_in_backward_ = 0;
   DistEnv env_;
   at::Device device_;
