@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <thread>
@@ -17,35 +18,29 @@ namespace ropelab::cli {
 namespace {
 
 int launch(int nproc, int port, int grace_s, const std::vector<std::string>& args) {
+  ChildGroup ranks;  // a SIGINT/SIGTERM to the launcher reaches every rank (they stop at the same step)
   std::vector<pid_t> pids;
-  for (int r = 0; r < nproc; ++r) {
-    const pid_t pid = spawn_self(args, {{"RANK", std::to_string(r)}, {"LOCAL_RANK", std::to_string(r)},
-                                        {"WORLD_SIZE", std::to_string(nproc)}, {"MASTER_ADDR", "127.0.0.1"},
-                                        {"MASTER_PORT", std::to_string(port)}});
-    pids.push_back(pid);
-  }
-  int failed_rank = -1, exit_code = 0, live = nproc;
-  while (live > 0) {
-    int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, 0);
-    if (pid < 0) break;
-    --live;
+  for (int r = 0; r < nproc; ++r)
+    pids.push_back(ranks.start(args, {{"RANK", std::to_string(r)}, {"LOCAL_RANK", std::to_string(r)},
+                                      {"WORLD_SIZE", std::to_string(nproc)}, {"MASTER_ADDR", "127.0.0.1"},
+                                      {"MASTER_PORT", std::to_string(port)}}));
+  int failed_rank = -1, exit_code = 0;
+  while (ranks.running() > 0) {
+    const auto [pid, status] = ranks.wait_any();
     const int rank = static_cast<int>(std::find(pids.begin(), pids.end(), pid) - pids.begin());
-    pids[rank] = -1;
-    const bool ok = succeeded(status);
-    if (!ok && failed_rank < 0) {
-      failed_rank = rank;
-      exit_code = exit_code_of(status);
-      std::cerr << "launch: rank " << rank << " " << describe(status) << "; stopping the other ranks\n";
+    pids[rank] = 0;  // reaped: its pid may be reused, so it is never signalled again
+    if (succeeded(status) || failed_rank >= 0) continue;
+    failed_rank = rank;
+    exit_code = exit_code_of(status);
+    if (ranks.signal_received() != 0 && interrupted(status)) continue;  // stopped as asked, not a failure
+    std::cerr << "launch: rank " << rank << " " << describe(status) << "; stopping the other ranks\n";
+    ranks.signal_all(SIGTERM);
+    // Anything still running after the grace period is killed.
+    std::thread([pids, grace_s] {
+      std::this_thread::sleep_for(std::chrono::seconds(grace_s));
       for (pid_t p : pids)
-        if (p > 0) ::kill(p, SIGTERM);
-      // Anything still running after the grace period is killed.
-      std::thread([pids, grace_s] {
-        std::this_thread::sleep_for(std::chrono::seconds(grace_s));
-        for (pid_t p : pids)
-          if (p > 0) ::kill(p, SIGKILL);
-      }).detach();
-    }
+        if (p > 0) ::kill(p, SIGKILL);
+    }).detach();
   }
   return exit_code;
 }

@@ -1,4 +1,4 @@
-// Running ropelab itself as a child process (launch's ranks, pilot's stages).
+// Running ropelab itself as child processes (launch's ranks, pilot's stages).
 #pragma once
 #include <sys/types.h>
 
@@ -8,15 +8,40 @@
 
 namespace ropelab::cli {
 
-std::string self_path();                                  // this executable, from /proc/self/exe
-// Starts `ropelab ARGS` (this same binary, through /proc/self/exe, even if
-// the file has been rebuilt since) with these variables added to the
-// environment; returns its pid.
-pid_t spawn_self(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
-int run_self(const std::vector<std::string>& args);       // spawn_self, then wait; returns the wait status
-bool succeeded(int status);                               // exited with status 0
-bool interrupted(int status);                             // stopped by SIGINT/SIGTERM (or exited 130 after one)
-int exit_code_of(int status);                             // the status as a shell would report it
-std::string describe(int status);                         // "exited with status 2", "was killed by signal 9"
+std::string self_path();  // this executable, from /proc/self/exe
+
+// Children of this ropelab running side by side. Each runs `ropelab ARGS`
+// through /proc/self/exe: this same binary even if the file has since been
+// rebuilt. While a group exists, SIGINT and SIGTERM sent to ropelab are passed
+// on to every running child (training saves a checkpoint and stops) and
+// remembered, so ropelab waits for its children instead of dying first and
+// leaving them behind. One group at a time; destroying it with children
+// still running sends them SIGTERM and waits for them.
+class ChildGroup {
+ public:
+  ChildGroup();
+  ~ChildGroup();
+  ChildGroup(const ChildGroup&) = delete;
+  ChildGroup& operator=(const ChildGroup&) = delete;
+
+  // Starts a child with these variables added to the environment; its stdout
+  // and stderr go to the end of `log_path` when one is given, else to ours.
+  pid_t start(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {},
+              const std::string& log_path = "");
+  struct Ended {
+    pid_t pid;
+    int status;  // as waitpid gives it
+  };
+  Ended wait_any();        // blocks until one running child ends
+  int running() const;
+  int signal_received() const;  // SIGINT or SIGTERM if one arrived while the group existed, else 0
+  void signal_all(int sig);     // sends sig to every running child
+};
+
+int run_self(const std::vector<std::string>& args);  // one child in a group of one; returns its wait status
+bool succeeded(int status);                          // exited with status 0
+bool interrupted(int status);                        // stopped by SIGINT/SIGTERM (or exited 130 after one)
+int exit_code_of(int status);                        // the status as a shell would report it
+std::string describe(int status);                    // "exited with status 2", "was killed by signal 9"
 
 }  // namespace ropelab::cli

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <sstream>
 
 #include "common/io.h"
@@ -89,6 +90,29 @@ TEST(Distributed, LauncherNamesTheRankThatFailed) {
                              " --max-steps 100000 --dist-timeout 20 --fault-kill-at 1:3 --out " + dir + "/run");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("launch: rank 1 was killed by signal 9"), std::string::npos) << r.output;
+}
+
+// SIGTERM to the launcher (as SLURM or a user's kill sends it) reaches every
+// rank: they stop after the same step, rank 0 saves it, and the launcher
+// reports an interruption (130), not a failed rank.
+TEST(Distributed, ASignalToTheLauncherStopsEveryRankCleanly) {
+  const auto dir = test::scratch_dir();
+  const pid_t pid = test::spawn_ropelab("launch --nproc 2 --master-port " + std::to_string(free_port() + 4) + " -- train " +
+                                            test::tiny_flags(test::tiny_data(dir)) +
+                                            " --max-steps 100000 --checkpoints list:100000 --dist-timeout 20 --out " +
+                                            dir + "/run",
+                                        dir + "/launch.log");
+  const std::string metrics = dir + "/run/metrics.jsonl";
+  for (int i = 0; i < 600 && !(std::filesystem::exists(metrics) && io::read_jsonl(metrics).size() >= 3); ++i) ::usleep(100000);
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  const std::string log = io::read_file(dir + "/launch.log");
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << log;
+  EXPECT_EQ(log.find("launch: rank"), std::string::npos) << log;
+  EXPECT_NE(log.find("stopped by a signal after saving step"), std::string::npos) << log;
+  ASSERT_FALSE(train::read_manifest(dir + "/run").empty());
+  EXPECT_GE(train::read_manifest(dir + "/run").back().step, 3);
 }
 
 // SIGTERM to one rank only: the stop flag travels with the loss all-reduce,
