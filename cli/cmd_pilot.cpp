@@ -1,13 +1,18 @@
 // `ropelab pilot --config STUDY.toml`: runs a whole study as ordinary ropelab
 // commands (study/pilot.h plans them), each in its own process, printing each
 // command so any stage can be reproduced by hand. Re-running continues where
-// an interrupted study stopped.
+// an interrupted study stopped. `--jobs N` runs N θ side by side (a CPU's
+// cores, or small models sharing a GPU); the report waits for all of them.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <iostream>
+#include <map>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -51,46 +56,129 @@ std::string shell_line(const std::vector<std::string>& args) {
   return line;
 }
 
-void run_pilot(CLI::App& root, const std::string& file, const std::string& out, bool dry_run) {
+// One θ's stages, run in order; with --jobs N up to N lanes run side by side.
+struct Lane {
+  double theta = 0;
+  size_t next_stage = 0;  // index into kThetaStages of the stage to plan next
+  pid_t pid = 0;          // the running stage's process, 0 when none
+  study::Step step;       // the running stage
+  std::chrono::steady_clock::time_point t0;
+};
+const char* const kThetaStages[] = {"train", "gamma", "niah", "kv"};
+
+void run_pilot(CLI::App& root, const std::string& file, const std::string& out, int jobs, bool dry_run) {
   auto s = study::load_study(file);
   if (!out.empty()) s.out = out;
   check_keys(root, s);
-  if (!dry_run) io::make_dirs(s.out);
-  const std::string log_path = s.out + "/pilot.jsonl";
+  const std::string rerun = "re-run `ropelab pilot --config " + file + (out.empty() ? "" : " --out " + out) + "`";
   const int total = static_cast<int>(s.thetas.size() * 4 + 1);
   int n = 0;
-  auto do_step = [&](const std::string& stage, double theta) {
-    const auto step = study::plan_step(s, stage, theta);
-    char head[96];
-    std::snprintf(head, sizeof head, "pilot [%d/%d] %s %s: ", ++n, total, step.label.c_str(), stage.c_str());
-    if (!step.skipped.empty()) {
-      std::cout << head << "skipped, " << step.skipped << std::endl;
+  auto head = [&](const study::Step& step) {
+    char h[96];
+    std::snprintf(h, sizeof h, "pilot [%d/%d] %s %s: ", ++n, total, step.label.c_str(), step.stage.c_str());
+    return std::string(h);
+  };
+  if (dry_run) {
+    for (double theta : s.thetas)
+      for (const char* stage : kThetaStages) {
+        const auto step = study::plan_step(s, stage, theta);
+        std::cout << head(step) << (step.skipped.empty() ? shell_line(step.args) : "skipped, " + step.skipped) << std::endl;
+      }
+    const auto report = study::plan_step(s, "report", 0);
+    std::cout << head(report) << (report.skipped.empty() ? shell_line(report.args) : "skipped, " + report.skipped) << std::endl;
+    return;
+  }
+  io::make_dirs(s.out);
+  const std::string log_path = s.out + "/pilot.jsonl";
+  // Side by side, each stage writes to its own log and the threads are shared out.
+  const bool side_by_side = jobs > 1 && s.thetas.size() > 1;
+  std::map<std::string, std::string> env;
+  if (side_by_side && std::getenv("OMP_NUM_THREADS") == nullptr)
+    env["OMP_NUM_THREADS"] = std::to_string(std::max(1u, std::thread::hardware_concurrency() / unsigned(jobs)));
+
+  ChildGroup children;
+  std::string interrupted_in;          // the first stage a signal stopped
+  std::vector<std::string> failures;   // stages that failed; their lanes stop, the others go on
+  // Plans the lane's next stages, printing those already complete, and starts the first that is not.
+  auto advance = [&](Lane& lane) {
+    for (; lane.next_stage < 4; ++lane.next_stage) {
+      auto step = study::plan_step(s, kThetaStages[lane.next_stage], lane.theta);
+      if (!step.skipped.empty()) {
+        std::cout << head(step) << "skipped, " << step.skipped << std::endl;
+        continue;
+      }
+      const std::string log = side_by_side ? study::run_dir(s, lane.theta) + "/" + step.stage + ".log" : "";
+      if (!log.empty()) io::make_dirs(study::run_dir(s, lane.theta));
+      std::cout << head(step) << shell_line(step.args) << (log.empty() ? "" : "  (output: " + log + ")") << std::endl;
+      if (!step.partial.empty()) std::filesystem::remove(step.partial);  // an interrupted attempt restarts
+      lane.step = step;
+      lane.t0 = std::chrono::steady_clock::now();
+      lane.pid = children.start(step.args, env, log);
+      ++lane.next_stage;
       return;
     }
-    std::cout << head << shell_line(step.args) << std::endl;
-    if (dry_run) return;
-    if (!step.partial.empty()) std::filesystem::remove(step.partial);  // an interrupted attempt restarts
-    const auto t0 = std::chrono::steady_clock::now();
-    const int status = run_self(step.args);
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    io::append_jsonl(log_path, {{"kind", "pilot_stage"}, {"study", s.name}, {"stage", stage}, {"theta", stage == "report" ? 0.0 : theta},
-                                {"command", shell_line(step.args)}, {"seconds", secs},
-                                {"exit_code", exit_code_of(status)}, {"time", std::time(nullptr)}});
-    if (interrupted(status))  // SIGINT/SIGTERM: training saved a checkpoint; a .partial eval is redone
-      throw Error("pilot: interrupted during " + step.label + " " + stage + "; re-run `ropelab pilot --config " + file +
-                  (out.empty() ? "" : " --out " + out) + "` to continue from there");
-    if (!succeeded(status))
-      throw Error("pilot: " + step.label + " " + stage + " " + describe(status) + " (" + shell_line(step.args) +
-                  "); fix the cause and re-run `ropelab pilot --config " + file + (out.empty() ? "" : " --out " + out) +
-                  "` to continue from there");
-    if (!step.partial.empty()) io::commit_atomic(step.partial, step.final);
   };
-  for (double theta : s.thetas)
-    for (const char* stage : {"train", "gamma", "niah", "kv"}) do_step(stage, theta);
-  do_step("report", 0);
-  if (!dry_run)
-    std::cout << "pilot: study " << s.name << " complete in " << s.out << " (report: " << s.out
-              << "/report/report.html; stage log: " << log_path << ")" << std::endl;
+  // Records a finished stage; true when its lane may go on.
+  auto finish = [&](Lane& lane, int status) {
+    const auto& step = lane.step;
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - lane.t0).count();
+    lane.pid = 0;
+    io::append_jsonl(log_path, {{"kind", "pilot_stage"}, {"study", s.name}, {"stage", step.stage},
+                                {"theta", step.stage == "report" ? 0.0 : lane.theta}, {"command", shell_line(step.args)},
+                                {"seconds", secs}, {"exit_code", exit_code_of(status)}, {"time", std::time(nullptr)}});
+    if (interrupted(status)) {  // SIGINT/SIGTERM: training saved a checkpoint; a .partial eval is redone
+      if (interrupted_in.empty()) interrupted_in = step.label + " " + step.stage;
+      return false;
+    }
+    if (!succeeded(status)) {
+      failures.push_back(step.label + " " + step.stage + " " + describe(status) + " (" + shell_line(step.args) + ")");
+      if (side_by_side) std::cout << "pilot: " << failures.back() << "; the other θ go on" << std::endl;
+      return false;
+    }
+    if (!step.partial.empty()) io::commit_atomic(step.partial, step.final);
+    if (side_by_side) std::cout << "pilot: " << step.label << " " << step.stage << " done in " << int(secs) << " s" << std::endl;
+    return true;
+  };
+
+  std::vector<Lane> lanes(s.thetas.size());
+  for (size_t i = 0; i < lanes.size(); ++i) lanes[i].theta = s.thetas[i];
+  size_t next_lane = 0;
+  auto stopping = [&] { return children.signal_received() != 0 || !interrupted_in.empty(); };
+  for (;;) {
+    while (!stopping() && children.running() < jobs && next_lane < lanes.size()) advance(lanes[next_lane++]);
+    if (children.running() == 0) break;
+    const auto ended = children.wait_any();
+    for (auto& lane : lanes)
+      if (lane.pid == ended.pid) {
+        if (finish(lane, ended.status) && !stopping()) advance(lane);
+        break;
+      }
+  }
+  if (stopping())
+    throw Error("pilot: interrupted" + (interrupted_in.empty() ? std::string(" between stages") : " during " + interrupted_in) +
+                "; " + rerun + " to continue from there");
+  if (!failures.empty()) {
+    std::string all;
+    for (const auto& f : failures) all += (all.empty() ? "" : "; ") + f;
+    throw Error("pilot: " + all + "; fix the cause and " + rerun + " to continue from there");
+  }
+  Lane report;
+  auto step = study::plan_step(s, "report", 0);
+  if (!step.skipped.empty()) {
+    std::cout << head(step) << "skipped, " << step.skipped << std::endl;
+  } else {
+    std::cout << head(step) << shell_line(step.args) << std::endl;
+    report.step = step;
+    report.t0 = std::chrono::steady_clock::now();
+    report.pid = children.start(step.args);
+    const auto ended = children.wait_any();
+    if (!finish(report, ended.status)) {
+      if (!interrupted_in.empty()) throw Error("pilot: interrupted during the report; " + rerun + " to make it");
+      throw Error("pilot: " + failures.back() + "; fix the cause and " + rerun + " to continue from there");
+    }
+  }
+  std::cout << "pilot: study " << s.name << " complete in " << s.out << " (report: " << s.out
+            << "/report/report.html; stage log: " << log_path << ")" << std::endl;
 }
 
 }  // namespace
@@ -100,10 +188,16 @@ void add_pilot_command(CLI::App& root) {
   auto file = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   auto dry = std::make_shared<bool>(false);
+  auto jobs = std::make_shared<int>(1);
   cmd->add_option("--config", *file, "study file (TOML; see recipes/pilot-*.toml)")->required();
   cmd->add_option("--out", *out, "study directory (overrides the file's `out`)");
+  cmd->add_option("--jobs", *jobs,
+                  "θ run side by side (each stage's output then goes to RUN/STAGE.log, and the threads are "
+                  "shared out unless OMP_NUM_THREADS is set)")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
   cmd->add_flag("--dry-run", *dry, "print what would run (and what is already complete), run nothing");
-  cmd->callback([&root, file, out, dry] { run_pilot(root, *file, *out, *dry); });
+  cmd->callback([&root, file, out, jobs, dry] { run_pilot(root, *file, *out, *jobs, *dry); });
 }
 
 }  // namespace ropelab::cli

@@ -98,3 +98,49 @@ TEST(PilotRun, AnInterruptedStudyStopsTheStageCleanlyAndResumes) {
   const auto r = run_ropelab("pilot --config " + dir + "/study.toml --dry-run");
   EXPECT_NE(r.output.find("train --resume " + run), std::string::npos) << r.output;
 }
+
+// --jobs 2: both θ train at once (the second starts before the first ends),
+// each stage's output goes to its run's STAGE.log, and a SIGTERM reaches both
+// trainings, which save and stop; the re-run resumes both.
+TEST(PilotRun, ThetasRunSideBySideAndStopTogether) {
+  const auto dir = test::scratch_dir();
+  const auto data = test::tiny_data(dir);
+  test::write_text(dir + "/long.toml", "data-dir = \"" + data + "\"\nd-model = 32\nn-layers = 2\nn-heads = 2\nT-train = 32\n"
+                   "max-steps = 1000000\nbatch-size = 2\ncheckpoints = \"list:1000000\"\neval-every = 1000000\n"
+                   "log-every = 1000000\nthreads = 1\n");
+  test::write_text(dir + "/study.toml", "study = \"pair\"\nout = \"" + dir + "/study\"\ntrain-recipe = \"" + dir +
+                                            "/long.toml\"\nthetas = [1e4, 1e6]\n[gamma]\nskip = true\n[niah]\nskip = true\n"
+                                            "[kv]\nskip = true\n[report]\nskip = true\n");
+  const pid_t pid = test::spawn_ropelab("pilot --jobs 2 --config " + dir + "/study.toml", dir + "/pilot.log");
+  auto logged_steps = [&](const char* theta) {
+    const std::string m = dir + "/study/theta-" + theta + "/metrics.jsonl";
+    return std::filesystem::exists(m) ? io::read_jsonl(m).size() : size_t(0);
+  };
+  for (int i = 0; i < 900; ++i) {  // until both trainings have logged some steps (at most 90 s)
+    if (logged_steps("1e4") >= 5 && logged_steps("1e6") >= 5) break;
+    ::usleep(100000);
+  }
+  ASSERT_GE(logged_steps("1e4"), 5u);
+  ASSERT_GE(logged_steps("1e6"), 5u);  // the second θ runs while the first has not finished
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 2);
+  const std::string log = io::read_file(dir + "/pilot.log");
+  EXPECT_NE(log.find("pilot: interrupted during θ=1e"), std::string::npos) << log;
+  for (const char* theta : {"1e4", "1e6"}) {
+    const std::string run = dir + "/study/theta-" + theta;
+    const auto manifest = io::read_json(run + "/checkpoints/manifest.json")["checkpoints"];
+    ASSERT_FALSE(manifest.empty()) << theta;
+    EXPECT_GE(manifest.back()["step"].get<int64_t>(), 5) << theta;  // saved on SIGTERM
+    // The stage's own output went to its log, not the pilot's.
+    EXPECT_NE(io::read_file(run + "/train.log").find("parameters"), std::string::npos) << theta;
+    EXPECT_NE(log.find("(output: " + run + "/train.log)"), std::string::npos) << log;
+  }
+  EXPECT_EQ(log.find("model: "), std::string::npos) << log;
+  EXPECT_EQ(io::read_jsonl(dir + "/study/pilot.jsonl").size(), 2u);
+  const auto r = run_ropelab("pilot --jobs 2 --config " + dir + "/study.toml --dry-run");
+  EXPECT_NE(r.output.find("train --resume " + dir + "/study/theta-1e4"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("train --resume " + dir + "/study/theta-1e6"), std::string::npos) << r.output;
+}

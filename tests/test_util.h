@@ -77,7 +77,7 @@ inline std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
-// Starts `ropelab ARGS` as a child process (stderr to `log`, extra
+// Starts `ropelab ARGS` as a child process (stdout and stderr to `log`, extra
 // environment variables set) and returns its pid without waiting.
 inline pid_t spawn_ropelab(const std::string& args, const std::string& log,
                            const std::map<std::string, std::string>& env = {}) {
@@ -86,6 +86,7 @@ inline pid_t spawn_ropelab(const std::string& args, const std::string& log,
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
     FILE* f = std::freopen(log.c_str(), "w", stderr);
     (void)f;
+    ::dup2(2, 1);  // stdout to the same log
     std::vector<std::string> words{"ropelab"};
     std::istringstream in(args);
     for (std::string w; in >> w;) words.push_back(w);
