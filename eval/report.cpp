@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "eval/report_charts.h"
+#include "eval/report_tables.h"
 
 #ifndef ROPELAB_SOURCE_DIR
 #define ROPELAB_SOURCE_DIR "."
@@ -331,41 +332,6 @@ std::vector<Library> read_libraries(const std::string& node_modules) {
   return libs;
 }
 
-std::string fmt(const std::optional<double>& v, const char* f = "%.4f") {
-  if (!v) return "-";
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, *v);
-  return buf;
-}
-
-const std::vector<std::string> kColumns = {"run / model", "step",  "θ",       "T_eval",     "γ measured",
-                                           "CI95",        "R²",    "γ_Padé",  "rel. error", "uniform baseline γ"};
-
-std::vector<std::string> cells(const SummaryRow& r) {
-  return {r.model,
-          r.step ? std::to_string(*r.step) : "-",
-          fmt(r.theta, "%g"),
-          fmt(r.T_eval, "%g"),
-          fmt(r.gamma),
-          r.ci95_lo && r.ci95_hi ? "[" + fmt(r.ci95_lo) + ", " + fmt(r.ci95_hi) + "]" : "-",
-          fmt(r.R2),
-          fmt(r.gamma_pade),
-          r.relative_error ? fmt(*r.relative_error * 100, "%.1f") + "%" : "-",
-          fmt(r.uniform_baseline)};
-}
-
-// KV summary: one row per kv_summary record (`ropelab eval kv`).
-const std::vector<std::string> kKvColumns = {"model", "step", "policy", "smallest ratio within ε", "ε"};
-
-std::vector<std::vector<std::string>> kv_summary_cells(const Inputs& in) {
-  std::vector<std::vector<std::string>> out;
-  for (const auto& k : in.kv_summary)
-    out.push_back({k.model, k.step ? std::to_string(*k.step) : "-", k.record["policy"].get<std::string>(),
-                   fmt(number_at(k.record, {"smallest_ratio_within_epsilon"}), "%.3g"),
-                   fmt(number_at(k.record, {"epsilon"}), "%g")});
-  return out;
-}
-
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (size_t pos = 0; (pos = s.find(from, pos)) != std::string::npos; pos += to.size()) s.replace(pos, from.size(), to);
   return s;
@@ -453,7 +419,7 @@ std::optional<std::string> render_svg(const std::string& vl2svg, const std::stri
   return std::nullopt;
 }
 
-std::string html_page(const Inputs& in, const std::vector<SummaryRow>& rows, const std::vector<Chart>& charts,
+std::string html_page(const Inputs& in, const std::vector<Table>& tables, const std::vector<Chart>& charts,
                       const std::vector<std::string>& notes, const std::vector<Library>& libs) {
   std::string h =
       "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>ropelab report</title>\n"
@@ -469,27 +435,20 @@ std::string html_page(const Inputs& in, const std::vector<SummaryRow>& rows, con
   for (const auto& p : in.paths) h += " <code>" + html_escape(p) + "</code>";
   h += " — " + std::to_string(in.runs.size()) + " run(s), " + std::to_string(in.result_files.size()) +
        " result file(s), " + std::to_string(in.gamma.size()) + " γ record(s).</p>\n";
-  h += "<section>\n<h2>Summary</h2>\n<p class=\"caption\">One row per run (its final checkpoint's γ record) and per "
-       "fit-gamma record. rel. error = |γ − γ_Padé| / |γ_Padé|; the uniform baseline is the γ that uniform attention "
-       "gives under the same protocol (docs/gamma-protocol.md).</p>\n<table id=\"summary-table\">\n<tr>";
-  for (const auto& c : kColumns) h += "<th>" + html_escape(c) + "</th>";
-  h += "</tr>\n";
-  for (const auto& r : rows) {
-    h += "<tr>";
-    const auto cs = cells(r);
-    for (size_t i = 0; i < cs.size(); ++i) h += (i == 0 ? "<td>" : "<td class=\"num\">") + html_escape(cs[i]) + "</td>";
+  for (const auto& t : tables) {
+    if (t.rows.empty() && t.when_empty.empty()) continue;
+    h += "<section>\n<h2>" + html_escape(t.title) + "</h2>\n<p class=\"caption\">" + html_escape(t.caption) + "</p>\n";
+    if (t.rows.empty()) {
+      h += "<p>" + html_escape(t.when_empty) + "</p>\n</section>\n";
+      continue;
+    }
+    h += "<table id=\"" + t.id + "\">\n<tr>";
+    for (const auto& c : t.columns) h += "<th>" + html_escape(c) + "</th>";
     h += "</tr>\n";
-  }
-  h += "</table>\n</section>\n";
-  if (!in.kv_summary.empty()) {
-    h += "<section>\n<h2>KV cache</h2>\n<p class=\"caption\">Per kv_summary record: the smallest kept ratio "
-         "whose loss is within ε (relative) of the full cache.</p>\n<table id=\"kv-summary-table\">\n<tr>";
-    for (const auto& c : kKvColumns) h += "<th>" + html_escape(c) + "</th>";
-    h += "</tr>\n";
-    for (const auto& row : kv_summary_cells(in)) {
+    for (const auto& row : t.rows) {
       h += "<tr>";
       for (size_t i = 0; i < row.size(); ++i)
-        h += (i == 0 || i == 2 ? "<td>" : "<td class=\"num\">") + html_escape(row[i]) + "</td>";
+        h += (t.numeric[i] ? "<td class=\"num\">" : "<td>") + html_escape(row[i]) + "</td>";
       h += "</tr>\n";
     }
     h += "</table>\n</section>\n";
@@ -528,26 +487,24 @@ std::string html_page(const Inputs& in, const std::vector<SummaryRow>& rows, con
   return h;
 }
 
-std::string markdown(const Inputs& in, const std::vector<SummaryRow>& rows, const std::vector<Chart>& charts,
+std::string markdown(const Inputs& in, const std::vector<Table>& tables, const std::vector<Chart>& charts,
                      const std::vector<std::string>& notes, const std::set<std::string>& svgs) {
   std::string m = "# ropelab report\n\nInputs:";
   for (const auto& p : in.paths) m += " `" + p + "`";
-  m += "\n\n## Summary\n\n|";
-  for (const auto& c : kColumns) m += " " + c + " |";
-  m += "\n|";
-  for (size_t i = 0; i < kColumns.size(); ++i) m += i == 0 ? "---|" : "---:|";
   m += "\n";
-  for (const auto& r : rows) {
+  for (const auto& t : tables) {
+    if (t.rows.empty() && t.when_empty.empty()) continue;
+    m += "\n## " + t.title + "\n\n" + t.caption + "\n\n";
+    if (t.rows.empty()) {
+      m += t.when_empty + "\n";
+      continue;
+    }
     m += "|";
-    for (const auto& c : cells(r)) m += " " + md_escape(c) + " |";
+    for (const auto& c : t.columns) m += " " + md_escape(c) + " |";
+    m += "\n|";
+    for (size_t i = 0; i < t.columns.size(); ++i) m += t.numeric[i] ? "---:|" : "---|";
     m += "\n";
-  }
-  if (rows.empty()) m += "\n(no γ records)\n";
-  if (!in.kv_summary.empty()) {
-    m += "\n## KV cache\n\nSmallest kept ratio whose loss is within ε of the full cache.\n\n|";
-    for (const auto& c : kKvColumns) m += " " + c + " |";
-    m += "\n|---|---:|---|---:|---:|\n";
-    for (const auto& row : kv_summary_cells(in)) {
+    for (const auto& row : t.rows) {
       m += "|";
       for (const auto& c : row) m += " " + md_escape(c) + " |";
       m += "\n";
@@ -574,6 +531,7 @@ Written write_report(const std::vector<std::string>& paths, const Options& opt) 
 
   const std::vector<Chart> charts = build_charts(in);
   const std::vector<SummaryRow> rows = summary_rows(in);
+  const std::vector<Table> tables = build_tables(in, rows);
   Written w;
   w.notes = make_notes(in);
   w.n_charts = static_cast<int>(charts.size());
@@ -628,8 +586,8 @@ Written write_report(const std::vector<std::string>& paths, const Options& opt) 
 
   const std::pair<std::string, std::string> outputs[] = {
       {dir + "/report-data.json", data.dump(1, ' ', false, json::error_handler_t::replace) + "\n"},
-      {dir + "/summary.md", markdown(in, rows, charts, w.notes, svgs)},
-      {dir + "/report.html", html_page(in, rows, charts, w.notes, libs)}};
+      {dir + "/summary.md", markdown(in, tables, charts, w.notes, svgs)},
+      {dir + "/report.html", html_page(in, tables, charts, w.notes, libs)}};
   for (const auto& [path, text] : outputs) {
     io::write_atomic(path, text);
     w.files.push_back(path);

@@ -21,6 +21,7 @@
 #include "eval/gamma_record.h"
 #include "eval/report.h"
 #include "eval/report_charts.h"
+#include "eval/report_tables.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -371,6 +372,66 @@ TEST_F(ReportTest, ChartDataComesFromTheRecords) {
   ASSERT_EQ(mass.size(), 4u);
   EXPECT_DOUBLE_EQ(mass[1]["mass"].get<double>(), 0.8);
   EXPECT_NE(mass[0]["which"], mass[1]["which"]);
+}
+
+// The tables pool and place the numbers as hand-computed here: NIAH pooled
+// over depths weighted by trials (newest step only), KV retrieval per policy
+// and kept ratio with the loss change, the D_f rows, budgets without `full`.
+TEST_F(ReportTest, TablesPoolAndPlaceTheRecords) {
+  const std::string file = root + "/tables.jsonl";
+  std::string s;
+  auto add = [&](json r) { r["model_id"] = "ropelab:m"; s += r.dump() + "\n"; };
+  // length 128: depth 0 → 0.4 over 10 trials, depth 1 → 0.8 over 30: (4 + 24) / 40 = 0.70;
+  // exact 0.1 and 0.5: (1 + 15) / 40 = 0.40. Length 256: one depth, 0.25, no generation.
+  add({{"kind", "niah"}, {"step", 50}, {"method", "ntk:alpha_opt"}, {"length", 128}, {"depth", 0.0}, {"trials", 10},
+       {"rank_accuracy", 0.4}, {"exact_accuracy", 0.1}, {"rank_chance", 0.1}});
+  add({{"kind", "niah"}, {"step", 50}, {"method", "ntk:alpha_opt"}, {"length", 128}, {"depth", 1.0}, {"trials", 30},
+       {"rank_accuracy", 0.8}, {"exact_accuracy", 0.5}, {"rank_chance", 0.1}});
+  add({{"kind", "niah"}, {"step", 50}, {"method", "ntk:alpha_opt"}, {"length", 256}, {"depth", 0.5}, {"trials", 20},
+       {"rank_accuracy", 0.25}, {"rank_chance", 0.1}});
+  add({{"kind", "niah"}, {"step", 40}, {"method", "none"}, {"length", 128}, {"depth", 0.5}, {"trials", 20},
+       {"rank_accuracy", 1.0}, {"rank_chance", 0.1}});  // an older step: not shown
+  for (double ratio : {0.5, 0.25})
+    add({{"kind", "kv"}, {"step", 50}, {"policy", "snapkv"}, {"ratio", ratio}, {"rel_loss_increase", 0.125 * ratio},
+         {"niah_rank_accuracy", ratio + 0.3}, {"niah_rank_accuracy_full", 0.95}});
+  add({{"kind", "kv"}, {"step", 50}, {"policy", "full"}, {"ratio", 0.5}, {"rel_loss_increase", 0.0}});
+  add({{"kind", "kv"}, {"step", 50}, {"policy", "df"}, {"ratio", 0.6}, {"rel_loss_increase", -0.02}, {"f", 0.9},
+       {"gamma", 0.75}, {"context", 112}, {"D_f_discrete", 74}, {"D_f_continuum", 76.33}, {"budget", 78},
+       {"retained_mass", 0.7919}, {"niah_rank_accuracy", 0.8}});
+  for (const char* policy : {"full", "tova"})
+    add({{"kind", "kv_summary"}, {"step", 50}, {"policy", policy}, {"smallest_ratio_within_epsilon", 0.5}, {"epsilon", 0.01}});
+  ropelab::io::write_atomic(file, s);
+
+  const auto in = report::collect_inputs({file});
+  const auto tables = report::build_tables(in, report::summary_rows(in));
+  auto table = [&](const std::string& id) {
+    for (const auto& t : tables)
+      if (t.id == id) return t;
+    ADD_FAILURE() << "no table " << id;
+    return report::Table{};
+  };
+  const auto niah = table("niah-table");
+  EXPECT_EQ(niah.columns, (std::vector<std::string>{"model", "step", "task", "method", "128", "256"}));
+  ASSERT_EQ(niah.rows.size(), 1u);
+  EXPECT_EQ(niah.rows[0], (std::vector<std::string>{"ropelab:m", "50", "passkey", "ntk:alpha_opt", "0.70 (0.40)", "0.25"}));
+  EXPECT_NE(niah.caption.find("10 candidates (chance 0.1)"), std::string::npos) << niah.caption;
+
+  const auto kv = table("kv-retrieval-table");
+  EXPECT_EQ(kv.columns, (std::vector<std::string>{"model", "step", "policy", "full cache", "keep 0.25", "keep 0.5"}));
+  ASSERT_EQ(kv.rows.size(), 1u);  // full and df are not rows
+  EXPECT_EQ(kv.rows[0], (std::vector<std::string>{"ropelab:m", "50", "snapkv", "0.95", "0.55 (+3.1%)", "0.80 (+6.2%)"}));
+
+  const auto df = table("kv-df-table");
+  ASSERT_EQ(df.rows.size(), 1u);
+  EXPECT_EQ(df.rows[0], (std::vector<std::string>{"ropelab:m", "50", "0.750", "112", "0.9", "74", "76.3", "78", "0.792",
+                                                  "-2.0%", "0.80"}));
+  const auto budgets = table("kv-summary-table");
+  ASSERT_EQ(budgets.rows.size(), 1u);
+  EXPECT_EQ(budgets.rows[0][2], "tova");
+
+  const auto summary = table("summary-table");  // no γ records: the section says so
+  EXPECT_TRUE(summary.rows.empty());
+  EXPECT_EQ(summary.when_empty, "(no γ records)");
 }
 
 TEST_F(ReportTest, RefusesWhatIsNotAnInput) {

@@ -1,0 +1,176 @@
+#include "eval/report_tables.h"
+
+#include <algorithm>
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <set>
+#include <tuple>
+
+#include "eval/report_charts.h"
+
+namespace ropelab::report {
+namespace {
+
+using nlohmann::json;
+
+std::string fmt(const std::optional<double>& v, const char* f = "%.4f") {
+  if (!v) return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, *v);
+  return buf;
+}
+std::string step_cell(const std::optional<int64_t>& s) { return s ? std::to_string(*s) : "-"; }
+std::string str_at(const json& r, const char* key, const std::string& otherwise) {
+  return r.contains(key) && r[key].is_string() ? r[key].get<std::string>() : otherwise;
+}
+
+Table gamma_summary(const std::vector<SummaryRow>& rows) {
+  Table t{"summary-table", "Summary",
+          "One row per run (its final checkpoint's γ record) and per fit-gamma record. rel. error = |γ − γ_Padé| / "
+          "|γ_Padé|; the uniform baseline is the γ that uniform attention gives under the same protocol "
+          "(docs/gamma-protocol.md).",
+          {"run / model", "step", "θ", "T_eval", "γ measured", "CI95", "R²", "γ_Padé", "rel. error", "uniform baseline γ"},
+          {false, true, true, true, true, true, true, true, true, true},
+          {},
+          "(no γ records)"};
+  for (const auto& r : rows)
+    t.rows.push_back({r.model, step_cell(r.step), fmt(r.theta, "%g"), fmt(r.T_eval, "%g"), fmt(r.gamma),
+                      r.ci95_lo && r.ci95_hi ? "[" + fmt(r.ci95_lo) + ", " + fmt(r.ci95_hi) + "]" : "-", fmt(r.R2),
+                      fmt(r.gamma_pade), r.relative_error ? fmt(*r.relative_error * 100, "%.1f") + "%" : "-",
+                      fmt(r.uniform_baseline)});
+  return t;
+}
+
+// Rows keyed by strings in first-seen order, columns by a number in increasing order.
+template <typename Cell>
+struct Grid {
+  std::vector<std::vector<std::string>> keys;              // row keys, first seen first
+  std::map<std::vector<std::string>, std::map<double, Cell>> cells;
+  std::set<double> columns;
+  Cell& at(const std::vector<std::string>& key, double column) {
+    if (!cells.count(key)) keys.push_back(key);
+    columns.insert(column);
+    return cells[key][column];
+  }
+};
+
+// Rank accuracy (and greedy exact match) per method and length, pooled over
+// depths weighted by trials.
+Table niah_table(const Inputs& in) {
+  struct Acc { double trials = 0, rank = 0, exact = 0, exact_trials = 0; };
+  Grid<Acc> g;
+  double chance = 0;
+  std::map<std::string, int64_t> newest;  // per model: its newest step's records are shown, as in the heatmap
+  for (const auto& k : in.niah) newest[k.model] = std::max(newest[k.model], k.step.value_or(INT64_MIN));
+  for (const auto& k : in.niah) {
+    if (k.step.value_or(INT64_MIN) < newest[k.model]) continue;
+    const json& r = k.record;
+    const double n = number_at(r, {"trials"}).value_or(1);
+    Acc& a = g.at({k.model, step_cell(k.step), str_at(r, "task", "passkey"), str_at(r, "method", "?")},
+                  *number_at(r, {"length"}));
+    a.trials += n;
+    a.rank += n * *number_at(r, {"rank_accuracy"});
+    if (const auto e = number_at(r, {"exact_accuracy"})) a.exact += n * *e, a.exact_trials += n;
+    chance = number_at(r, {"rank_chance"}).value_or(chance);
+  }
+  Table t{"niah-table", "NIAH retrieval",
+          "Rank accuracy of the true value among " + (chance > 0 ? fmt(1 / chance, "%.0f") : std::string("the")) +
+              " candidates (chance " + fmt(chance, "%.2g") + "), greedy exact match in parentheses, pooled over depths; "
+              "one column per evaluation length in tokens.",
+          {"model", "step", "task", "method"}, {false, true, false, false}, {}, ""};
+  for (double L : g.columns) t.columns.push_back(fmt(L, "%g")), t.numeric.push_back(true);
+  for (const auto& key : g.keys) {
+    std::vector<std::string> row = key;
+    for (double L : g.columns) {
+      const auto it = g.cells[key].find(L);
+      if (it == g.cells[key].end()) { row.push_back("-"); continue; }
+      const Acc& a = it->second;
+      row.push_back(fmt(a.rank / a.trials, "%.2f") + (a.exact_trials > 0 ? " (" + fmt(a.exact / a.exact_trials, "%.2f") + ")" : ""));
+    }
+    t.rows.push_back(row);
+  }
+  return t;
+}
+
+// Retrieval on the compressed cache (and the loss change) per policy and kept ratio.
+Table kv_retrieval_table(const Inputs& in) {
+  struct Cell { std::optional<double> retrieval, rel_loss; };
+  Grid<Cell> g;
+  std::map<std::vector<std::string>, double> full;  // (model, step) → retrieval with the whole cache
+  for (const auto& k : in.kv) {
+    const json& r = k.record;
+    const std::string policy = r["policy"].get<std::string>();
+    if (policy == "full" || policy == "df") continue;  // the reference; D_f has its own table
+    Cell& c = g.at({k.model, step_cell(k.step), policy}, *number_at(r, {"ratio"}));
+    c.rel_loss = number_at(r, {"rel_loss_increase"});
+    c.retrieval = number_at(r, {"niah_rank_accuracy"});  // absent when eval kv ran without --niah-trials
+    if (const auto f = number_at(r, {"niah_rank_accuracy_full"})) full[{k.model, step_cell(k.step)}] = *f;
+  }
+  Table t{"kv-retrieval-table", "KV cache: retrieval and loss per budget",
+          "Per policy and kept fraction of the cache: passkey rank accuracy with the compressed cache (the "
+          "haystack compressed before the question is read), and in parentheses the held-out loss change against "
+          "the full cache. The full-cache column is the reference retrieval.",
+          {"model", "step", "policy", "full cache"}, {false, true, false, true}, {}, ""};
+  for (double ratio : g.columns) t.columns.push_back("keep " + fmt(ratio, "%g")), t.numeric.push_back(true);
+  for (const auto& key : g.keys) {
+    const auto f = full.find({key[0], key[1]});
+    std::vector<std::string> row = {key[0], key[1], key[2], f == full.end() ? "-" : fmt(f->second, "%.2f")};
+    for (double ratio : g.columns) {
+      const auto it = g.cells[key].find(ratio);
+      if (it == g.cells[key].end()) { row.push_back("-"); continue; }
+      const Cell& c = it->second;
+      row.push_back((c.retrieval ? fmt(c.retrieval, "%.2f") + " " : "") +
+                    (c.rel_loss ? "(" + fmt(*c.rel_loss * 100, "%+.1f") + "%)" : ""));
+    }
+    t.rows.push_back(row);
+  }
+  return t;
+}
+
+// The closed-form window: sinks + the last D_f tokens, the attention mass it
+// keeps against the f it was sized for.
+Table df_table(const Inputs& in) {
+  Table t{"kv-df-table", "KV cache: the D_f window against its prediction",
+          "The window of sinks + the last D_f tokens, D_f from the measured γ, the context N and the mass fraction f: "
+          "the attention mass it actually retained (predicted: f), held-out loss change, and retrieval with it.",
+          {"model", "step", "γ", "N", "f", "D_f discrete", "D_f continuum", "kept", "retained mass", "Δ loss", "retrieval"},
+          {false, true, true, true, true, true, true, true, true, true, true},
+          {},
+          ""};
+  for (const auto& k : in.kv) {
+    const json& r = k.record;
+    if (r["policy"] != "df") continue;
+    const auto retrieval = number_at(r, {"niah_rank_accuracy"});
+    const auto rel = number_at(r, {"rel_loss_increase"});
+    t.rows.push_back({k.model, step_cell(k.step), fmt(number_at(r, {"gamma"}), "%.3f"), fmt(number_at(r, {"context"}), "%g"),
+                      fmt(number_at(r, {"f"}), "%g"), fmt(number_at(r, {"D_f_discrete"}), "%g"),
+                      fmt(number_at(r, {"D_f_continuum"}), "%.1f"), fmt(number_at(r, {"budget"}), "%g"),
+                      fmt(number_at(r, {"retained_mass"}), "%.3f"), rel ? fmt(*rel * 100, "%+.1f") + "%" : "-",
+                      fmt(retrieval, "%.2f")});
+  }
+  return t;
+}
+
+Table kv_budget_table(const Inputs& in) {
+  Table t{"kv-summary-table", "KV cache: smallest budget within ε",
+          "Per policy: the smallest kept ratio whose held-out loss is within ε (relative) of the full cache.",
+          {"model", "step", "policy", "smallest ratio within ε", "ε"}, {false, true, false, true, true}, {}, ""};
+  for (const auto& k : in.kv_summary) {
+    if (k.record["policy"] == "full") continue;  // the reference itself
+    t.rows.push_back({k.model, step_cell(k.step), k.record["policy"].get<std::string>(),
+                      fmt(number_at(k.record, {"smallest_ratio_within_epsilon"}), "%.3g"),
+                      fmt(number_at(k.record, {"epsilon"}), "%g")});
+  }
+  return t;
+}
+
+}  // namespace
+
+std::vector<Table> build_tables(const Inputs& in, const std::vector<SummaryRow>& summary) {
+  return {gamma_summary(summary), niah_table(in), kv_retrieval_table(in), df_table(in), kv_budget_table(in)};
+}
+
+}  // namespace ropelab::report
