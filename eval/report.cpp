@@ -180,7 +180,7 @@ class Collector {
       if (f.filename() != "metrics.jsonl" && f.extension() == ".jsonl" && fs::is_regular_file(f)) add_results(f);
   }
 
-  // The charted kinds and the fields each needs (numbers, except policy: a string).
+  // The kinds kept for charts and tables, and the fields each needs (numbers, except policy and stage: strings).
   struct KeptKind {
     const char* kind;
     std::vector<const char*> fields;
@@ -191,11 +191,14 @@ class Collector {
         {"niah", {"length", "depth", "rank_accuracy"}, &Inputs::niah},
         {"perplexity", {"length", "perplexity"}, &Inputs::perplexity},
         {"kv", {"policy", "ratio", "rel_loss_increase"}, &Inputs::kv},
-        {"kv_summary", {"policy", "smallest_ratio_within_epsilon"}, &Inputs::kv_summary}};
+        {"kv_summary", {"policy", "smallest_ratio_within_epsilon"}, &Inputs::kv_summary},
+        {"pilot_stage", {"stage", "seconds"}, &Inputs::stages}};
     return k;
   }
   static bool has_field(const json& r, const char* f) {
-    return std::string(f) == "policy" ? r.contains(f) && r[f].is_string() : number_at(r, {f}).has_value();
+    const std::string name = f;
+    if (name == "policy" || name == "stage") return r.contains(f) && r[f].is_string();
+    return number_at(r, {f}).has_value();
   }
   static const KeptKind* kind_entry(const json& r) {
     if (!r.is_object() || !r.contains("kind") || !r["kind"].is_string()) return nullptr;
@@ -245,7 +248,7 @@ class Collector {
       } else if (auto* kept = kept_kind(r)) {
         kept->push_back({r, file.string(), model_id(r).empty() ? "?" : model_id(r), std::nullopt});
         if (const auto step = number_at(r, {"step"})) kept->back().step = static_cast<int64_t>(std::llround(*step));
-      } else if (kind_of(r) != "pilot_stage") {  // `ropelab pilot`'s own log: provenance, not results
+      } else {
         ++unknown[kind_of(r) + missing_fields(r)];
       }
     }

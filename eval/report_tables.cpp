@@ -167,10 +167,28 @@ Table kv_budget_table(const Inputs& in) {
   return t;
 }
 
+// `ropelab pilot`'s stage log: what ran, how long it took, how it ended
+// (an interrupted and resumed stage has a row per attempt).
+Table stages_table(const Inputs& in) {
+  Table t{"stages-table", "Study stages", "Each stage `ropelab pilot` ran, in the order they ended (OUT/pilot.jsonl has the commands).",
+          {"θ", "stage", "wall time", "exit code"}, {true, false, true, true}, {}, ""};
+  for (const auto& k : in.stages) {
+    const json& r = k.record;
+    const double secs = *number_at(r, {"seconds"});
+    char wall[32];
+    std::snprintf(wall, sizeof wall, "%d min %02d s", int(secs) / 60, int(secs) % 60);
+    const auto theta = number_at(r, {"theta"});
+    t.rows.push_back({r["stage"] == "report" || !theta ? "-" : fmt(theta, "%g"), r["stage"].get<std::string>(), wall,
+                      fmt(number_at(r, {"exit_code"}), "%g")});
+  }
+  return t;
+}
+
 }  // namespace
 
 std::vector<Table> build_tables(const Inputs& in, const std::vector<SummaryRow>& summary) {
-  return {gamma_summary(summary), niah_table(in), kv_retrieval_table(in), df_table(in), kv_budget_table(in)};
+  return {gamma_summary(summary), niah_table(in), kv_retrieval_table(in), df_table(in), kv_budget_table(in),
+          stages_table(in)};
 }
 
 }  // namespace ropelab::report

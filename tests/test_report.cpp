@@ -400,6 +400,7 @@ TEST_F(ReportTest, TablesPoolAndPlaceTheRecords) {
        {"retained_mass", 0.7919}, {"niah_rank_accuracy", 0.8}});
   for (const char* policy : {"full", "tova"})
     add({{"kind", "kv_summary"}, {"step", 50}, {"policy", policy}, {"smallest_ratio_within_epsilon", 0.5}, {"epsilon", 0.01}});
+  s += R"({"kind":"pilot_stage","stage":"train","theta":1000.0,"seconds":3725.4,"exit_code":0})" "\n";
   ropelab::io::write_atomic(file, s);
 
   const auto in = report::collect_inputs({file});
@@ -428,6 +429,11 @@ TEST_F(ReportTest, TablesPoolAndPlaceTheRecords) {
   const auto budgets = table("kv-summary-table");
   ASSERT_EQ(budgets.rows.size(), 1u);
   EXPECT_EQ(budgets.rows[0][2], "tova");
+
+  const auto stages = table("stages-table");
+  ASSERT_EQ(stages.rows.size(), 1u);
+  EXPECT_EQ(stages.rows[0], (std::vector<std::string>{"1000", "train", "62 min 05 s", "0"}));
+  EXPECT_TRUE(in.unknown.empty());  // the stage log is not an unknown kind
 
   const auto summary = table("summary-table");  // no γ records: the section says so
   EXPECT_TRUE(summary.rows.empty());
