@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -47,30 +50,51 @@ void write(const std::string& path, const std::map<std::string, Tensor>& tensors
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // data then starts 8-byte aligned
-  std::string out(8, '\0');
+  char len[8];
   const uint64_t n = text.size();
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
-  out += text;
-  out.reserve(out.size() + offset);
-  for (const auto& [name, t] : tensors) out += t.bytes;
-  io::write_atomic(path, out);
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  // Streamed into a temporary file, then renamed: no second copy of the weights in memory.
+  const std::string tmp = io::temp_name(path);
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(len, 8);
+    out.write(text.data(), std::streamsize(text.size()));
+    for (const auto& [name, t] : tensors) out.write(t.bytes.data(), std::streamsize(t.bytes.size()));
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      throw Error("safetensors: cannot write " + tmp);
+    }
+  }
+  io::commit_atomic(tmp, path);
 }
 
 File read(const std::string& path) {
-  const std::string raw = io::read_file(path);
+  // Read piece by piece (header, then each tensor's bytes) so that memory holds
+  // one copy of the weights, not the file and the tensors both.
+  if (!std::filesystem::is_regular_file(path)) throw Error(path + ": no such file (or not a regular file)");
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) throw Error(path + ": cannot open for reading");
+  const uint64_t file_size = uint64_t(in.tellg());
+  in.seekg(0);
   auto fail = [&](const std::string& what) { return Error(path + ": not a valid safetensors file: " + what); };
-  if (raw.size() < 8) throw fail("shorter than its 8-byte header length");
+  if (file_size < 8) throw fail("shorter than its 8-byte header length");
+  unsigned char len[8];
+  in.read(reinterpret_cast<char*>(len), 8);
   uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(raw[i]);
-  if (n > raw.size() - 8) throw fail("header length " + std::to_string(n) + " exceeds the file");
+  for (int i = 7; i >= 0; --i) n = (n << 8) | len[i];
+  if (n > file_size - 8) throw fail("header length " + std::to_string(n) + " exceeds the file");
+  std::string header_text(n, '\0');
+  in.read(header_text.data(), std::streamsize(n));
+  if (!in) throw Error(path + ": read failed in the header");
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(raw.substr(8, n));
+    header = nlohmann::json::parse(header_text);
   } catch (const nlohmann::json::exception& e) {
     throw fail(std::string("header is not JSON (") + e.what() + ")");
   }
   if (!header.is_object()) throw fail("header is not a JSON object");
-  const uint64_t data_start = 8 + n, data_size = raw.size() - data_start;
+  const uint64_t data_start = 8 + n, data_size = file_size - data_start;
 
   File f;
   std::vector<std::pair<uint64_t, uint64_t>> spans;
@@ -102,8 +126,11 @@ File read(const std::string& path) {
     if (end - begin != expect)
       throw fail("tensor \"" + name + "\" spans " + std::to_string(end - begin) + " bytes, its dtype and shape need " +
                  std::to_string(expect));
-    t.bytes = raw.substr(data_start + begin, end - begin);
     spans.push_back({begin, end});
+    t.bytes.resize(end - begin);
+    in.seekg(std::streamoff(data_start + begin));
+    in.read(t.bytes.data(), std::streamsize(t.bytes.size()));
+    if (!in) throw Error(path + ": read failed in tensor \"" + name + "\"");
     f.tensors.emplace(name, std::move(t));
   }
   // The tensors must tile the data buffer: no overlaps, no holes, nothing after.

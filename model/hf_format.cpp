@@ -312,15 +312,16 @@ Transformer import_hf(const std::string& dir) {
   if (!io::exists(st_path))
     throw Error(dir + ": no model.safetensors (sharded or .bin checkpoints are not read; save with safe_serialization)");
   Transformer m(model_config_from_hf(io::read_json(cfg_path), cfg_path));
-  const auto file = safetensors::read(st_path);
+  auto file = safetensors::read(st_path);
   static const std::map<std::string, at::ScalarType> types = {
       {"F32", at::kFloat}, {"F16", at::kHalf}, {"BF16", at::kBFloat16}, {"F64", at::kDouble}};
   std::map<std::string, at::Tensor> tensors;
-  for (const auto& [name, t] : file.tensors) {
+  for (auto& [name, t] : file.tensors) {
     const auto ty = types.find(t.dtype);
     if (ty == types.end()) throw Error(st_path + ": tensor \"" + name + "\" has dtype " + t.dtype + ", not a float type");
     auto x = at::empty(t.shape, at::TensorOptions().dtype(ty->second));
     std::memcpy(x.data_ptr(), t.bytes.data(), t.bytes.size());
+    std::string().swap(t.bytes);  // freed as it is converted: one copy of the weights at a time
     tensors[name] = x;
   }
   load_hf_tensors(*m, tensors, st_path);
