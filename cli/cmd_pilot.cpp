@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <thread>
@@ -66,7 +67,24 @@ struct Lane {
 };
 const char* const kThetaStages[] = {"train", "gamma", "niah", "kv"};
 
-void run_pilot(CLI::App& root, const std::string& file, const std::string& out, int jobs, bool dry_run) {
+// The last line a stage wrote to its log (progress bars end in \r, not \n).
+std::string last_line(const std::string& log) {
+  std::ifstream in(log, std::ios::binary | std::ios::ate);
+  if (!in) return "";
+  const std::streamoff size = in.tellg();
+  const std::streamoff from = std::max<std::streamoff>(0, size - 4096);
+  std::string tail(size_t(size - from), '\0');
+  in.seekg(from);
+  in.read(tail.data(), std::streamsize(tail.size()));
+  size_t end = tail.find_last_not_of("\r\n \t");
+  if (end == std::string::npos) return "";
+  const size_t begin = tail.find_last_of("\r\n", end);
+  std::string line = tail.substr(begin == std::string::npos ? 0 : begin + 1, end + 1 - (begin == std::string::npos ? 0 : begin + 1));
+  return line.size() > 120 ? line.substr(0, 117) + "..." : line;
+}
+
+void run_pilot(CLI::App& root, const std::string& file, const std::string& out, int jobs, double status_every,
+               bool dry_run) {
   auto s = study::load_study(file);
   if (!out.empty()) s.out = out;
   check_keys(root, s);
@@ -108,7 +126,13 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
         continue;
       }
       const std::string log = side_by_side ? study::run_dir(s, lane.theta) + "/" + step.stage + ".log" : "";
-      if (!log.empty()) io::make_dirs(study::run_dir(s, lane.theta));
+      if (!log.empty()) {  // each attempt appends, under a line that says what runs
+        io::make_dirs(study::run_dir(s, lane.theta));
+        const std::time_t now = std::time(nullptr);
+        char when[32];
+        std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::localtime(&now));
+        std::ofstream(log, std::ios::app) << "== " << when << " " << shell_line(step.args) << "\n";
+      }
       std::cout << head(step) << shell_line(step.args) << (log.empty() ? "" : "  (output: " + log + ")") << std::endl;
       if (!step.partial.empty()) std::filesystem::remove(step.partial);  // an interrupted attempt restarts
       lane.step = step;
@@ -144,10 +168,20 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
   for (size_t i = 0; i < lanes.size(); ++i) lanes[i].theta = s.thetas[i];
   size_t next_lane = 0;
   auto stopping = [&] { return children.signal_received() != 0 || !interrupted_in.empty(); };
+  // Side by side, the stages' own progress is in their logs: every
+  // `status_every` seconds the pilot prints each running stage's last line.
   for (;;) {
     while (!stopping() && children.running() < jobs && next_lane < lanes.size()) advance(lanes[next_lane++]);
     if (children.running() == 0) break;
-    const auto ended = children.wait_any();
+    const auto waited = side_by_side ? children.wait_any_for(status_every) : children.wait_any();
+    if (!waited) {
+      for (const auto& lane : lanes)
+        if (lane.pid > 0)
+          std::cout << "pilot: " << lane.step.label << " " << lane.step.stage << ": "
+                    << last_line(study::run_dir(s, lane.theta) + "/" + lane.step.stage + ".log") << std::endl;
+      continue;
+    }
+    const auto ended = *waited;
     for (auto& lane : lanes)
       if (lane.pid == ended.pid) {
         if (finish(lane, ended.status) && !stopping()) advance(lane);
@@ -189,6 +223,7 @@ void add_pilot_command(CLI::App& root) {
   auto out = std::make_shared<std::string>();
   auto dry = std::make_shared<bool>(false);
   auto jobs = std::make_shared<int>(1);
+  auto status_every = std::make_shared<double>(60);
   cmd->add_option("--config", *file, "study file (TOML; see recipes/pilot-*.toml)")->required();
   cmd->add_option("--out", *out, "study directory (overrides the file's `out`)");
   cmd->add_option("--jobs", *jobs,
@@ -196,8 +231,12 @@ void add_pilot_command(CLI::App& root) {
                   "shared out unless OMP_NUM_THREADS is set)")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
+  cmd->add_option("--status-every", *status_every,
+                  "with --jobs: seconds between lines showing each running stage's progress (its log's last line)")
+      ->check(CLI::Range(0.1, 86400.0))
+      ->capture_default_str();
   cmd->add_flag("--dry-run", *dry, "print what would run (and what is already complete), run nothing");
-  cmd->callback([&root, file, out, jobs, dry] { run_pilot(root, *file, *out, *jobs, *dry); });
+  cmd->callback([&root, file, out, jobs, status_every, dry] { run_pilot(root, *file, *out, *jobs, *status_every, *dry); });
 }
 
 }  // namespace ropelab::cli

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
+#include <thread>
 #include <csignal>
 #include <cstring>
 
@@ -148,6 +150,27 @@ ChildGroup::Ended ChildGroup::wait_any() {
         return {pid, status};
       }
     // Not one of ours (cannot happen while ropelab starts children only here): wait on.
+  }
+}
+
+std::optional<ChildGroup::Ended> ChildGroup::wait_any_for(double seconds) {
+  if (running() == 0) throw Error("internal: wait_any_for with no child running");
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  for (;;) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid < 0 && errno != EINTR) throw Error(std::string("waitpid failed: ") + std::strerror(errno));
+    if (pid > 0) {
+      SignalsBlocked blocked;
+      for (auto& p : g_pids)
+        if (p == pid) {
+          p = 0;
+          return Ended{pid, status};
+        }
+      continue;
+    }
+    if (std::chrono::steady_clock::now() >= until) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
 }
 

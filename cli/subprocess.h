@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,8 @@ class ChildGroup {
     int status;  // as waitpid gives it
   };
   Ended wait_any();        // blocks until one running child ends
+  // As wait_any, but gives up after `seconds` (nothing when no child ended by then).
+  std::optional<Ended> wait_any_for(double seconds);
   int running() const;
   int signal_received() const;  // SIGINT or SIGTERM if one arrived while the group existed, else 0
   void signal_all(int sig);     // sends sig to every running child

@@ -111,7 +111,7 @@ TEST(PilotRun, ThetasRunSideBySideAndStopTogether) {
   test::write_text(dir + "/study.toml", "study = \"pair\"\nout = \"" + dir + "/study\"\ntrain-recipe = \"" + dir +
                                             "/long.toml\"\nthetas = [1e4, 1e6]\n[gamma]\nskip = true\n[niah]\nskip = true\n"
                                             "[kv]\nskip = true\n[report]\nskip = true\n");
-  const pid_t pid = test::spawn_ropelab("pilot --jobs 2 --config " + dir + "/study.toml", dir + "/pilot.log");
+  const pid_t pid = test::spawn_ropelab("pilot --jobs 2 --status-every 0.5 --config " + dir + "/study.toml", dir + "/pilot.log");
   auto logged_steps = [&](const char* theta) {
     const std::string m = dir + "/study/theta-" + theta + "/metrics.jsonl";
     return std::filesystem::exists(m) ? io::read_jsonl(m).size() : size_t(0);
@@ -135,10 +135,13 @@ TEST(PilotRun, ThetasRunSideBySideAndStopTogether) {
     ASSERT_FALSE(manifest.empty()) << theta;
     EXPECT_GE(manifest.back()["step"].get<int64_t>(), 5) << theta;  // saved on SIGTERM
     // The stage's own output went to its log, not the pilot's.
-    EXPECT_NE(io::read_file(run + "/train.log").find("parameters"), std::string::npos) << theta;
+    const std::string train_log = io::read_file(run + "/train.log");
+    EXPECT_EQ(train_log.rfind("== ", 0), 0u) << train_log;  // the attempt's header line
+    EXPECT_NE(train_log.find("parameters"), std::string::npos) << theta;
     EXPECT_NE(log.find("(output: " + run + "/train.log)"), std::string::npos) << log;
   }
-  EXPECT_EQ(log.find("model: "), std::string::npos) << log;
+  EXPECT_EQ(log.find("\nmodel: "), std::string::npos) << log;  // only inside the status lines
+  EXPECT_NE(log.find("pilot: θ=1e4 train: "), std::string::npos) << log;  // a status line (every 0.5 s)
   EXPECT_EQ(io::read_jsonl(dir + "/study/pilot.jsonl").size(), 2u);
   const auto r = run_ropelab("pilot --jobs 2 --config " + dir + "/study.toml --dry-run");
   EXPECT_NE(r.output.find("train --resume " + dir + "/study/theta-1e4"), std::string::npos) << r.output;
