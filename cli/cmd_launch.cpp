@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <iostream>
-#include <thread>
+#include <optional>
 
 #include "cli/commands.h"
 #include "cli/subprocess.h"
@@ -25,22 +25,33 @@ int launch(int nproc, int port, int grace_s, const std::vector<std::string>& arg
                                       {"WORLD_SIZE", std::to_string(nproc)}, {"MASTER_ADDR", "127.0.0.1"},
                                       {"MASTER_PORT", std::to_string(port)}}));
   int failed_rank = -1, exit_code = 0;
+  std::optional<std::chrono::steady_clock::time_point> kill_at;  // once a rank failed: the grace period's end
   while (ranks.running() > 0) {
-    const auto [pid, status] = ranks.wait_any();
+    std::optional<ChildGroup::Ended> ended;
+    if (!kill_at) {
+      ended = ranks.wait_any();
+    } else {
+      const double left = std::chrono::duration<double>(*kill_at - std::chrono::steady_clock::now()).count();
+      ended = ranks.wait_any_for(std::max(0.0, left));
+      if (!ended) {  // the grace period is over: what still runs is killed
+        ranks.signal_all(SIGKILL);
+        continue;
+      }
+    }
+    const auto [pid, status] = *ended;
     const int rank = static_cast<int>(std::find(pids.begin(), pids.end(), pid) - pids.begin());
-    pids[rank] = 0;  // reaped: its pid may be reused, so it is never signalled again
-    if (succeeded(status) || failed_rank >= 0) continue;
+    if (succeeded(status)) continue;
+    if (ranks.signal_received() != 0 && interrupted(status)) {  // stopped as asked, not a failure
+      if (exit_code == 0) exit_code = exit_code_of(status);
+      continue;
+    }
+    std::cerr << "launch: rank " << rank << " " << describe(status)
+              << (failed_rank < 0 ? "; stopping the other ranks" : "") << "\n";
+    if (failed_rank >= 0) continue;
     failed_rank = rank;
-    exit_code = exit_code_of(status);
-    if (ranks.signal_received() != 0 && interrupted(status)) continue;  // stopped as asked, not a failure
-    std::cerr << "launch: rank " << rank << " " << describe(status) << "; stopping the other ranks\n";
+    exit_code = exit_code_of(status);  // a real failure outranks an interruption
     ranks.signal_all(SIGTERM);
-    // Anything still running after the grace period is killed.
-    std::thread([pids, grace_s] {
-      std::this_thread::sleep_for(std::chrono::seconds(grace_s));
-      for (pid_t p : pids)
-        if (p > 0) ::kill(p, SIGKILL);
-    }).detach();
+    kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(grace_s);
   }
   return exit_code;
 }
@@ -52,7 +63,7 @@ void add_launch_command(CLI::App& root) {
   auto nproc = std::make_shared<int>(2);
   auto port = std::make_shared<int>(29500);
   auto grace = std::make_shared<int>(10);
-  cmd->add_option("--nproc", *nproc, "ranks to start on this machine")->check(CLI::Range(1, 1024))->capture_default_str();
+  cmd->add_option("--nproc", *nproc, "ranks to start on this machine")->check(CLI::Range(1, 256))->capture_default_str();
   cmd->add_option("--master-port", *port, "TCPStore port of rank 0")->check(CLI::Range(1, 65535))->capture_default_str();
   cmd->add_option("--grace", *grace, "seconds the other ranks get to stop after one fails")->capture_default_str();
   cmd->callback([=] {

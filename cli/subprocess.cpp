@@ -1,6 +1,7 @@
 #include "cli/subprocess.h"
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,7 +32,7 @@ constexpr int kMaxChildren = 256;
 volatile sig_atomic_t g_pids[kMaxChildren];
 volatile sig_atomic_t g_signal = 0;
 bool g_group_exists = false;
-struct sigaction g_saved_int, g_saved_term;
+struct sigaction g_saved_int, g_saved_term, g_saved_chld;
 
 void forward_to_children(int sig) {
   const int saved = errno;
@@ -64,18 +65,30 @@ ChildGroup::ChildGroup() {
   g_signal = 0;
   struct sigaction fwd {};
   fwd.sa_handler = forward_to_children;
+  fwd.sa_flags = SA_RESTART;  // our own writes (a pipe to tee, say) are not cut short by it
   sigemptyset(&fwd.sa_mask);
-  ::sigaction(SIGINT, &fwd, &g_saved_int);
-  ::sigaction(SIGTERM, &fwd, &g_saved_term);
+  struct sigaction dfl {};
+  dfl.sa_handler = SIG_DFL;
+  sigemptyset(&dfl.sa_mask);
+  ::sigaction(SIGCHLD, &dfl, &g_saved_chld);  // an inherited SIG_IGN would let children vanish unwaited
+  ::sigaction(SIGINT, nullptr, &g_saved_int);
+  ::sigaction(SIGTERM, nullptr, &g_saved_term);
+  // A signal ignored when ropelab started (a job started with & by a script) stays ignored, children included.
+  if (g_saved_int.sa_handler != SIG_IGN) ::sigaction(SIGINT, &fwd, nullptr);
+  if (g_saved_term.sa_handler != SIG_IGN) ::sigaction(SIGTERM, &fwd, nullptr);
 }
 
 ChildGroup::~ChildGroup() {
-  if (running() > 0) {
-    signal_all(SIGTERM);
-    while (running() > 0) wait_any();
+  try {
+    if (running() > 0) {
+      signal_all(SIGTERM);
+      while (running() > 0) wait_any();
+    }
+  } catch (...) {  // a destructor must not throw; the children have been signalled
   }
   ::sigaction(SIGINT, &g_saved_int, nullptr);
   ::sigaction(SIGTERM, &g_saved_term, nullptr);
+  ::sigaction(SIGCHLD, &g_saved_chld, nullptr);
   g_group_exists = false;
 }
 
@@ -98,15 +111,16 @@ pid_t ChildGroup::start(const std::vector<std::string>& args, const std::map<std
   argv.push_back(nullptr);
   for (auto& e : env_s) envp.push_back(e.data());
   envp.push_back(nullptr);
+  int slot = 0;
+  while (slot < kMaxChildren && g_pids[slot] != 0) ++slot;
+  if (slot == kMaxChildren) throw Error("internal: more than 256 children at once");
   int log_fd = -1;
   if (!log_path.empty()) {
     log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log_fd < 0) throw Error("cannot open " + log_path + " for a stage's output: " + std::strerror(errno));
   }
-  int slot = 0;
-  while (slot < kMaxChildren && g_pids[slot] != 0) ++slot;
-  if (slot == kMaxChildren) throw Error("internal: more than 256 children at once");
   const char msg[] = "ropelab: cannot start the ropelab executable\n";
+  const pid_t parent = ::getpid();
 
   SignalsBlocked blocked;  // no signal is lost between fork and recording the pid
   const pid_t pid = ::fork();
@@ -115,8 +129,13 @@ pid_t ChildGroup::start(const std::vector<std::string>& args, const std::map<std
     throw Error("fork failed");
   }
   if (pid == 0) {
+    // If ropelab itself is killed outright (SIGKILL, the OOM killer), its
+    // children get SIGTERM (training saves and stops) instead of running on.
+    ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (::getppid() != parent) ::_exit(130);  // it died before the line above
     ::sigaction(SIGINT, &g_saved_int, nullptr);
     ::sigaction(SIGTERM, &g_saved_term, nullptr);
+    ::sigaction(SIGCHLD, &g_saved_chld, nullptr);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -131,44 +150,47 @@ pid_t ChildGroup::start(const std::vector<std::string>& args, const std::map<std
   }
   if (log_fd >= 0) ::close(log_fd);
   g_pids[slot] = pid;
-  return pid;  // a signal that came during fork is delivered (and forwarded) as `blocked` ends
+  // A signal that came before this child existed was forwarded to the others
+  // only: it gets the same, so a stopping ropelab never waits on a fresh stage.
+  if (g_signal != 0) ::kill(pid, g_signal);
+  return pid;  // a signal that comes during fork is delivered (and forwarded) as `blocked` ends
+}
+
+// Reaps a child that has ended, if one has (blocking or not). The pid leaves
+// the table before it is reaped: until waitpid, the pid cannot be reused, so
+// the signal handler never signals a stranger.
+static std::optional<ChildGroup::Ended> reap(bool block) {
+  for (;;) {
+    siginfo_t info{};
+    if (::waitid(P_ALL, 0, &info, WEXITED | WNOWAIT | (block ? 0 : WNOHANG)) < 0) {
+      if (errno == EINTR) continue;
+      throw Error(std::string("waiting for a child failed: ") + std::strerror(errno));
+    }
+    if (info.si_pid == 0) return std::nullopt;  // WNOHANG: none has ended
+    const pid_t pid = info.si_pid;
+    bool ours = false;
+    {
+      SignalsBlocked blocked;
+      for (auto& p : g_pids)
+        if (p == pid) p = 0, ours = true;
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (ours) return ChildGroup::Ended{pid, status};
+    // Not one of ours (ropelab starts children only here): reaped, wait on.
+  }
 }
 
 ChildGroup::Ended ChildGroup::wait_any() {
   if (running() == 0) throw Error("internal: wait_any with no child running");
-  for (;;) {
-    int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, 0);
-    if (pid < 0) {
-      if (errno == EINTR) continue;
-      throw Error(std::string("waitpid failed: ") + std::strerror(errno));
-    }
-    SignalsBlocked blocked;
-    for (auto& p : g_pids)
-      if (p == pid) {
-        p = 0;
-        return {pid, status};
-      }
-    // Not one of ours (cannot happen while ropelab starts children only here): wait on.
-  }
+  return *reap(/*block=*/true);
 }
 
 std::optional<ChildGroup::Ended> ChildGroup::wait_any_for(double seconds) {
   if (running() == 0) throw Error("internal: wait_any_for with no child running");
   const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   for (;;) {
-    int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
-    if (pid < 0 && errno != EINTR) throw Error(std::string("waitpid failed: ") + std::strerror(errno));
-    if (pid > 0) {
-      SignalsBlocked blocked;
-      for (auto& p : g_pids)
-        if (p == pid) {
-          p = 0;
-          return Ended{pid, status};
-        }
-      continue;
-    }
+    if (auto ended = reap(/*block=*/false)) return ended;
     if (std::chrono::steady_clock::now() >= until) return std::nullopt;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
