@@ -110,9 +110,10 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
   const std::string log_path = s.out + "/pilot.jsonl";
   // Side by side, each stage writes to its own log and the threads are shared out.
   const bool side_by_side = jobs > 1 && s.thetas.size() > 1;
+  const unsigned lanes_at_once = unsigned(std::min<size_t>(size_t(jobs), s.thetas.size()));
   std::map<std::string, std::string> env;
   if (side_by_side && std::getenv("OMP_NUM_THREADS") == nullptr)
-    env["OMP_NUM_THREADS"] = std::to_string(std::max(1u, std::thread::hardware_concurrency() / unsigned(jobs)));
+    env["OMP_NUM_THREADS"] = std::to_string(std::max(1u, std::thread::hardware_concurrency() / lanes_at_once));
 
   ChildGroup children;
   std::string interrupted_in;          // the first stage a signal stopped
@@ -156,7 +157,7 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
     }
     if (!succeeded(status)) {
       failures.push_back(step.label + " " + step.stage + " " + describe(status) + " (" + shell_line(step.args) + ")");
-      if (side_by_side) std::cout << "pilot: " << failures.back() << "; the other θ go on" << std::endl;
+      std::cout << "pilot: " << failures.back() << "; the other θ go on" << std::endl;
       return false;
     }
     if (!step.partial.empty()) io::commit_atomic(step.partial, step.final);
@@ -168,11 +169,25 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
   for (size_t i = 0; i < lanes.size(); ++i) lanes[i].theta = s.thetas[i];
   size_t next_lane = 0;
   auto stopping = [&] { return children.signal_received() != 0 || !interrupted_in.empty(); };
-  // Side by side, the stages' own progress is in their logs: every
-  // `status_every` seconds the pilot prints each running stage's last line.
+  // An error of the pilot's own (a result file it cannot read or rename)
+  // stops that θ like a failed stage; the others go on.
+  auto guarded = [&](Lane& lane, auto&& what) {
+    try {
+      what();
+    } catch (const std::exception& e) {
+      failures.push_back("θ=" + study::theta_label(lane.theta) + ": " + e.what());
+      std::cout << "pilot: " << failures.back() << "; the other θ go on" << std::endl;
+      lane.next_stage = 4;
+    }
+  };
   for (;;) {
-    while (!stopping() && children.running() < jobs && next_lane < lanes.size()) advance(lanes[next_lane++]);
+    while (!stopping() && children.running() < jobs && next_lane < lanes.size()) {
+      Lane& lane = lanes[next_lane++];
+      guarded(lane, [&] { advance(lane); });
+    }
     if (children.running() == 0) break;
+    // Side by side, the stages' own progress is in their logs: every
+    // `status_every` seconds the pilot prints each running stage's last line.
     const auto waited = side_by_side ? children.wait_any_for(status_every) : children.wait_any();
     if (!waited) {
       for (const auto& lane : lanes)
@@ -184,7 +199,9 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
     const auto ended = *waited;
     for (auto& lane : lanes)
       if (lane.pid == ended.pid) {
-        if (finish(lane, ended.status) && !stopping()) advance(lane);
+        guarded(lane, [&] {
+          if (finish(lane, ended.status) && !stopping()) advance(lane);
+        });
         break;
       }
   }

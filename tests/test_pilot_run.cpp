@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "common/io.h"
+#include "train/checkpoint.h"
 #include "train_fixture.h"
 
 using namespace ropelab;
@@ -141,9 +142,37 @@ TEST(PilotRun, ThetasRunSideBySideAndStopTogether) {
     EXPECT_NE(log.find("(output: " + run + "/train.log)"), std::string::npos) << log;
   }
   EXPECT_EQ(log.find("\nmodel: "), std::string::npos) << log;  // only inside the status lines
-  EXPECT_NE(log.find("pilot: θ=1e4 train: "), std::string::npos) << log;  // a status line (every 0.5 s)
+  // Status lines (every 0.5 s) show the stage's log: its header line or the training's own output.
+  EXPECT_TRUE(log.find("pilot: θ=1e4 train: == ") != std::string::npos ||
+              log.find("pilot: θ=1e4 train: model: ") != std::string::npos) << log;
   EXPECT_EQ(io::read_jsonl(dir + "/study/pilot.jsonl").size(), 2u);
   const auto r = run_ropelab("pilot --jobs 2 --config " + dir + "/study.toml --dry-run");
   EXPECT_NE(r.output.find("train --resume " + dir + "/study/theta-1e4"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("train --resume " + dir + "/study/theta-1e6"), std::string::npos) << r.output;
+}
+
+// --jobs 2 over three θ (one queued): a stage that fails (θ=1e5's run
+// directory cannot be resumed) and a run directory the pilot cannot read
+// (θ=1e6) each stop only their θ; θ=1e4 trains to the end, the failures are
+// named, no report is made, and the pilot exits non-zero.
+TEST(PilotRun, AFailedThetaStopsOnlyItselfAndNoReportIsMade) {
+  const auto dir = test::scratch_dir();
+  const auto data = test::tiny_data(dir);
+  test::write_text(dir + "/tiny.toml", "data-dir = \"" + data + "\"\nd-model = 32\nn-layers = 2\nn-heads = 2\nT-train = 32\n"
+                   "max-steps = 4\nbatch-size = 2\ncheckpoints = \"list:4\"\neval-every = 4\neval-batches = 1\nthreads = 1\n");
+  test::write_text(dir + "/study.toml", "study = \"three\"\nout = \"" + dir + "/study\"\ntrain-recipe = \"" + dir +
+                                            "/tiny.toml\"\nthetas = [1e5, 1e6, 1e4]\n[gamma]\nskip = true\n[niah]\nskip = true\n"
+                                            "[kv]\nskip = true\n");
+  std::filesystem::create_directories(dir + "/study/theta-1e5");
+  test::write_text(dir + "/study/theta-1e5/config.json", "{\"max_steps\": 4}\n");  // a run that cannot resume
+  std::filesystem::create_directories(dir + "/study/theta-1e6");
+  test::write_text(dir + "/study/theta-1e6/config.json", "not json\n");  // the pilot itself cannot plan it
+  const auto r = run_ropelab("pilot --jobs 2 --config " + dir + "/study.toml");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("pilot: θ=1e5 train exited with status"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("pilot: θ=1e6: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("theta-1e6/config.json"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("θ=1e4 train done"), std::string::npos) << r.output;
+  EXPECT_EQ(train::read_manifest(dir + "/study/theta-1e4").back().step, 4);
+  EXPECT_FALSE(std::filesystem::exists(dir + "/study/report"));
 }
