@@ -72,7 +72,8 @@ void write(const std::string& path, const std::map<std::string, Tensor>& tensors
 File read(const std::string& path) {
   // Read piece by piece (header, then each tensor's bytes) so that memory holds
   // one copy of the weights, not the file and the tensors both.
-  if (!std::filesystem::is_regular_file(path)) throw Error(path + ": no such file (or not a regular file)");
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) throw Error(path + ": no such file (or not a regular file)");
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw Error(path + ": cannot open for reading");
   const uint64_t file_size = uint64_t(in.tellg());
@@ -98,6 +99,7 @@ File read(const std::string& path) {
 
   File f;
   std::vector<std::pair<uint64_t, uint64_t>> spans;
+  std::map<std::string, uint64_t> offsets;
   for (const auto& [name, e] : header.items()) {
     if (name == "__metadata__") {
       for (const auto& [k, v] : e.items()) f.metadata[k] = v.is_string() ? v.get<std::string>() : v.dump();
@@ -127,13 +129,11 @@ File read(const std::string& path) {
       throw fail("tensor \"" + name + "\" spans " + std::to_string(end - begin) + " bytes, its dtype and shape need " +
                  std::to_string(expect));
     spans.push_back({begin, end});
-    t.bytes.resize(end - begin);
-    in.seekg(std::streamoff(data_start + begin));
-    in.read(t.bytes.data(), std::streamsize(t.bytes.size()));
-    if (!in) throw Error(path + ": read failed in tensor \"" + name + "\"");
+    offsets[name] = begin;  // the bytes are read once the layout is checked
     f.tensors.emplace(name, std::move(t));
   }
   // The tensors must tile the data buffer: no overlaps, no holes, nothing after.
+  // Checked before reading, so a corrupt header cannot make us allocate more than the file.
   std::sort(spans.begin(), spans.end());
   uint64_t at = 0;
   for (const auto& [b, e] : spans) {
@@ -141,6 +141,13 @@ File read(const std::string& path) {
     at = e;
   }
   if (at != data_size) throw fail(std::to_string(data_size - at) + " bytes after the last tensor");
+  for (auto& [name, t] : f.tensors) {
+    const uint64_t begin = offsets.at(name);
+    t.bytes.assign(size_t(byte_size(t.shape, dtype_size(t.dtype))), '\0');
+    in.seekg(std::streamoff(data_start + begin));
+    in.read(t.bytes.data(), std::streamsize(t.bytes.size()));
+    if (!in) throw Error(path + ": read failed in tensor \"" + name + "\"");
+  }
   return f;
 }
 

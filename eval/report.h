@@ -74,7 +74,7 @@ struct Inputs {
   std::vector<ResultRecord> niah;        // length, depth, rank_accuracy
   std::vector<ResultRecord> perplexity;  // length, perplexity
   std::vector<ResultRecord> kv;          // ratio, rel_loss_increase, policy
-  std::vector<ResultRecord> kv_summary;  // smallest_ratio_within_epsilon, policy
+  std::vector<ResultRecord> kv_summary;  // policy; smallest_ratio_within_epsilon (null: none within ε)
   std::vector<ResultRecord> stages;      // pilot_stage: stage, seconds
   std::vector<UnknownKind> unknown;
 };

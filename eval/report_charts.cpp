@@ -96,19 +96,6 @@ std::string num_key(const std::optional<double>& v) {
   return buf;
 }
 
-// The newest record (largest step; the later one on a tie) per key, in first-seen order.
-template <class Key>
-std::vector<const ResultRecord*> newest_per(const std::vector<ResultRecord>& recs, Key key) {
-  std::vector<const ResultRecord*> out;
-  std::map<std::string, size_t> slot;
-  for (const auto& r : recs) {
-    const auto it = slot.find(key(r));
-    if (it == slot.end()) slot[key(r)] = out.size(), out.push_back(&r);
-    else if (r.step.value_or(INT64_MIN) >= out[it->second]->step.value_or(INT64_MIN)) out[it->second] = &r;
-  }
-  return out;
-}
-
 bool several_models(const std::vector<ResultRecord>& recs) {
   return std::any_of(recs.begin(), recs.end(), [&](const ResultRecord& r) { return r.model != recs[0].model; });
 }

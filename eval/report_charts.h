@@ -2,8 +2,10 @@
 // from the collected inputs by one function that returns nothing when its
 // data is absent.
 #pragma once
+#include <cstdint>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -49,6 +51,19 @@ std::optional<Chart> kv_quality_chart(const Inputs& in);
 using ChartBuilder = std::optional<Chart> (*)(const Inputs&);
 const std::vector<ChartBuilder>& chart_builders();
 std::vector<Chart> build_charts(const Inputs& in);
+
+// The newest record (largest step; the later one on a tie) per key, in first-seen order.
+template <class Key>
+inline std::vector<const ResultRecord*> newest_per(const std::vector<ResultRecord>& recs, Key key) {
+  std::vector<const ResultRecord*> out;
+  std::map<std::string, size_t> slot;
+  for (const auto& r : recs) {
+    const auto it = slot.find(key(r));
+    if (it == slot.end()) slot[key(r)] = out.size(), out.push_back(&r);
+    else if (r.step.value_or(INT64_MIN) >= out[it->second]->step.value_or(INT64_MIN)) out[it->second] = &r;
+  }
+  return out;
+}
 
 // A number at a JSON path, or nothing (missing, null, not a number, not finite).
 std::optional<double> number_at(const nlohmann::json& j, std::initializer_list<const char*> path);

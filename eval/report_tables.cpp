@@ -63,10 +63,13 @@ Table niah_table(const Inputs& in) {
   struct Acc { double trials = 0, rank = 0, exact = 0, exact_trials = 0; };
   Grid<Acc> g;
   double chance = 0;
-  std::map<std::string, int64_t> newest;  // per model: its newest step's records are shown, as in the heatmap
-  for (const auto& k : in.niah) newest[k.model] = std::max(newest[k.model], k.step.value_or(INT64_MIN));
-  for (const auto& k : in.niah) {
-    if (k.step.value_or(INT64_MIN) < newest[k.model]) continue;
+  // As in the heatmap: the newest record per cell (model, task, method, length, depth), then pooled over depths.
+  const auto newest = newest_per(in.niah, [](const ResultRecord& k) {
+    return k.model + "|" + str_at(k.record, "task", "passkey") + "|" + str_at(k.record, "method", "?") + "|" +
+           fmt(number_at(k.record, {"length"}), "%.10g") + "|" + fmt(number_at(k.record, {"depth"}), "%.10g");
+  });
+  for (const ResultRecord* kp : newest) {
+    const ResultRecord& k = *kp;
     const json& r = k.record;
     const double n = number_at(r, {"trials"}).value_or(1);
     Acc& a = g.at({k.model, step_cell(k.step), str_at(r, "task", "passkey"), str_at(r, "method", "?")},
@@ -156,12 +159,15 @@ Table df_table(const Inputs& in) {
 
 Table kv_budget_table(const Inputs& in) {
   Table t{"kv-summary-table", "KV cache: smallest budget within ε",
-          "Per policy: the smallest kept ratio whose held-out loss is within ε (relative) of the full cache.",
+          "Per policy: the smallest kept ratio whose held-out loss is within ε (relative) of the full cache "
+          "(none: no ratio tested was).",
           {"model", "step", "policy", "smallest ratio within ε", "ε"}, {false, true, false, true, true}, {}, ""};
   for (const auto& k : in.kv_summary) {
     if (k.record["policy"] == "full") continue;  // the reference itself
     t.rows.push_back({k.model, step_cell(k.step), k.record["policy"].get<std::string>(),
-                      fmt(number_at(k.record, {"smallest_ratio_within_epsilon"}), "%.3g"),
+                      number_at(k.record, {"smallest_ratio_within_epsilon"})
+                          ? fmt(number_at(k.record, {"smallest_ratio_within_epsilon"}), "%.3g")
+                          : "none",
                       fmt(number_at(k.record, {"epsilon"}), "%g")});
   }
   return t;
@@ -178,7 +184,10 @@ Table stages_table(const Inputs& in) {
     char wall[32];
     std::snprintf(wall, sizeof wall, "%d min %02d s", int(secs) / 60, int(secs) % 60);
     const auto theta = number_at(r, {"theta"});
-    t.rows.push_back({r["stage"] == "report" || !theta ? "-" : fmt(theta, "%g"), r["stage"].get<std::string>(), wall,
+    std::string th = fmt(theta, "%g");  // 1e+06 → 1e6, as in run directory names
+    for (const char* plus : {"e+0", "e+"})
+      if (const auto at = th.find(plus); at != std::string::npos) th.replace(at, std::string(plus).size(), "e");
+    t.rows.push_back({r["stage"] == "report" || !theta ? "-" : th, r["stage"].get<std::string>(), wall,
                       fmt(number_at(r, {"exit_code"}), "%g")});
   }
   return t;

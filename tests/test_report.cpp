@@ -389,8 +389,10 @@ TEST_F(ReportTest, TablesPoolAndPlaceTheRecords) {
        {"rank_accuracy", 0.8}, {"exact_accuracy", 0.5}, {"rank_chance", 0.1}});
   add({{"kind", "niah"}, {"step", 50}, {"method", "ntk:alpha_opt"}, {"length", 256}, {"depth", 0.5}, {"trials", 20},
        {"rank_accuracy", 0.25}, {"rank_chance", 0.1}});
+  add({{"kind", "niah"}, {"step", 40}, {"method", "ntk:alpha_opt"}, {"length", 128}, {"depth", 0.0}, {"trials", 10},
+       {"rank_accuracy", 0.0}, {"rank_chance", 0.1}});  // an older step of a cell measured at 50: not pooled
   add({{"kind", "niah"}, {"step", 40}, {"method", "none"}, {"length", 128}, {"depth", 0.5}, {"trials", 20},
-       {"rank_accuracy", 1.0}, {"rank_chance", 0.1}});  // an older step: not shown
+       {"rank_accuracy", 1.0}, {"rank_chance", 0.1}});  // measured only at step 40: its own row
   for (double ratio : {0.5, 0.25})
     add({{"kind", "kv"}, {"step", 50}, {"policy", "snapkv"}, {"ratio", ratio}, {"rel_loss_increase", 0.125 * ratio},
          {"niah_rank_accuracy", ratio + 0.3}, {"niah_rank_accuracy_full", 0.95}});
@@ -400,7 +402,8 @@ TEST_F(ReportTest, TablesPoolAndPlaceTheRecords) {
        {"retained_mass", 0.7919}, {"niah_rank_accuracy", 0.8}});
   for (const char* policy : {"full", "tova"})
     add({{"kind", "kv_summary"}, {"step", 50}, {"policy", policy}, {"smallest_ratio_within_epsilon", 0.5}, {"epsilon", 0.01}});
-  s += R"({"kind":"pilot_stage","stage":"train","theta":1000.0,"seconds":3725.4,"exit_code":0})" "\n";
+  add({{"kind", "kv_summary"}, {"step", 50}, {"policy", "keynorm"}, {"smallest_ratio_within_epsilon", nullptr}, {"epsilon", 0.01}});
+  s += R"({"kind":"pilot_stage","stage":"train","theta":1000000.0,"seconds":3725.4,"exit_code":0})" "\n";
   ropelab::io::write_atomic(file, s);
 
   const auto in = report::collect_inputs({file});
@@ -413,8 +416,9 @@ TEST_F(ReportTest, TablesPoolAndPlaceTheRecords) {
   };
   const auto niah = table("niah-table");
   EXPECT_EQ(niah.columns, (std::vector<std::string>{"model", "step", "task", "method", "128", "256"}));
-  ASSERT_EQ(niah.rows.size(), 1u);
+  ASSERT_EQ(niah.rows.size(), 2u);
   EXPECT_EQ(niah.rows[0], (std::vector<std::string>{"ropelab:m", "50", "passkey", "ntk:alpha_opt", "0.70 (0.40)", "0.25"}));
+  EXPECT_EQ(niah.rows[1], (std::vector<std::string>{"ropelab:m", "40", "passkey", "none", "1.00", "-"}));
   EXPECT_NE(niah.caption.find("10 candidates (chance 0.1)"), std::string::npos) << niah.caption;
 
   const auto kv = table("kv-retrieval-table");
@@ -427,12 +431,13 @@ TEST_F(ReportTest, TablesPoolAndPlaceTheRecords) {
   EXPECT_EQ(df.rows[0], (std::vector<std::string>{"ropelab:m", "50", "0.750", "112", "0.9", "74", "76.3", "78", "0.792",
                                                   "-2.0%", "0.80"}));
   const auto budgets = table("kv-summary-table");
-  ASSERT_EQ(budgets.rows.size(), 1u);
+  ASSERT_EQ(budgets.rows.size(), 2u);  // not the full cache
   EXPECT_EQ(budgets.rows[0][2], "tova");
+  EXPECT_EQ(budgets.rows[1], (std::vector<std::string>{"ropelab:m", "50", "keynorm", "none", "0.01"}));  // none within ε
 
   const auto stages = table("stages-table");
   ASSERT_EQ(stages.rows.size(), 1u);
-  EXPECT_EQ(stages.rows[0], (std::vector<std::string>{"1000", "train", "62 min 05 s", "0"}));
+  EXPECT_EQ(stages.rows[0], (std::vector<std::string>{"1e6", "train", "62 min 05 s", "0"}));
   EXPECT_TRUE(in.unknown.empty());  // the stage log is not an unknown kind
 
   const auto summary = table("summary-table");  // no γ records: the section says so
