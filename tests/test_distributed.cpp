@@ -13,6 +13,7 @@
 
 #include "common/io.h"
 #include "train/checkpoint.h"
+#include "train/distributed.h"
 #include "train_fixture.h"
 
 using namespace ropelab;
@@ -90,6 +91,33 @@ TEST(Distributed, LauncherNamesTheRankThatFailed) {
                              " --max-steps 100000 --dist-timeout 20 --fault-kill-at 1:3 --out " + dir + "/run");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("launch: rank 1 was killed by signal 9"), std::string::npos) << r.output;
+}
+
+// Buckets start in index order even when autograd finishes them in another:
+// here the graph makes p0's gradient (bucket 1, buckets being filled in
+// reverse parameter order) arrive before p1's (bucket 0), so bucket 1 waits
+// for bucket 0, and both still start inside backward. With Gloo on one rank,
+// in this process; the all-reduce of one rank leaves the gradients as they are.
+TEST(Distributed, BucketsStartInIndexOrderWhateverOrderHooksFire) {
+  train::DistEnv env;
+  env.master_port = free_port() + 5;
+  train::DataParallel dp(env, at::Device(at::kCPU), std::chrono::milliseconds(20000));
+  auto p0 = torch::ones({4}, torch::requires_grad()), p1 = torch::ones({4}, torch::requires_grad());
+  dp.attach({p0, p1}, /*bucket_bytes=*/16);  // one parameter per bucket: bucket 0 = p1, bucket 1 = p0
+  std::vector<int> arrived;  // which gradient autograd delivered first: the premise of the test
+  p0.register_hook([&](const at::TensorBase&) { arrived.push_back(0); });
+  p1.register_hook([&](const at::TensorBase&) { arrived.push_back(1); });
+  dp.overlap_next_backward();
+  const auto a = (p1 * 2).sum();  // made first: its gradient is computed last
+  const auto b = (p0 * 3).sum();
+  (a + b).backward();
+  ASSERT_EQ(arrived, (std::vector<int>{0, 1}));  // bucket 1 was full before bucket 0
+  const auto stats = dp.finish_gradients();
+  EXPECT_EQ(stats.buckets, 2);
+  EXPECT_EQ(stats.started_in_backward, 2);
+  EXPECT_EQ(stats.start_order, (std::vector<int>{0, 1}));
+  EXPECT_TRUE(torch::allclose(p0.grad(), torch::full({4}, 3.0)));
+  EXPECT_TRUE(torch::allclose(p1.grad(), torch::full({4}, 2.0)));
 }
 
 // SIGTERM to the launcher (as SLURM or a user's kill sends it) reaches every

@@ -146,6 +146,7 @@ void DataParallel::overlap_next_backward() {
   armed_ = true;
   started_in_backward_ = 0;
   next_to_start_ = 0;
+  start_order_.clear();
   for (auto& b : buckets_) {
     b.filled.assign(b.params.size(), false);
     b.ready = 0;
@@ -179,12 +180,13 @@ void DataParallel::on_gradient(size_t bucket, size_t slot, const at::Tensor& gra
 
 void DataParallel::start_bucket(size_t bucket) {
   auto& b = buckets_[bucket];
+  start_order_.push_back(static_cast<int>(bucket));
   collective("gradient all-reduce", [&] { b.wait = backend_->allreduce_start(b.flat); });
 }
 
 DataParallel::ReduceStats DataParallel::finish_gradients() {
   armed_ = false;
-  ReduceStats stats{static_cast<int>(buckets_.size()), started_in_backward_};
+  ReduceStats stats{static_cast<int>(buckets_.size()), started_in_backward_, {}};
   for (size_t bi = next_to_start_; bi < buckets_.size(); ++bi) {
     auto& b = buckets_[bi];
     // A parameter whose hook did not fire this step: its .grad as it stands (or zeros).
@@ -197,6 +199,7 @@ DataParallel::ReduceStats DataParallel::finish_gradients() {
     start_bucket(bi);
   }
   next_to_start_ = buckets_.size();
+  stats.start_order = start_order_;
   for (auto& b : buckets_) {
     collective("gradient all-reduce", [&] { b.wait(); });
     b.flat[0].div_(double(env_.world));

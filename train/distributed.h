@@ -44,7 +44,10 @@ class DataParallel {
   // for all, and writes the mean over ranks into each .grad.
   void attach(const std::vector<at::Tensor>& params, int64_t bucket_bytes = 25 << 20);
   void overlap_next_backward();
-  struct ReduceStats { int buckets = 0, started_in_backward = 0; };
+  struct ReduceStats {
+    int buckets = 0, started_in_backward = 0;
+    std::vector<int> start_order;  // bucket indices in the order their all-reduces started
+  };
   ReduceStats finish_gradients();
   std::vector<double> sum(const std::vector<double>& values);  // element-wise sums over ranks, in one collective
   void barrier();
@@ -58,6 +61,7 @@ class DataParallel {
   bool armed_ = false;
   size_t next_to_start_ = 0;  // buckets start in index order: those before it have
   int started_in_backward_ = 0;
+  std::vector<int> start_order_;
   DistEnv env_;
   at::Device device_;
   struct Backend;
