@@ -380,20 +380,52 @@ std::optional<Chart> perplexity_vs_length_chart(const Inputs& in) {
     const json& j = r->record;
     const auto len = number_at(j, {"length"}), ppl = number_at(j, {"perplexity"});
     if (!(*len > 0 && *ppl > 0)) continue;  // not on log axes
-    rows.push_back({{"series", line_label(str_at(j, "method"), *r, several)}, {"length", *len}, {"perplexity", *ppl},
+    rows.push_back({{"series", line_label(str_at(j, "method"), *r, several)}, {"model", r->model},
+                    {"method", str_at(j, "method")}, {"length", *len}, {"perplexity", *ppl},
                     {"nll", number_at(j, {"nll"}) ? json(*number_at(j, {"nll"})) : json()},
                     {"windows", number_at(j, {"windows"}) ? json(*number_at(j, {"windows"})) : json()}});
     if (const auto t = t_train(in, *r); t && *t > 0) T_trains.emplace(r->model, *t);
   }
   if (rows.empty()) return std::nullopt;
-  for (const auto& [model, t] : T_trains)
-    rules.push_back({{"T_train", t}, {"rule", several ? "T_train (" + model + ")" : std::string("T_train")}});
+  const std::string caption =
+      "perplexity of \"perplexity\" records (ropelab eval niah) vs length, log–log, one line per method" +
+      std::string(several ? ", one panel per model" : "") + " (newest step)" +
+      (T_trains.empty() ? "; no T_train in the records or run configs, so no rule."
+                        : "; dashed rule at the training length T_train (the record's, else its run's "
+                          "config model.T_train).");
   const json x = axis("length", "evaluation length (tokens)", "log");
+  if (several) {
+    // One panel per model, a line per method (colours mean the same method in
+    // every panel): one data set, curves and T_train rules told apart by filters.
+    json values = rows;
+    for (const auto& [model, t] : T_trains) values.push_back({{"model", model}, {"T_train", t}, {"rule", "T_train"}});
+    json spec = base_spec("Perplexity vs length");
+    spec.erase("width"), spec.erase("height");
+    spec["data"] = {{"values", values}};
+    spec["facet"] = {{"field", "model"}, {"type", "nominal"}, {"title", "model"}};
+    spec["columns"] = 2;
+    spec["resolve"] = {{"scale", {{"y", "independent"}}}};
+    spec["spec"] = {
+        {"width", 360},
+        {"height", 220},
+        {"layer",
+         {{{"transform", {{{"filter", "isValid(datum.perplexity)"}}}},
+           {"mark", {{"type", "line"}, {"point", true}}},
+           {"encoding", {{"x", x}, {"y", axis("perplexity", "perplexity", "log")}, {"color", nominal("method", "method")},
+                         {"tooltip", {nominal("method", "method"), axis("length", "length"), axis("perplexity", "perplexity"),
+                                      axis("nll", "NLL"), axis("windows", "windows")}}}}},
+          {{"transform", {{{"filter", "isValid(datum.T_train)"}}}},
+           {"mark", {{"type", "rule"}, {"color", "#777"}, {"strokeDash", {4, 4}}}},
+           {"encoding", {{"x", axis("T_train", "evaluation length (tokens)", "log")},
+                         {"tooltip", {nominal("rule", "rule"), axis("T_train", "T_train")}}}}}}}};
+    return Chart{"perplexity-vs-length", "Perplexity vs evaluation length", caption, spec};
+  }
+  for (const auto& [model, t] : T_trains) rules.push_back({{"T_train", t}, {"rule", std::string("T_train")}});
   json spec = base_spec("Perplexity vs length");
   spec["layer"] = {{{"data", {{"values", rows}}},
                     {"mark", {{"type", "line"}, {"point", true}}},
                     {"encoding", {{"x", x}, {"y", axis("perplexity", "perplexity", "log")},
-                                  {"color", nominal("series", several ? "method · model" : "method")},
+                                  {"color", nominal("series", "method")},
                                   {"tooltip", {nominal("series", "method"), axis("length", "length"),
                                                axis("perplexity", "perplexity"), axis("nll", "NLL"),
                                                axis("windows", "windows")}}}}}};
@@ -401,13 +433,7 @@ std::optional<Chart> perplexity_vs_length_chart(const Inputs& in) {
     spec["layer"].push_back({{"data", {{"values", rules}}},
                              {"mark", {{"type", "rule"}, {"color", "#777"}, {"strokeDash", {4, 4}}}},
                              {"encoding", {{"x", x}, {"tooltip", {nominal("rule", "rule"), axis("T_train", "T_train")}}}}});
-  return Chart{"perplexity-vs-length", "Perplexity vs evaluation length",
-               "perplexity of \"perplexity\" records (ropelab eval niah) vs length, log–log, one line per "
-               "method" + std::string(several ? " and model" : "") + " (newest step)" +
-                   (rules.empty() ? "; no T_train in the records or run configs, so no rule."
-                                  : "; dashed rule at the training length T_train (the record's, else its run's "
-                                    "config model.T_train)."),
-               spec};
+  return Chart{"perplexity-vs-length", "Perplexity vs evaluation length", caption, spec};
 }
 
 // Data: "kv" records (ropelab eval kv), the newest step per model, policy, ratio and f.

@@ -445,6 +445,35 @@ TEST_F(ReportTest, TablesPoolAndPlaceTheRecords) {
   EXPECT_EQ(summary.when_empty, "(no γ records)");
 }
 
+// Perplexity of several models: one panel per model and one colour per
+// method (the same method the same colour in every panel), each panel with
+// its model's T_train rule; one model keeps the single plot.
+TEST_F(ReportTest, PerplexityOfSeveralModelsIsFacetedByModel) {
+  const std::string file = root + "/ppl.jsonl";
+  std::string s;
+  for (const char* model : {"ropelab:a", "ropelab:b"})
+    for (const char* method : {"none", "yarn:4"})
+      for (int len : {128, 256})
+        s += json({{"kind", "perplexity"}, {"model_id", model}, {"method", method}, {"length", len},
+                   {"perplexity", 50.0 + len / 8}, {"T_train", model[8] == 'a' ? 128 : 256}, {"step", 10}})
+                 .dump() + "\n";
+  ropelab::io::write_atomic(file, s);
+  const auto in = report::collect_inputs({file});
+  const auto charts = report::build_charts(in);
+  const report::Chart* ppl = nullptr;
+  for (const auto& c : charts)
+    if (c.id == "perplexity-vs-length") ppl = &c;
+  ASSERT_NE(ppl, nullptr);
+  EXPECT_EQ(ppl->spec["facet"]["field"], "model");
+  EXPECT_EQ(ppl->spec["spec"]["layer"][0]["encoding"]["color"]["field"], "method");
+  const json values = ppl->spec["data"]["values"];
+  ASSERT_EQ(values.size(), 8u + 2u);  // 2 models x 2 methods x 2 lengths, and a T_train rule per model
+  std::set<std::pair<std::string, double>> rules;
+  for (const auto& v : values)
+    if (v.contains("rule")) rules.insert({v["model"].get<std::string>(), v["T_train"].get<double>()});
+  EXPECT_EQ(rules, (std::set<std::pair<std::string, double>>{{"ropelab:a", 128}, {"ropelab:b", 256}}));
+}
+
 TEST_F(ReportTest, RefusesWhatIsNotAnInput) {
   report::Options opt;
   opt.out_dir = out;
