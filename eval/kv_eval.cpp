@@ -109,9 +109,36 @@ void evict_step(model::KVCache& cache, const std::vector<at::Tensor>& probs, Ste
     v.keys = layer.k;
     v.recent_attn = a;
     v.accum_attn = ev.accum[l];
+    v.positions = layer.pos;  // after a swap below, the cache is no longer in position order
     v.layer = l;
     v.n_layers = L;
     const auto idx = model::kv_keep(ev.spec, v, ev.budgets[l]);
+    const int64_t T = layer.k.size(2);
+    if (T == ev.budgets[l] + 1) {
+      // The steady state: one token leaves. When every head drops the same one
+      // (always for the windows; H2O and TOVA when G = 1), the newest token
+      // moves into its slot and the cache shrinks by one: O(1) copies instead
+      // of gathering the whole cache. Attention does not depend on the cache's
+      // order (keys are rotated; the decode query follows every cached
+      // position), and the policies choose by position, not index. The cache's
+      // tensors were made by this step's append, so nothing else shares them.
+      const auto dropped = T * (T - 1) / 2 - idx.sum(-1);  // [1, G]: the one index not kept
+      const int64_t d = dropped.flatten()[0].item<int64_t>();
+      if ((dropped == d).all().item<bool>()) {
+        const int64_t last = T - 1;
+        if (d != last) {
+          layer.k.narrow(2, d, 1).copy_(layer.k.narrow(2, last, 1));
+          layer.v.narrow(2, d, 1).copy_(layer.v.narrow(2, last, 1));
+          layer.pos.narrow(0, d, 1).copy_(layer.pos.narrow(0, last, 1));
+          ev.accum[l].narrow(2, d, 1).copy_(ev.accum[l].narrow(2, last, 1));
+        }
+        layer.k = layer.k.narrow(2, 0, last);
+        layer.v = layer.v.narrow(2, 0, last);
+        layer.pos = layer.pos.narrow(0, 0, last);
+        ev.accum[l] = ev.accum[l].narrow(2, 0, last);
+        continue;
+      }
+    }
     auto gather = idx.unsqueeze(-1).expand({idx.size(0), idx.size(1), idx.size(2), layer.k.size(3)});
     layer.k = layer.k.gather(2, gather);
     layer.v = layer.v.gather(2, gather);

@@ -16,9 +16,14 @@ at::Tensor top_with(const at::Tensor& score /*[B,G,T]*/, int64_t budget, const a
   return std::get<0>(std::get<1>(s.topk(budget, -1)).sort(-1));
 }
 
-at::Tensor positions_mask(int64_t T, int64_t first, int64_t last, const at::TensorOptions& o) {
-  auto idx = at::arange(T, o.dtype(at::kLong));
-  return (idx < first) | (idx >= T - last);
+// [T] bool: the `first` earliest and the `last` latest tokens by position.
+at::Tensor positions_mask(const at::Tensor& pos /*[T] double*/, int64_t first, int64_t last) {
+  const int64_t T = pos.size(0);
+  const auto sorted = std::get<0>(pos.sort());
+  auto mask = at::zeros({T}, pos.options().dtype(at::kBool));
+  if (first > 0) mask |= pos <= sorted[std::min(first, T) - 1];
+  if (last > 0) mask |= pos >= sorted[std::max<int64_t>(T - last, 0)];
+  return mask;
 }
 
 void need(bool ok, const std::string& msg) {
@@ -53,16 +58,17 @@ at::Tensor kv_keep(const KVPolicySpec& p, const KVView& v, int64_t budget) {
   const at::Tensor none;
   if (p.name == "full" || budget >= T)
     return at::arange(T, opts.dtype(at::kLong)).expand({B, G, T}).contiguous();
-  if (p.name == "recent") return top_with(at::arange(T, opts.dtype(at::kDouble)).expand({B, G, T}), budget, none);
+  const at::Tensor pos = v.positions.defined() ? v.positions.to(at::kDouble) : at::arange(T, opts.dtype(at::kDouble));
+  if (p.name == "recent") return top_with(pos.expand({B, G, T}), budget, none);
   if (p.name == "streaming" || p.name == "df") {
     need(budget > p.sinks, p.name + ": budget " + std::to_string(budget) + " must exceed the " + std::to_string(p.sinks) + " sink tokens");
-    return top_with(at::zeros({B, G, T}, opts.dtype(at::kDouble)), budget, positions_mask(T, p.sinks, budget - p.sinks, opts));
+    return top_with(pos.expand({B, G, T}), budget, positions_mask(pos, p.sinks, 0));  // the sinks, then the latest
   }
   if (p.name == "keynorm") return top_with(-v.keys.to(at::kDouble).norm(2, -1), budget, none);
   if (p.name == "h2o") {
     need(v.accum_attn.defined(), "h2o needs the accumulated attention");
     const int64_t recent = budget / 2;
-    return top_with(v.accum_attn, budget, positions_mask(T, 0, recent, opts));
+    return top_with(v.accum_attn, budget, positions_mask(pos, 0, recent));
   }
   if (p.name == "tova") {
     need(v.recent_attn.defined(), "tova needs the newest query's attention");
@@ -74,7 +80,7 @@ at::Tensor kv_keep(const KVPolicySpec& p, const KVView& v, int64_t budget) {
     need(budget > w, p.name + ": budget " + std::to_string(budget) + " must exceed the observation window " + std::to_string(w));
     auto votes = v.recent_attn.narrow(2, v.recent_attn.size(2) - w, w).sum(2);  // [B,G,T]
     auto pooled = at::max_pool1d(votes.reshape({B * G, 1, T}).to(at::kFloat), p.pool, 1, p.pool / 2).reshape({B, G, T});
-    return top_with(pooled, budget, positions_mask(T, 0, w, opts));
+    return top_with(pooled, budget, positions_mask(pos, 0, w));
   }
   if (p.name == "expected") {
     need(v.query_mean.defined() && v.query_cov.defined(), "expected needs the query mean and covariance");

@@ -40,6 +40,10 @@ struct KVView {
   at::Tensor accum_attn;   // [B, G, T] attention accumulated by every query so far (h2o); may be undefined
   at::Tensor query_mean;   // [B, G, D] mean of recent queries (expected); may be undefined
   at::Tensor query_cov;    // [B, G, D, D] their covariance (expected); may be undefined
+  // [T] int64: each cached token's position. The window policies (recent,
+  // streaming, df) and H2O's recent half choose by position, so the cache
+  // need not be in position order; undefined means index order (0..T-1).
+  at::Tensor positions;
   int64_t layer = 0, n_layers = 1;
 };
 
@@ -47,7 +51,7 @@ struct KVView {
 // redistributes it over depth; the others keep it as is).
 int64_t layer_budget(const KVPolicySpec& p, int64_t mean_budget, int64_t layer, int64_t n_layers);
 
-// Indices of the kept tokens, ascending: [B, G, min(budget, T)] int64.
+// Indices of the kept tokens (into the cache as it is), ascending: [B, G, min(budget, T)] int64.
 // Throws Error if budget < sinks for the policies that keep sinks.
 at::Tensor kv_keep(const KVPolicySpec& p, const KVView& v, int64_t budget);
 

@@ -1,5 +1,7 @@
 // Which tokens each KV policy keeps, on hand-made caches of 10 tokens.
 #include <gtest/gtest.h>
+
+#include <algorithm>
 #include <torch/torch.h>
 
 #include "common/error.h"
@@ -32,6 +34,32 @@ TEST(KVPolicy, WindowsKeepPositionsByRule) {
   EXPECT_EQ(kept("df", v, 7), (V{0, 1, 2, 3, 7, 8, 9}));
   EXPECT_THROW(kept("streaming", v, 4), Error);  // no room beyond the sinks
   EXPECT_EQ(kept("recent", v, 20), (V{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));  // budget above T keeps all
+}
+
+// A cache out of position order (per-step eviction moves the newest token
+// into the evicted slot): the windows and H2O's recent half choose by the
+// positions given, so they keep the same tokens as on the ordered cache.
+TEST(KVPolicy, WindowsAndH2OChooseByPositionNotIndex) {
+  // Slot i holds the token at position perm[i]; everything per slot moves with it.
+  const std::vector<int64_t> perm = {3, 9, 0, 7, 1, 8, 2, 6, 4, 5};
+  const auto perm_t = torch::tensor(perm, at::kLong);
+  auto ordered = view10();
+  ordered.accum_attn = torch::tensor({.1, .9, .2, .8, .05, .3, .01, .02, .03, .04}).view({1, 1, 10});
+  KVView shuffled;
+  shuffled.keys = ordered.keys.index_select(2, perm_t);
+  shuffled.accum_attn = ordered.accum_attn.index_select(2, perm_t);
+  shuffled.positions = perm_t;
+  auto positions_kept = [&](const std::string& name, int64_t budget) {
+    V slots = kept(name, shuffled, budget), pos;
+    for (int64_t i : slots) pos.push_back(perm[i]);
+    std::sort(pos.begin(), pos.end());
+    return pos;
+  };
+  EXPECT_EQ(positions_kept("recent", 3), (V{7, 8, 9}));
+  EXPECT_EQ(positions_kept("streaming", 6), (V{0, 1, 2, 3, 8, 9}));
+  EXPECT_EQ(positions_kept("df", 7), (V{0, 1, 2, 3, 7, 8, 9}));
+  EXPECT_EQ(positions_kept("h2o", 4), (V{1, 3, 8, 9}));
+  EXPECT_EQ(positions_kept("keynorm", 3), (V{1, 3, 4}));  // by score: order never mattered
 }
 
 TEST(KVPolicy, KeyNormDropsTheLargestKeys) {
