@@ -81,6 +81,7 @@ struct StepEviction {
   std::vector<int64_t> budgets;
   std::vector<at::Tensor> accum;  // [1, G, T] per layer
   int64_t G = 1;
+  bool in_place = true;           // KVEvalOptions::evict_in_place
 };
 
 // The eviction state right after compress(): each layer's budget (which the
@@ -114,24 +115,28 @@ void evict_step(model::KVCache& cache, const std::vector<at::Tensor>& probs, Ste
     v.n_layers = L;
     const auto idx = model::kv_keep(ev.spec, v, ev.budgets[l]);
     const int64_t T = layer.k.size(2);
-    if (T == ev.budgets[l] + 1) {
-      // The steady state: one token leaves. When every head drops the same one
-      // (always for the windows; H2O and TOVA when G = 1), the newest token
-      // moves into its slot and the cache shrinks by one: O(1) copies instead
-      // of gathering the whole cache. Attention does not depend on the cache's
-      // order (keys are rotated; the decode query follows every cached
-      // position), and the policies choose by position, not index. The cache's
-      // tensors were made by this step's append, so nothing else shares them.
+    if (ev.in_place && T == ev.budgets[l] + 1) {
+      // The steady state: one token leaves. The newest token moves into its
+      // slot and the cache shrinks by one: O(1) copies instead of gathering
+      // the whole cache. Attention does not depend on the cache's order (keys
+      // are rotated; the decode query follows every cached position), and
+      // the policies choose by position, not index. The cache's tensors were
+      // made by this step's append, so nothing else shares them.
       const auto dropped = T * (T - 1) / 2 - idx.sum(-1);  // [1, G]: the one index not kept
       const int64_t d = dropped.flatten()[0].item<int64_t>();
-      if ((dropped == d).all().item<bool>()) {
+      const bool same_for_all_heads = (dropped == d).all().item<bool>();
+      // Heads dropping different tokens leave the cache's one position vector
+      // right for head 0 only: fine for a policy that never reads positions
+      // (TOVA), since a decode query sees every cached token anyway.
+      if (same_for_all_heads || !model::kv_policy_uses_positions(ev.spec)) {
         const int64_t last = T - 1;
-        if (d != last) {
-          layer.k.narrow(2, d, 1).copy_(layer.k.narrow(2, last, 1));
-          layer.v.narrow(2, d, 1).copy_(layer.v.narrow(2, last, 1));
-          layer.pos.narrow(0, d, 1).copy_(layer.pos.narrow(0, last, 1));
-          ev.accum[l].narrow(2, d, 1).copy_(ev.accum[l].narrow(2, last, 1));
-        }
+        const int64_t D = layer.k.size(3);
+        const auto slot = dropped.view({1, ev.G, 1});
+        const auto slot_d = slot.unsqueeze(-1).expand({1, ev.G, 1, D});
+        layer.k.scatter_(2, slot_d, layer.k.narrow(2, last, 1).clone());
+        layer.v.scatter_(2, slot_d, layer.v.narrow(2, last, 1).clone());
+        ev.accum[l].scatter_(2, slot, ev.accum[l].narrow(2, last, 1).clone());
+        if (d != last) layer.pos.narrow(0, d, 1).copy_(layer.pos.narrow(0, last, 1));
         layer.k = layer.k.narrow(2, 0, last);
         layer.v = layer.v.narrow(2, 0, last);
         layer.pos = layer.pos.narrow(0, 0, last);
@@ -226,6 +231,7 @@ CompressedDecode decode_compressed(model::Transformer& m, const Prefill& pre, co
   const int64_t G = m->cfg.n_kv_heads;
   auto cache = compress(pre, spec, budget, G, &r.kept);
   auto ev = start_eviction(spec, budget, pre, r.kept, G);
+  ev.in_place = opt.evict_in_place;
   r.stepwise = opt.eviction == "step" && evicts_each_step(spec.name);
   const auto t0 = std::chrono::steady_clock::now();
   r.loss = decode_loss(m, cache, tail, nullptr, r.stepwise ? &ev : nullptr);

@@ -36,6 +36,9 @@ struct KVEvalOptions {
   int gmm_max_k = 8;           // query-distribution check: GMMs with K = 1..this (0 = skip)
   std::string eviction = "step";  // "step": per-step policies evict at every decoded token; "prefill": once
   int64_t niah_trials = 10;    // passkey prompts of length N scored on each compressed cache (0 = skip)
+  // Per-step eviction moves the newest token into the evicted slot (O(1));
+  // false re-gathers the kept cache every step, the plain way (tests compare the two).
+  bool evict_in_place = true;
   std::string out;
 };
 

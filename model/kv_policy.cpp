@@ -44,6 +44,11 @@ KVPolicySpec parse_kv_policy(const std::string& name) {
   throw Error("unknown KV policy \"" + name + "\" (expected one of " + all + ")");
 }
 
+bool kv_policy_uses_positions(const KVPolicySpec& p) {
+  return p.name == "recent" || p.name == "streaming" || p.name == "df" || p.name == "h2o" || p.name == "snapkv" ||
+         p.name == "pyramidkv";
+}
+
 int64_t layer_budget(const KVPolicySpec& p, int64_t mean_budget, int64_t layer, int64_t n_layers) {
   if (p.name != "pyramidkv" || n_layers == 1) return mean_budget;
   // Linear from 1.5x at the first layer to 0.5x at the last: the mean is kept.

@@ -47,6 +47,11 @@ struct KVView {
   int64_t layer = 0, n_layers = 1;
 };
 
+// Whether a policy chooses by the tokens' positions (the windows, H2O's
+// recent half, SnapKV's observation window), so the positions must stay
+// right for every KV head.
+bool kv_policy_uses_positions(const KVPolicySpec& p);
+
 // The layer's budget for a policy and a mean per-layer budget (PyramidKV
 // redistributes it over depth; the others keep it as is).
 int64_t layer_budget(const KVPolicySpec& p, int64_t mean_budget, int64_t layer, int64_t n_layers);

@@ -143,6 +143,34 @@ TEST(KVEval, PerStepEvictionIsTheSlidingWindowItShouldBe) {
               reference_loss([&](int64_t i, int64_t j) { return i < N || j >= N - b; }), 1e-4);
 }
 
+// Evicting in place (the newest token moved into the evicted slot, per KV
+// head for TOVA) decodes exactly as re-gathering the kept cache every step,
+// for every per-step policy, on a model whose two KV heads evict differently.
+TEST(KVEval, InPlaceEvictionEqualsRegatheringTheCache) {
+  model::ModelConfig c;
+  c.vocab_size = 61; c.d_model = 32; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 2; c.rope_theta = 100; c.T_train = 64;
+  auto m = model::make_model(c, 5);
+  m->eval();
+  auto ids = torch::randint(0, c.vocab_size, {40}, at::kLong);
+  std::vector<int64_t> all(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + 40);
+  const std::vector<int64_t> prefix(all.begin(), all.begin() + 24), tail(all.begin() + 24, all.end());
+  eval::KVEvalOptions o;
+  o.sinks = 2;
+  o.obs_window = 4;
+  o.eviction = "step";
+  for (const char* p : {"recent", "streaming", "df", "h2o", "tova"}) {
+    o.evict_in_place = false;
+    const double gathered = eval::compressed_decode_loss(m, prefix, tail, p, 9, o);
+    o.evict_in_place = true;
+    const double in_place = eval::compressed_decode_loss(m, prefix, tail, p, 9, o);
+    EXPECT_NEAR(in_place, gathered, 1e-5) << p;
+  }
+  // The budget makes a difference (else the test could not tell the paths apart).
+  o.evict_in_place = true;
+  EXPECT_GT(std::abs(eval::compressed_decode_loss(m, prefix, tail, "tova", 9, o) -
+                     eval::compressed_decode_loss(m, prefix, tail, "tova", 24, o)), 1e-4);
+}
+
 // Passkey retrieval scored on compressed caches: each record carries it, and a
 // cache compressed to everything scores exactly as the full cache.
 TEST(KVEval, ScoresPasskeyRetrievalOnEachCompressedCache) {
