@@ -21,6 +21,18 @@ int count(const std::string& text, const std::string& what) {
   for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
   return n;
 }
+
+// DIR/study.toml: a study of these θ whose only stage is a training that runs
+// until it is stopped (a million steps of a tiny model), into DIR/study.
+void write_endless_training_study(const std::string& dir, const std::string& thetas) {
+  const auto data = test::tiny_data(dir);
+  test::write_text(dir + "/long.toml", "data-dir = \"" + data + "\"\nd-model = 32\nn-layers = 2\nn-heads = 2\nT-train = 32\n"
+                   "max-steps = 1000000\nbatch-size = 2\ncheckpoints = \"list:1000000\"\neval-every = 1000000\n"
+                   "log-every = 1000000\nthreads = 1\n");
+  test::write_text(dir + "/study.toml", "study = \"long\"\nout = \"" + dir + "/study\"\ntrain-recipe = \"" + dir +
+                                            "/long.toml\"\nthetas = " + thetas + "\n[gamma]\nskip = true\n[niah]\nskip = true\n"
+                                            "[kv]\nskip = true\n[report]\nskip = true\n");
+}
 }  // namespace
 
 TEST(PilotRun, RunsEveryStagePerThetaAndResumesWhatIsMissing) {
@@ -73,13 +85,7 @@ TEST(PilotRun, RunsEveryStagePerThetaAndResumesWhatIsMissing) {
 // and stops, the pilot says it was interrupted, and the plan then resumes it.
 TEST(PilotRun, AnInterruptedStudyStopsTheStageCleanlyAndResumes) {
   const auto dir = test::scratch_dir();
-  const auto data = test::tiny_data(dir);
-  test::write_text(dir + "/long.toml", "data-dir = \"" + data + "\"\nd-model = 32\nn-layers = 2\nn-heads = 2\nT-train = 32\n"
-                   "max-steps = 1000000\nbatch-size = 2\ncheckpoints = \"list:1000000\"\neval-every = 1000000\n"
-                   "log-every = 1000000\nthreads = 1\n");
-  test::write_text(dir + "/study.toml", "study = \"long\"\nout = \"" + dir + "/study\"\ntrain-recipe = \"" + dir +
-                                            "/long.toml\"\nthetas = [1e4]\n[gamma]\nskip = true\n[niah]\nskip = true\n"
-                                            "[kv]\nskip = true\n[report]\nskip = true\n");
+  write_endless_training_study(dir, "[1e4]");
   const std::string run = dir + "/study/theta-1e4";
   const pid_t pid = test::spawn_ropelab("pilot --config " + dir + "/study.toml", dir + "/pilot.log");
   for (int i = 0; i < 600; ++i) {  // until training has logged some steps (at most a minute)
@@ -105,20 +111,19 @@ TEST(PilotRun, AnInterruptedStudyStopsTheStageCleanlyAndResumes) {
 // trainings, which save and stop; the re-run resumes both.
 TEST(PilotRun, ThetasRunSideBySideAndStopTogether) {
   const auto dir = test::scratch_dir();
-  const auto data = test::tiny_data(dir);
-  test::write_text(dir + "/long.toml", "data-dir = \"" + data + "\"\nd-model = 32\nn-layers = 2\nn-heads = 2\nT-train = 32\n"
-                   "max-steps = 1000000\nbatch-size = 2\ncheckpoints = \"list:1000000\"\neval-every = 1000000\n"
-                   "log-every = 1000000\nthreads = 1\n");
-  test::write_text(dir + "/study.toml", "study = \"pair\"\nout = \"" + dir + "/study\"\ntrain-recipe = \"" + dir +
-                                            "/long.toml\"\nthetas = [1e4, 1e6]\n[gamma]\nskip = true\n[niah]\nskip = true\n"
-                                            "[kv]\nskip = true\n[report]\nskip = true\n");
+  write_endless_training_study(dir, "[1e4, 1e6]");
   const pid_t pid = test::spawn_ropelab("pilot --jobs 2 --status-every 0.5 --config " + dir + "/study.toml", dir + "/pilot.log");
   auto logged_steps = [&](const char* theta) {
     const std::string m = dir + "/study/theta-" + theta + "/metrics.jsonl";
     return std::filesystem::exists(m) ? io::read_jsonl(m).size() : size_t(0);
   };
-  for (int i = 0; i < 900; ++i) {  // until both trainings have logged some steps (at most 90 s)
-    if (logged_steps("1e4") >= 5 && logged_steps("1e6") >= 5) break;
+  auto status_lines = [&] {  // the pilot's periodic lines showing θ=1e4's log
+    const std::string log = std::filesystem::exists(dir + "/pilot.log") ? io::read_file(dir + "/pilot.log") : "";
+    return log.find("pilot: θ=1e4 train: == ") != std::string::npos ||
+           log.find("pilot: θ=1e4 train: model: ") != std::string::npos;
+  };
+  for (int i = 0; i < 900; ++i) {  // until both trainings have logged some steps and a status line came (at most 90 s)
+    if (logged_steps("1e4") >= 5 && logged_steps("1e6") >= 5 && status_lines()) break;
     ::usleep(100000);
   }
   ASSERT_GE(logged_steps("1e4"), 5u);
@@ -143,8 +148,7 @@ TEST(PilotRun, ThetasRunSideBySideAndStopTogether) {
   }
   EXPECT_EQ(log.find("\nmodel: "), std::string::npos) << log;  // only inside the status lines
   // Status lines (every 0.5 s) show the stage's log: its header line or the training's own output.
-  EXPECT_TRUE(log.find("pilot: θ=1e4 train: == ") != std::string::npos ||
-              log.find("pilot: θ=1e4 train: model: ") != std::string::npos) << log;
+  EXPECT_TRUE(status_lines()) << log;
   EXPECT_EQ(io::read_jsonl(dir + "/study/pilot.jsonl").size(), 2u);
   const auto r = run_ropelab("pilot --jobs 2 --config " + dir + "/study.toml --dry-run");
   EXPECT_NE(r.output.find("train --resume " + dir + "/study/theta-1e4"), std::string::npos) << r.output;
