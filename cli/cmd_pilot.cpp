@@ -63,9 +63,11 @@ struct Lane {
   size_t next_stage = 0;  // index into kThetaStages of the stage to plan next
   pid_t pid = 0;          // the running stage's process, 0 when none
   study::Step step;       // the running stage
+  std::string log;        // its output file when stages run side by side, else ""
   std::chrono::steady_clock::time_point t0;
 };
 const char* const kThetaStages[] = {"train", "gamma", "niah", "kv"};
+constexpr size_t kNThetaStages = sizeof kThetaStages / sizeof kThetaStages[0];
 
 // The last line a stage wrote to its log (progress bars end in \r, not \n).
 std::string last_line(const std::string& log) {
@@ -76,10 +78,11 @@ std::string last_line(const std::string& log) {
   std::string tail(size_t(size - from), '\0');
   in.seekg(from);
   in.read(tail.data(), std::streamsize(tail.size()));
-  size_t end = tail.find_last_not_of("\r\n \t");
+  const size_t end = tail.find_last_not_of("\r\n \t");
   if (end == std::string::npos) return "";
-  const size_t begin = tail.find_last_of("\r\n", end);
-  std::string line = tail.substr(begin == std::string::npos ? 0 : begin + 1, end + 1 - (begin == std::string::npos ? 0 : begin + 1));
+  const size_t newline = tail.find_last_of("\r\n", end);
+  const size_t begin = newline == std::string::npos ? 0 : newline + 1;
+  std::string line = tail.substr(begin, end + 1 - begin);
   return line.size() > 120 ? line.substr(0, 117) + "..." : line;
 }
 
@@ -89,7 +92,7 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
   if (!out.empty()) s.out = out;
   check_keys(root, s);
   const std::string rerun = "re-run `ropelab pilot --config " + file + (out.empty() ? "" : " --out " + out) + "`";
-  const int total = static_cast<int>(s.thetas.size() * 4 + 1);
+  const int total = static_cast<int>(s.thetas.size() * kNThetaStages + 1);
   int n = 0;
   auto head = [&](const study::Step& step) {
     char h[96];
@@ -118,27 +121,32 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
   ChildGroup children;
   std::string interrupted_in;          // the first stage a signal stopped
   std::vector<std::string> failures;   // stages that failed; their lanes stop, the others go on
+  auto record_failure = [&](const std::string& what) {
+    failures.push_back(what);
+    std::cout << "pilot: " << what << "; the other θ go on" << std::endl;
+  };
   // Plans the lane's next stages, printing those already complete, and starts the first that is not.
   auto advance = [&](Lane& lane) {
-    for (; lane.next_stage < 4; ++lane.next_stage) {
+    for (; lane.next_stage < kNThetaStages; ++lane.next_stage) {
       auto step = study::plan_step(s, kThetaStages[lane.next_stage], lane.theta);
       if (!step.skipped.empty()) {
         std::cout << head(step) << "skipped, " << step.skipped << std::endl;
         continue;
       }
-      const std::string log = side_by_side ? study::run_dir(s, lane.theta) + "/" + step.stage + ".log" : "";
-      if (!log.empty()) {  // each attempt appends, under a line that says what runs
+      lane.log = side_by_side ? study::run_dir(s, lane.theta) + "/" + step.stage + ".log" : "";
+      if (!lane.log.empty()) {  // each attempt appends, under a line that says what runs
         io::make_dirs(study::run_dir(s, lane.theta));
         const std::time_t now = std::time(nullptr);
         char when[32];
         std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::localtime(&now));
-        std::ofstream(log, std::ios::app) << "== " << when << " " << shell_line(step.args) << "\n";
+        std::ofstream(lane.log, std::ios::app) << "== " << when << " " << shell_line(step.args) << "\n";
       }
-      std::cout << head(step) << shell_line(step.args) << (log.empty() ? "" : "  (output: " + log + ")") << std::endl;
+      std::cout << head(step) << shell_line(step.args) << (lane.log.empty() ? "" : "  (output: " + lane.log + ")")
+                << std::endl;
       if (!step.partial.empty()) std::filesystem::remove(step.partial);  // an interrupted attempt restarts
       lane.step = step;
       lane.t0 = std::chrono::steady_clock::now();
-      lane.pid = children.start(step.args, env, log);
+      lane.pid = children.start(step.args, env, lane.log);
       ++lane.next_stage;
       return;
     }
@@ -156,8 +164,7 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
       return false;
     }
     if (!succeeded(status)) {
-      failures.push_back(step.label + " " + step.stage + " " + describe(status) + " (" + shell_line(step.args) + ")");
-      std::cout << "pilot: " << failures.back() << "; the other θ go on" << std::endl;
+      record_failure(step.label + " " + step.stage + " " + describe(status) + " (" + shell_line(step.args) + ")");
       return false;
     }
     if (!step.partial.empty()) io::commit_atomic(step.partial, step.final);
@@ -175,9 +182,8 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
     try {
       what();
     } catch (const std::exception& e) {
-      failures.push_back("θ=" + study::theta_label(lane.theta) + ": " + e.what());
-      std::cout << "pilot: " << failures.back() << "; the other θ go on" << std::endl;
-      lane.next_stage = 4;
+      record_failure("θ=" + study::theta_label(lane.theta) + ": " + e.what());
+      lane.next_stage = kNThetaStages;
     }
   };
   for (;;) {
@@ -192,8 +198,7 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
     if (!waited) {
       for (const auto& lane : lanes)
         if (lane.pid > 0)
-          std::cout << "pilot: " << lane.step.label << " " << lane.step.stage << ": "
-                    << last_line(study::run_dir(s, lane.theta) + "/" + lane.step.stage + ".log") << std::endl;
+          std::cout << "pilot: " << lane.step.label << " " << lane.step.stage << ": " << last_line(lane.log) << std::endl;
       continue;
     }
     const auto ended = *waited;

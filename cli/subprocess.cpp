@@ -7,9 +7,9 @@
 
 #include <cerrno>
 #include <chrono>
-#include <thread>
 #include <csignal>
 #include <cstring>
+#include <thread>
 
 #include "common/error.h"
 
@@ -208,12 +208,6 @@ void ChildGroup::signal_all(int sig) {
   SignalsBlocked blocked;
   for (const auto& p : g_pids)
     if (p > 0) ::kill(static_cast<pid_t>(p), sig);
-}
-
-int run_self(const std::vector<std::string>& args) {
-  ChildGroup group;
-  group.start(args);
-  return group.wait_any().status;
 }
 
 bool succeeded(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }

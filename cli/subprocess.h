@@ -41,7 +41,6 @@ class ChildGroup {
   void signal_all(int sig);     // sends sig to every running child
 };
 
-int run_self(const std::vector<std::string>& args);  // one child in a group of one; returns its wait status
 bool succeeded(int status);                          // exited with status 0
 bool interrupted(int status);                        // stopped by SIGINT/SIGTERM (or exited 130 after one)
 int exit_code_of(int status);                        // the status as a shell would report it
