@@ -130,11 +130,8 @@ TEST(Distributed, ASignalToTheLauncherStopsEveryRankCleanly) {
                                             " --max-steps 100000 --checkpoints list:100000 --dist-timeout 20 --out " +
                                             dir + "/run",
                                         dir + "/launch.log");
-  const std::string metrics = dir + "/run/metrics.jsonl";
-  for (int i = 0; i < 600 && !(std::filesystem::exists(metrics) && io::read_jsonl(metrics).size() >= 3); ++i) ::usleep(100000);
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
+  test::wait_until([&] { return test::jsonl_records(dir + "/run/metrics.jsonl") >= 3; }, 60);
+  const int status = test::terminate_and_wait(pid);
   const std::string log = io::read_file(dir + "/launch.log");
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 130) << log;
   EXPECT_EQ(log.find("launch: rank"), std::string::npos) << log;

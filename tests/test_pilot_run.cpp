@@ -88,13 +88,8 @@ TEST(PilotRun, AnInterruptedStudyStopsTheStageCleanlyAndResumes) {
   write_endless_training_study(dir, "[1e4]");
   const std::string run = dir + "/study/theta-1e4";
   const pid_t pid = test::spawn_ropelab("pilot --config " + dir + "/study.toml", dir + "/pilot.log");
-  for (int i = 0; i < 600; ++i) {  // until training has logged some steps (at most a minute)
-    if (std::filesystem::exists(run + "/metrics.jsonl") && io::read_jsonl(run + "/metrics.jsonl").size() >= 5) break;
-    ::usleep(100000);
-  }
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
+  test::wait_until([&] { return test::jsonl_records(run + "/metrics.jsonl") >= 5; }, 60);  // some steps logged
+  const int status = test::terminate_and_wait(pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 2);
   const std::string log = io::read_file(dir + "/pilot.log");
@@ -113,24 +108,17 @@ TEST(PilotRun, ThetasRunSideBySideAndStopTogether) {
   const auto dir = test::scratch_dir();
   write_endless_training_study(dir, "[1e4, 1e6]");
   const pid_t pid = test::spawn_ropelab("pilot --jobs 2 --status-every 0.5 --config " + dir + "/study.toml", dir + "/pilot.log");
-  auto logged_steps = [&](const char* theta) {
-    const std::string m = dir + "/study/theta-" + theta + "/metrics.jsonl";
-    return std::filesystem::exists(m) ? io::read_jsonl(m).size() : size_t(0);
-  };
+  auto logged_steps = [&](const char* theta) { return test::jsonl_records(dir + "/study/theta-" + theta + "/metrics.jsonl"); };
   auto status_lines = [&] {  // the pilot's periodic lines showing θ=1e4's log
     const std::string log = std::filesystem::exists(dir + "/pilot.log") ? io::read_file(dir + "/pilot.log") : "";
     return log.find("pilot: θ=1e4 train: == ") != std::string::npos ||
            log.find("pilot: θ=1e4 train: model: ") != std::string::npos;
   };
-  for (int i = 0; i < 900; ++i) {  // until both trainings have logged some steps and a status line came (at most 90 s)
-    if (logged_steps("1e4") >= 5 && logged_steps("1e6") >= 5 && status_lines()) break;
-    ::usleep(100000);
-  }
+  // Until both trainings have logged some steps and a status line came.
+  test::wait_until([&] { return logged_steps("1e4") >= 5 && logged_steps("1e6") >= 5 && status_lines(); }, 90);
   ASSERT_GE(logged_steps("1e4"), 5u);
   ASSERT_GE(logged_steps("1e6"), 5u);  // the second θ runs while the first has not finished
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
+  const int status = test::terminate_and_wait(pid);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 2);
   const std::string log = io::read_file(dir + "/pilot.log");

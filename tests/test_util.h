@@ -3,6 +3,7 @@
 #pragma once
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,11 +12,13 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "common/error.h"
+#include "common/io.h"
 
 namespace ropelab::test {
 
@@ -97,6 +100,29 @@ inline pid_t spawn_ropelab(const std::string& args, const std::string& log,
     ::_exit(127);
   }
   return pid;
+}
+
+// Records in a JSON Lines file that may not exist yet (0 then).
+inline size_t jsonl_records(const std::string& path) {
+  return std::filesystem::exists(path) ? io::read_jsonl(path).size() : 0;
+}
+
+// Polls `ready` every 0.1 s for at most `seconds`; returns whether it came true.
+template <class Ready>
+bool wait_until(Ready ready, double seconds) {
+  for (int i = 0; i < int(seconds * 10); ++i) {
+    if (ready()) return true;
+    ::usleep(100000);
+  }
+  return ready();
+}
+
+// Sends SIGTERM to a spawned ropelab and waits for it; returns its wait status.
+inline int terminate_and_wait(pid_t pid) {
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return status;
 }
 
 }  // namespace ropelab::test
