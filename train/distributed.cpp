@@ -144,8 +144,6 @@ void DataParallel::attach(const std::vector<at::Tensor>& params, int64_t bucket_
 
 void DataParallel::overlap_next_backward() {
   armed_ = true;
-  started_in_backward_ = 0;
-  next_to_start_ = 0;
   start_order_.clear();
   for (auto& b : buckets_) {
     b.filled.assign(b.params.size(), false);
@@ -172,10 +170,9 @@ void DataParallel::on_gradient(size_t bucket, size_t slot, const at::Tensor& gra
   // them by order), so a full bucket starts only once every bucket before it
   // has: buckets go out in index order, as DDP's reducer sends them, even if
   // hooks complete in another order.
-  while (next_to_start_ < buckets_.size() && buckets_[next_to_start_].ready == buckets_[next_to_start_].params.size()) {
-    start_bucket(next_to_start_++);
-    ++started_in_backward_;
-  }
+  for (size_t next = start_order_.size(); next < buckets_.size() && buckets_[next].ready == buckets_[next].params.size();
+       ++next)
+    start_bucket(next);
 }
 
 void DataParallel::start_bucket(size_t bucket) {
@@ -186,8 +183,8 @@ void DataParallel::start_bucket(size_t bucket) {
 
 DataParallel::ReduceStats DataParallel::finish_gradients() {
   armed_ = false;
-  ReduceStats stats{static_cast<int>(buckets_.size()), started_in_backward_, {}};
-  for (size_t bi = next_to_start_; bi < buckets_.size(); ++bi) {
+  ReduceStats stats{static_cast<int>(buckets_.size()), static_cast<int>(start_order_.size()), {}};
+  for (size_t bi = start_order_.size(); bi < buckets_.size(); ++bi) {
     auto& b = buckets_[bi];
     // A parameter whose hook did not fire this step: its .grad as it stands (or zeros).
     for (size_t i = 0; i < b.params.size(); ++i)
@@ -198,7 +195,6 @@ DataParallel::ReduceStats DataParallel::finish_gradients() {
       }
     start_bucket(bi);
   }
-  next_to_start_ = buckets_.size();
   stats.start_order = start_order_;
   for (auto& b : buckets_) {
     collective("gradient all-reduce", [&] { b.wait(); });
@@ -220,7 +216,6 @@ std::vector<double> DataParallel::sum(const std::vector<double>& values) {
   const auto host = t[0].cpu();
   return std::vector<double>(host.data_ptr<double>(), host.data_ptr<double>() + host.numel());
 }
-
 
 void DataParallel::barrier() {
   collective("barrier", [&] { backend_->barrier(); });

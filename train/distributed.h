@@ -59,8 +59,8 @@ class DataParallel {
   struct Bucket;
   std::vector<Bucket> buckets_;
   bool armed_ = false;
-  size_t next_to_start_ = 0;  // buckets start in index order: those before it have
-  int started_in_backward_ = 0;
+  // Buckets started this step, in order. They start in index order, so
+  // bucket start_order_.size() is the next to go.
   std::vector<int> start_order_;
   DistEnv env_;
   at::Device device_;
