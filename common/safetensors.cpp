@@ -98,8 +98,7 @@ File read(const std::string& path) {
   const uint64_t data_start = 8 + n, data_size = file_size - data_start;
 
   File f;
-  std::vector<std::pair<uint64_t, uint64_t>> spans;
-  std::map<std::string, uint64_t> offsets;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> span_of;  // name -> [begin, end) in the data
   for (const auto& [name, e] : header.items()) {
     if (name == "__metadata__") {
       for (const auto& [k, v] : e.items()) f.metadata[k] = v.is_string() ? v.get<std::string>() : v.dump();
@@ -128,12 +127,13 @@ File read(const std::string& path) {
     if (end - begin != expect)
       throw fail("tensor \"" + name + "\" spans " + std::to_string(end - begin) + " bytes, its dtype and shape need " +
                  std::to_string(expect));
-    spans.push_back({begin, end});
-    offsets[name] = begin;  // the bytes are read once the layout is checked
+    span_of[name] = {begin, end};  // the bytes are read once the layout is checked
     f.tensors.emplace(name, std::move(t));
   }
   // The tensors must tile the data buffer: no overlaps, no holes, nothing after.
   // Checked before reading, so a corrupt header cannot make us allocate more than the file.
+  std::vector<std::pair<uint64_t, uint64_t>> spans;
+  for (const auto& [name, span] : span_of) spans.push_back(span);
   std::sort(spans.begin(), spans.end());
   uint64_t at = 0;
   for (const auto& [b, e] : spans) {
@@ -142,8 +142,8 @@ File read(const std::string& path) {
   }
   if (at != data_size) throw fail(std::to_string(data_size - at) + " bytes after the last tensor");
   for (auto& [name, t] : f.tensors) {
-    const uint64_t begin = offsets.at(name);
-    t.bytes.assign(size_t(byte_size(t.shape, dtype_size(t.dtype))), '\0');
+    const auto [begin, end] = span_of.at(name);
+    t.bytes.assign(size_t(end - begin), '\0');
     in.seekg(std::streamoff(data_start + begin));
     in.read(t.bytes.data(), std::streamsize(t.bytes.size()));
     if (!in) throw Error(path + ": read failed in tensor \"" + name + "\"");
