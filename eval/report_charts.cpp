@@ -25,6 +25,16 @@ std::optional<double> number_at(const json& j, std::initializer_list<const char*
   return std::isfinite(v) ? std::optional<double>(v) : std::nullopt;
 }
 
+std::string str_at(const json& r, const char* key, const std::string& otherwise) {
+  return r.contains(key) && r[key].is_string() ? r[key].get<std::string>() : otherwise;
+}
+
+std::string num_key(const std::optional<double>& v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.10g", v.value_or(NAN));
+  return buf;
+}
+
 namespace {
 
 constexpr int kWidth = 560, kHeight = 320;
@@ -85,16 +95,6 @@ json series_color(const Inputs& in, const json& rows, const std::string& title) 
 json step_or_null(const GammaRecord& g) { return g.step ? json(*g.step) : json(); }
 
 // ---- helpers of the NIAH, perplexity and KV charts
-
-std::string str_at(const json& r, const char* key) {
-  return r.contains(key) && r[key].is_string() ? r[key].get<std::string>() : "?";
-}
-
-std::string num_key(const std::optional<double>& v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.10g", v.value_or(NAN));
-  return buf;
-}
 
 bool several_models(const std::vector<ResultRecord>& recs) {
   return std::any_of(recs.begin(), recs.end(), [&](const ResultRecord& r) { return r.model != recs[0].model; });
@@ -380,59 +380,53 @@ std::optional<Chart> perplexity_vs_length_chart(const Inputs& in) {
     const json& j = r->record;
     const auto len = number_at(j, {"length"}), ppl = number_at(j, {"perplexity"});
     if (!(*len > 0 && *ppl > 0)) continue;  // not on log axes
-    rows.push_back({{"series", line_label(str_at(j, "method"), *r, several)}, {"model", r->model},
-                    {"method", str_at(j, "method")}, {"length", *len}, {"perplexity", *ppl},
+    rows.push_back({{"model", r->model}, {"method", str_at(j, "method")}, {"length", *len}, {"perplexity", *ppl},
                     {"nll", number_at(j, {"nll"}) ? json(*number_at(j, {"nll"})) : json()},
                     {"windows", number_at(j, {"windows"}) ? json(*number_at(j, {"windows"})) : json()}});
     if (const auto t = t_train(in, *r); t && *t > 0) T_trains.emplace(r->model, *t);
   }
   if (rows.empty()) return std::nullopt;
+  for (const auto& [model, t] : T_trains) rules.push_back({{"T_train", t}, {"rule", "T_train"}});
   const std::string caption =
       "perplexity of \"perplexity\" records (ropelab eval niah) vs length, log–log, one line per method" +
       std::string(several ? ", one panel per model" : "") + " (newest step)" +
       (T_trains.empty() ? "; no T_train in the records or run configs, so no rule."
                         : "; dashed rule at the training length T_train (the record's, else its run's "
                           "config model.T_train).");
-  const json x = axis("length", "evaluation length (tokens)", "log");
+  // A line per method (the same colour for a method in every panel), and a
+  // dashed rule at T_train on the same log x axis.
+  json curve = {{"mark", {{"type", "line"}, {"point", true}}},
+                {"encoding", {{"x", axis("length", "evaluation length (tokens)", "log")},
+                              {"y", axis("perplexity", "perplexity", "log")},
+                              {"color", nominal("method", "method")},
+                              {"tooltip", {nominal("method", "method"), axis("length", "length"),
+                                           axis("perplexity", "perplexity"), axis("nll", "NLL"),
+                                           axis("windows", "windows")}}}}};
+  json rule = {{"mark", {{"type", "rule"}, {"color", "#777"}, {"strokeDash", {4, 4}}}},
+               {"encoding", {{"x", axis("T_train", "evaluation length (tokens)", "log")},
+                             {"tooltip", {nominal("rule", "rule"), axis("T_train", "T_train")}}}}};
+  json spec = base_spec("Perplexity vs length");
   if (several) {
-    // One panel per model, a line per method (colours mean the same method in
-    // every panel): one data set, curves and T_train rules told apart by filters.
+    // One panel per model: one data set, curves and rules told apart by filters.
     json values = rows;
     for (const auto& [model, t] : T_trains) values.push_back({{"model", model}, {"T_train", t}, {"rule", "T_train"}});
-    json spec = base_spec("Perplexity vs length");
+    curve["transform"] = {{{"filter", "isValid(datum.perplexity)"}}};
+    rule["transform"] = {{{"filter", "isValid(datum.T_train)"}}};
     spec.erase("width"), spec.erase("height");
     spec["data"] = {{"values", values}};
     spec["facet"] = {{"field", "model"}, {"type", "nominal"}, {"title", "model"}};
     spec["columns"] = 2;
     spec["resolve"] = {{"scale", {{"y", "independent"}}}};
-    spec["spec"] = {
-        {"width", 360},
-        {"height", 220},
-        {"layer",
-         {{{"transform", {{{"filter", "isValid(datum.perplexity)"}}}},
-           {"mark", {{"type", "line"}, {"point", true}}},
-           {"encoding", {{"x", x}, {"y", axis("perplexity", "perplexity", "log")}, {"color", nominal("method", "method")},
-                         {"tooltip", {nominal("method", "method"), axis("length", "length"), axis("perplexity", "perplexity"),
-                                      axis("nll", "NLL"), axis("windows", "windows")}}}}},
-          {{"transform", {{{"filter", "isValid(datum.T_train)"}}}},
-           {"mark", {{"type", "rule"}, {"color", "#777"}, {"strokeDash", {4, 4}}}},
-           {"encoding", {{"x", axis("T_train", "evaluation length (tokens)", "log")},
-                         {"tooltip", {nominal("rule", "rule"), axis("T_train", "T_train")}}}}}}}};
-    return Chart{"perplexity-vs-length", "Perplexity vs evaluation length", caption, spec};
+    spec["spec"] = {{"width", 360}, {"height", 220}, {"layer", {curve, rule}}};
+  } else {
+    curve["data"] = {{"values", rows}};
+    spec["layer"] = {curve};
+    if (!rules.empty()) {
+      rule["data"] = {{"values", rules}};
+      rule["encoding"]["x"] = curve["encoding"]["x"];
+      spec["layer"].push_back(rule);
+    }
   }
-  for (const auto& [model, t] : T_trains) rules.push_back({{"T_train", t}, {"rule", std::string("T_train")}});
-  json spec = base_spec("Perplexity vs length");
-  spec["layer"] = {{{"data", {{"values", rows}}},
-                    {"mark", {{"type", "line"}, {"point", true}}},
-                    {"encoding", {{"x", x}, {"y", axis("perplexity", "perplexity", "log")},
-                                  {"color", nominal("series", "method")},
-                                  {"tooltip", {nominal("series", "method"), axis("length", "length"),
-                                               axis("perplexity", "perplexity"), axis("nll", "NLL"),
-                                               axis("windows", "windows")}}}}}};
-  if (!rules.empty())
-    spec["layer"].push_back({{"data", {{"values", rules}}},
-                             {"mark", {{"type", "rule"}, {"color", "#777"}, {"strokeDash", {4, 4}}}},
-                             {"encoding", {{"x", x}, {"tooltip", {nominal("rule", "rule"), axis("T_train", "T_train")}}}}});
   return Chart{"perplexity-vs-length", "Perplexity vs evaluation length", caption, spec};
 }
 

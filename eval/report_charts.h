@@ -67,5 +67,9 @@ inline std::vector<const ResultRecord*> newest_per(const std::vector<ResultRecor
 
 // A number at a JSON path, or nothing (missing, null, not a number, not finite).
 std::optional<double> number_at(const nlohmann::json& j, std::initializer_list<const char*> path);
+// The string at a top-level key, or `otherwise` (missing or not a string).
+std::string str_at(const nlohmann::json& r, const char* key, const std::string& otherwise = "?");
+// A number as a grouping key ("%.10g"; "nan" when absent).
+std::string num_key(const std::optional<double>& v);
 
 }  // namespace ropelab::report

@@ -23,9 +23,6 @@ std::string fmt(const std::optional<double>& v, const char* f = "%.4f") {
   return buf;
 }
 std::string step_cell(const std::optional<int64_t>& s) { return s ? std::to_string(*s) : "-"; }
-std::string str_at(const json& r, const char* key, const std::string& otherwise) {
-  return r.contains(key) && r[key].is_string() ? r[key].get<std::string>() : otherwise;
-}
 
 Table gamma_summary(const std::vector<SummaryRow>& rows) {
   Table t{"summary-table", "Summary",
@@ -66,7 +63,7 @@ Table niah_table(const Inputs& in) {
   // As in the heatmap: the newest record per cell (model, task, method, length, depth), then pooled over depths.
   const auto newest = newest_per(in.niah, [](const ResultRecord& k) {
     return k.model + "|" + str_at(k.record, "task", "passkey") + "|" + str_at(k.record, "method", "?") + "|" +
-           fmt(number_at(k.record, {"length"}), "%.10g") + "|" + fmt(number_at(k.record, {"depth"}), "%.10g");
+           num_key(number_at(k.record, {"length"})) + "|" + num_key(number_at(k.record, {"depth"}));
   });
   for (const ResultRecord* kp : newest) {
     const ResultRecord& k = *kp;
