@@ -423,7 +423,6 @@ std::optional<Chart> perplexity_vs_length_chart(const Inputs& in) {
     spec["layer"] = {curve};
     if (!rules.empty()) {
       rule["data"] = {{"values", rules}};
-      rule["encoding"]["x"] = curve["encoding"]["x"];
       spec["layer"].push_back(rule);
     }
   }

@@ -357,6 +357,7 @@ TEST_F(ReportTest, ChartDataComesFromTheRecords) {
   EXPECT_EQ(ppl.spec["layer"][0]["encoding"]["y"]["scale"]["type"], "log");
   ASSERT_EQ(ppl.spec["layer"].size(), 2u);
   EXPECT_EQ(ppl.spec["layer"][1]["data"]["values"], json::parse(R"([{"T_train":256.0,"rule":"T_train"}])"));
+  EXPECT_EQ(ppl.spec["layer"][1]["encoding"]["x"]["field"], "T_train");  // the field its data has
   // KV: 6 policy points (%), 2 df points labelled f, and measured + predicted mass for each;
   // retrieval on the compressed cache for the 6 policy points, with chance and full-cache rules.
   const json kv = chart("kv-quality").spec["vconcat"];
