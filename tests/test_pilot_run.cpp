@@ -79,6 +79,14 @@ TEST(PilotRun, RunsEveryStagePerThetaAndResumesWhatIsMissing) {
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("key \"niah.lenghts\": `ropelab eval niah` has no flag --lenghts"), std::string::npos) << r.output;
   EXPECT_FALSE(std::filesystem::exists(dir + "/typo"));
+
+  // --jobs and --status-every out of range are refused by name.
+  r = run_ropelab("pilot --jobs 0 --config " + dir + "/study.toml");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--jobs: Value 0 not in range 1 to 256"), std::string::npos) << r.output;
+  r = run_ropelab("pilot --jobs 2 --status-every 0 --config " + dir + "/study.toml");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--status-every: Value 0 not in range"), std::string::npos) << r.output;
 }
 
 // SIGTERM to the pilot reaches the running stage: training saves a checkpoint
