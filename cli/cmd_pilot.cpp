@@ -1,8 +1,9 @@
 // `ropelab pilot --config STUDY.toml`: runs a whole study as ordinary ropelab
 // commands (study/pilot.h plans them), each in its own process, printing each
 // command so any stage can be reproduced by hand. Re-running continues where
-// an interrupted study stopped. `--jobs N` runs N θ side by side (a CPU's
-// cores, or small models sharing a GPU); the report waits for all of them.
+// an interrupted study stopped. `--jobs N` runs N runs (θ, or θ × seed) side
+// by side (a CPU's cores, or small models sharing a GPU); the report waits
+// for all of them.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -57,9 +58,10 @@ std::string shell_line(const std::vector<std::string>& args) {
   return line;
 }
 
-// One θ's stages, run in order; with --jobs N up to N lanes run side by side.
+// One run's stages (a θ, or a θ and seed), in order; with --jobs N up to N
+// lanes run side by side.
 struct Lane {
-  double theta = 0;
+  study::Member member;
   size_t next_stage = 0;  // index into kThetaStages of the stage to plan next
   pid_t pid = 0;          // the running stage's process, 0 when none
   study::Step step;       // the running stage
@@ -92,7 +94,8 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
   if (!out.empty()) s.out = out;
   check_keys(root, s);
   const std::string rerun = "re-run `ropelab pilot --config " + file + (out.empty() ? "" : " --out " + out) + "`";
-  const int total = static_cast<int>(s.thetas.size() * kNThetaStages + 1);
+  const auto members = study::members(s);
+  const int total = static_cast<int>(members.size() * kNThetaStages + 1);
   int n = 0;
   auto head = [&](const study::Step& step) {
     char h[96];
@@ -100,20 +103,20 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
     return std::string(h);
   };
   if (dry_run) {
-    for (double theta : s.thetas)
+    for (const auto& m : members)
       for (const char* stage : kThetaStages) {
-        const auto step = study::plan_step(s, stage, theta);
+        const auto step = study::plan_step(s, stage, m);
         std::cout << head(step) << (step.skipped.empty() ? shell_line(step.args) : "skipped, " + step.skipped) << std::endl;
       }
-    const auto report = study::plan_step(s, "report", 0);
+    const auto report = study::plan_step(s, "report", {});
     std::cout << head(report) << (report.skipped.empty() ? shell_line(report.args) : "skipped, " + report.skipped) << std::endl;
     return;
   }
   io::make_dirs(s.out);
   const std::string log_path = s.out + "/pilot.jsonl";
   // Side by side, each stage writes to its own log and the threads are shared out.
-  const bool side_by_side = jobs > 1 && s.thetas.size() > 1;
-  const unsigned lanes_at_once = unsigned(std::min<size_t>(size_t(jobs), s.thetas.size()));
+  const bool side_by_side = jobs > 1 && members.size() > 1;
+  const unsigned lanes_at_once = unsigned(std::min<size_t>(size_t(jobs), members.size()));
   std::map<std::string, std::string> env;
   if (side_by_side && std::getenv("OMP_NUM_THREADS") == nullptr)
     env["OMP_NUM_THREADS"] = std::to_string(std::max(1u, std::thread::hardware_concurrency() / lanes_at_once));
@@ -123,19 +126,19 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
   std::vector<std::string> failures;   // stages that failed; their lanes stop, the others go on
   auto record_failure = [&](const std::string& what) {
     failures.push_back(what);
-    std::cout << "pilot: " << what << "; the other θ go on" << std::endl;
+    std::cout << "pilot: " << what << "; the other runs go on" << std::endl;
   };
   // Plans the lane's next stages, printing those already complete, and starts the first that is not.
   auto advance = [&](Lane& lane) {
     for (; lane.next_stage < kNThetaStages; ++lane.next_stage) {
-      auto step = study::plan_step(s, kThetaStages[lane.next_stage], lane.theta);
+      auto step = study::plan_step(s, kThetaStages[lane.next_stage], lane.member);
       if (!step.skipped.empty()) {
         std::cout << head(step) << "skipped, " << step.skipped << std::endl;
         continue;
       }
-      lane.log = side_by_side ? study::run_dir(s, lane.theta) + "/" + step.stage + ".log" : "";
+      lane.log = side_by_side ? study::run_dir(s, lane.member) + "/" + step.stage + ".log" : "";
       if (!lane.log.empty()) {  // each attempt appends, under a line that says what runs
-        io::make_dirs(study::run_dir(s, lane.theta));
+        io::make_dirs(study::run_dir(s, lane.member));
         const std::time_t now = std::time(nullptr);
         char when[32];
         std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", std::localtime(&now));
@@ -156,9 +159,12 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
     const auto& step = lane.step;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - lane.t0).count();
     lane.pid = 0;
-    io::append_jsonl(log_path, {{"kind", "pilot_stage"}, {"study", s.name}, {"stage", step.stage},
-                                {"theta", step.stage == "report" ? 0.0 : lane.theta}, {"command", shell_line(step.args)},
-                                {"seconds", secs}, {"exit_code", exit_code_of(status)}, {"time", std::time(nullptr)}});
+    nlohmann::json record = {{"kind", "pilot_stage"}, {"study", s.name}, {"stage", step.stage},
+                             {"theta", step.stage == "report" ? 0.0 : lane.member.theta},
+                             {"command", shell_line(step.args)}, {"seconds", secs},
+                             {"exit_code", exit_code_of(status)}, {"time", std::time(nullptr)}};
+    if (step.stage != "report" && lane.member.seed) record["seed"] = *lane.member.seed;
+    io::append_jsonl(log_path, record);
     if (interrupted(status)) {  // SIGINT/SIGTERM: training saved a checkpoint; a .partial eval is redone
       if (interrupted_in.empty()) interrupted_in = step.label + " " + step.stage;
       return false;
@@ -172,17 +178,17 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
     return true;
   };
 
-  std::vector<Lane> lanes(s.thetas.size());
-  for (size_t i = 0; i < lanes.size(); ++i) lanes[i].theta = s.thetas[i];
+  std::vector<Lane> lanes(members.size());
+  for (size_t i = 0; i < lanes.size(); ++i) lanes[i].member = members[i];
   size_t next_lane = 0;
   auto stopping = [&] { return children.signal_received() != 0 || !interrupted_in.empty(); };
   // An error of the pilot's own (a result file it cannot read or rename)
-  // stops that θ like a failed stage; the others go on.
+  // stops that run like a failed stage; the others go on.
   auto guarded = [&](Lane& lane, auto&& what) {
     try {
       what();
     } catch (const std::exception& e) {
-      record_failure("θ=" + study::theta_label(lane.theta) + ": " + e.what());
+      record_failure(study::member_label(lane.member) + ": " + e.what());
       lane.next_stage = kNThetaStages;
     }
   };
@@ -219,7 +225,7 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
     throw Error("pilot: " + all + "; fix the cause and " + rerun + " to continue from there");
   }
   Lane report;
-  auto step = study::plan_step(s, "report", 0);
+  auto step = study::plan_step(s, "report", {});
   if (!step.skipped.empty()) {
     std::cout << head(step) << "skipped, " << step.skipped << std::endl;
   } else {
@@ -249,7 +255,7 @@ void add_pilot_command(CLI::App& root) {
   cmd->add_option("--config", *file, "study file (TOML; see recipes/pilot-*.toml)")->required();
   cmd->add_option("--out", *out, "study directory (overrides the file's `out`)");
   cmd->add_option("--jobs", *jobs,
-                  "θ run side by side (each stage's output then goes to RUN/STAGE.log, and the threads are "
+                  "runs (θ, or θ × seed) side by side (each stage's output then goes to RUN/STAGE.log, and the threads are "
                   "shared out unless OMP_NUM_THREADS is set)")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();

@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "eval/report_charts.h"
+#include "study/pilot.h"
 
 namespace ropelab::report {
 namespace {
@@ -23,6 +24,8 @@ std::string fmt(const std::optional<double>& v, const char* f = "%.4f") {
   return buf;
 }
 std::string step_cell(const std::optional<int64_t>& s) { return s ? std::to_string(*s) : "-"; }
+// θ as in run directory names: 1e4, 2.5e5, 500.
+std::string theta_cell(double theta) { return theta > 0 && std::isfinite(theta) ? study::theta_label(theta) : fmt(theta, "%g"); }
 
 Table gamma_summary(const std::vector<SummaryRow>& rows) {
   Table t{"summary-table", "Summary",
@@ -38,6 +41,34 @@ Table gamma_summary(const std::vector<SummaryRow>& rows) {
                       r.ci95_lo && r.ci95_hi ? "[" + fmt(r.ci95_lo) + ", " + fmt(r.ci95_hi) + "]" : "-", fmt(r.R2),
                       fmt(r.gamma_pade), r.relative_error ? fmt(*r.relative_error * 100, "%.1f") + "%" : "-",
                       fmt(r.uniform_baseline)});
+  return t;
+}
+
+// Runs measured at the same θ and T_eval (a study with `seeds`): the spread
+// of their final γ over training seeds, which a difference between θ must
+// exceed before it means anything.
+Table seed_spread_table(const std::vector<SummaryRow>& rows) {
+  Table t{"seed-spread-table", "γ across runs at the same θ",
+          "Final-checkpoint γ of the runs that share a θ and T_eval (a study with `seeds`): mean, sample standard "
+          "deviation and range over the runs, beside γ_Padé. θ measured in one run only are not listed.",
+          {"θ", "T_eval", "runs", "γ mean", "γ sd", "γ range", "γ_Padé"},
+          {true, true, true, true, true, true, true},
+          {},
+          ""};
+  std::map<std::pair<double, double>, std::vector<const SummaryRow*>> by_theta;  // (θ, T_eval) → runs
+  for (const auto& r : rows)
+    if (r.step && r.theta && r.T_eval && r.gamma) by_theta[{*r.theta, *r.T_eval}].push_back(&r);
+  for (const auto& [key, runs] : by_theta) {
+    if (runs.size() < 2) continue;
+    const double n = double(runs.size());
+    double sum = 0, lo = INFINITY, hi = -INFINITY;
+    for (const auto* r : runs) sum += *r->gamma, lo = std::min(lo, *r->gamma), hi = std::max(hi, *r->gamma);
+    const double mean = sum / n;
+    double ss = 0;
+    for (const auto* r : runs) ss += (*r->gamma - mean) * (*r->gamma - mean);
+    t.rows.push_back({theta_cell(key.first), fmt(key.second, "%g"), std::to_string(runs.size()), fmt(mean),
+                      fmt(std::sqrt(ss / (n - 1))), "[" + fmt(lo) + ", " + fmt(hi) + "]", fmt(runs[0]->gamma_pade)});
+  }
   return t;
 }
 
@@ -174,18 +205,17 @@ Table kv_budget_table(const Inputs& in) {
 // (an interrupted and resumed stage has a row per attempt).
 Table stages_table(const Inputs& in) {
   Table t{"stages-table", "Study stages", "Each stage `ropelab pilot` ran, in the order they ended (OUT/pilot.jsonl has the commands).",
-          {"θ", "stage", "wall time", "exit code"}, {true, false, true, true}, {}, ""};
+          {"run", "stage", "wall time", "exit code"}, {true, false, true, true}, {}, ""};
   for (const auto& k : in.stages) {
     const json& r = k.record;
     const double secs = *number_at(r, {"seconds"});
     char wall[32];
     std::snprintf(wall, sizeof wall, "%d min %02d s", int(secs) / 60, int(secs) % 60);
     const auto theta = number_at(r, {"theta"});
-    std::string th = fmt(theta, "%g");  // 1e+06 → 1e6, as in run directory names
-    for (const char* plus : {"e+0", "e+"})
-      if (const auto at = th.find(plus); at != std::string::npos) th.replace(at, std::string(plus).size(), "e");
-    t.rows.push_back({r["stage"] == "report" || !theta ? "-" : th, r["stage"].get<std::string>(), wall,
-                      fmt(number_at(r, {"exit_code"}), "%g")});
+    const auto seed = number_at(r, {"seed"});
+    std::string run = r["stage"] == "report" || !theta ? "-" : theta_cell(*theta);
+    if (run != "-" && seed) run += " seed " + fmt(seed, "%.0f");
+    t.rows.push_back({run, r["stage"].get<std::string>(), wall, fmt(number_at(r, {"exit_code"}), "%g")});
   }
   return t;
 }
@@ -193,7 +223,7 @@ Table stages_table(const Inputs& in) {
 }  // namespace
 
 std::vector<Table> build_tables(const Inputs& in, const std::vector<SummaryRow>& summary) {
-  return {gamma_summary(summary), niah_table(in), kv_retrieval_table(in), df_table(in), kv_budget_table(in),
+  return {gamma_summary(summary), seed_spread_table(summary), niah_table(in), kv_retrieval_table(in), df_table(in), kv_budget_table(in),
           stages_table(in)};
 }
 

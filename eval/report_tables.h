@@ -1,5 +1,5 @@
 // The report's tables (summary.md and report.html show the same ones): the
-// γ summary, NIAH per method and length, KV retrieval per policy and budget,
+// γ summary, γ's spread over runs at the same θ, NIAH per method and length, KV retrieval per policy and budget,
 // the D_f windows against their predicted mass, the KV budgets within ε, and
 // a study's stages.
 // Each is plain cells, built from the collected records. Plain C++ (no torch).

@@ -30,6 +30,14 @@ const std::vector<std::string>& reserved_flags(const std::string& stage) {
   return reserved.at(stage);
 }
 
+namespace {
+bool has_flag(const Study& s, const std::string& stage, const std::string& key) {
+  const auto it = s.flags.find(stage);
+  if (it == s.flags.end()) return false;
+  return std::any_of(it->second.begin(), it->second.end(), [&](const auto& kv) { return kv.first == key; });
+}
+}  // namespace
+
 Study load_study(const std::string& path) {
   Study s;
   s.file = path;
@@ -62,8 +70,14 @@ Study load_study(const std::string& path) {
           if (used != v.size() || !(t > 0) || !std::isfinite(t)) throw bad("thetas", "\"" + v + "\" is not a θ > 0");
           s.thetas.push_back(t);
         }
+      } else if (it.name == "seeds") {
+        for (const auto& v : it.inputs) {
+          const bool digits = !v.empty() && v.size() <= 19 && v.find_first_not_of("0123456789") == std::string::npos;
+          if (!digits) throw bad("seeds", "\"" + v + "\" is not a seed (an integer >= 0)");
+          s.seeds.push_back(std::stoull(v));
+        }
       } else {
-        throw bad(it.name, "unknown top-level key (study, out, train-recipe, thetas; stage flags go in [" +
+        throw bad(it.name, "unknown top-level key (study, out, train-recipe, thetas, seeds; stage flags go in [" +
                                std::string("train], [gamma], [niah], [kv] or [report])"));
       }
       continue;
@@ -90,6 +104,11 @@ Study load_study(const std::string& path) {
   std::set<std::string> labels;
   for (double t : s.thetas)
     if (!labels.insert(theta_label(t)).second) throw bad("thetas", theta_label(t) + " is listed twice");
+  std::set<uint64_t> seen;
+  for (uint64_t seed : s.seeds)
+    if (!seen.insert(seed).second) throw bad("seeds", std::to_string(seed) + " is listed twice");
+  if (!s.seeds.empty() && has_flag(s, "train", "seed"))
+    throw bad("train.seed", "conflicts with the top-level `seeds` list, which gives each run its seed");
   return s;
 }
 
@@ -111,7 +130,22 @@ std::string theta_label(double theta) {
   return buf;
 }
 
-std::string run_dir(const Study& s, double theta) { return s.out + "/theta-" + theta_label(theta); }
+std::vector<Member> members(const Study& s) {
+  std::vector<Member> all;
+  for (double theta : s.thetas) {
+    if (s.seeds.empty()) all.push_back({theta, std::nullopt});
+    for (uint64_t seed : s.seeds) all.push_back({theta, seed});
+  }
+  return all;
+}
+
+std::string member_label(const Member& m) {
+  return "θ=" + theta_label(m.theta) + (m.seed ? " seed=" + std::to_string(*m.seed) : "");
+}
+
+std::string run_dir(const Study& s, const Member& m) {
+  return s.out + "/theta-" + theta_label(m.theta) + (m.seed ? "-seed-" + std::to_string(*m.seed) : "");
+}
 
 namespace {
 
@@ -144,18 +178,12 @@ void append_flags(const Study& s, const std::string& stage, std::vector<std::str
   for (const auto& [k, v] : it->second) args.push_back("--" + k + "=" + v);
 }
 
-bool has_flag(const Study& s, const std::string& stage, const std::string& key) {
-  const auto it = s.flags.find(stage);
-  if (it == s.flags.end()) return false;
-  return std::any_of(it->second.begin(), it->second.end(), [&](const auto& kv) { return kv.first == key; });
-}
-
 }  // namespace
 
-Step plan_step(const Study& s, const std::string& stage, double theta) {
+Step plan_step(const Study& s, const std::string& stage, const Member& m) {
   Step st;
   st.stage = stage;
-  st.label = stage == "report" ? "study" : "θ=" + theta_label(theta);
+  st.label = stage == "report" ? "study" : member_label(m);
   const auto skip = s.skip.find(stage);
   if (skip != s.skip.end() && skip->second) {
     st.skipped = "skip = true in the study file";
@@ -167,7 +195,7 @@ Step plan_step(const Study& s, const std::string& stage, double theta) {
     st.args.insert(st.args.end(), {"--out", s.out + "/report"});
     return st;
   }
-  const std::string dir = run_dir(s, theta);
+  const std::string dir = run_dir(s, m);
   const RunState run = run_state(dir);
   const std::string final_ckpt = run.last_file.empty() ? "<final checkpoint of " + dir + ">" : run.last_file;
 
@@ -177,7 +205,8 @@ Step plan_step(const Study& s, const std::string& stage, double theta) {
     } else if (run.max_steps > 0) {
       st.args = {"train", "--resume", dir};
     } else {
-      st.args = {"train", "--config", s.train_recipe, "--rope-theta=" + theta_label(theta)};
+      st.args = {"train", "--config", s.train_recipe, "--rope-theta=" + theta_label(m.theta)};
+      if (m.seed) st.args.push_back("--seed=" + std::to_string(*m.seed));
       append_flags(s, stage, st.args);
       st.args.insert(st.args.end(), {"--out", dir});
     }

@@ -6,6 +6,7 @@
 //   out = "runs/pilot-theta"              # study directory
 //   train-recipe = "recipes/pilot-model.toml"
 //   thetas = [1e4, 1e5, 1e6]              # only θ differs between the runs
+//   seeds = [1, 2, 3]                     # optional: each θ trained once per seed
 //   [train]   extra `ropelab train` flags (override the recipe)
 //   [gamma]   `ropelab eval gamma` flags      (the pilot sets --run, --out)
 //   [niah]    `ropelab eval niah` flags       (the pilot sets --ckpt, --out)
@@ -16,13 +17,15 @@
 // array becomes one comma list, or repeated flags for options that collect
 // several values (ropelab pilot decides, knowing each flag).
 //
-// For each θ, in OUT/theta-<θ>/: train (new, resumed, or skipped when the
+// For each θ (and seed), in OUT/theta-<θ>/ (OUT/theta-<θ>-seed-<s>/): train (new, resumed, or skipped when the
 // manifest reaches max_steps) -> gamma over every checkpoint (skipped when
 // each has a record) -> niah and kv on the final checkpoint (written to
 // NAME.jsonl.partial, renamed when complete; skipped when NAME.jsonl exists)
 // -> then one report over the study. Plain C++ (no torch).
 #pragma once
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +35,7 @@ struct Study {
   std::string file;                 // where it was read from (for messages)
   std::string name, out, train_recipe;
   std::vector<double> thetas;
+  std::vector<uint64_t> seeds;      // empty: one run per θ at the recipe's seed
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> flags;  // section -> (key, value)
   std::map<std::string, bool> skip;                                                // section -> skip
 };
@@ -46,17 +50,26 @@ Study load_study(const std::string& path);
 
 // "1e4", "2.5e5", "500": θ as it appears in run directory names.
 std::string theta_label(double theta);
-std::string run_dir(const Study& s, double theta);
+
+// One training run of a study: a θ, and a seed when the file lists seeds.
+struct Member {
+  double theta = 0;
+  std::optional<uint64_t> seed;
+};
+// Every run of the study, θ-major (a θ's seeds together), in the file's order.
+std::vector<Member> members(const Study& s);
+std::string member_label(const Member& m);             // "θ=1e4" or "θ=1e4 seed=7"
+std::string run_dir(const Study& s, const Member& m);  // OUT/theta-1e4 or OUT/theta-1e4-seed-7
 
 // One stage's next action, decided from what is on disk now.
 struct Step {
   std::string stage;               // train | gamma | niah | kv | report
-  std::string label;               // "θ=1e4" or "study"
+  std::string label;               // member_label, or "study"
   std::vector<std::string> args;   // ropelab's arguments (empty when skipped)
   std::string skipped;             // why nothing needs doing ("" = run it)
   std::string partial, final;      // niah/kv: write `partial`, rename to `final` on success
 };
-// theta is ignored for the report stage.
-Step plan_step(const Study& s, const std::string& stage, double theta);
+// The member is ignored for the report stage.
+Step plan_step(const Study& s, const std::string& stage, const Member& m);
 
 }  // namespace ropelab::study

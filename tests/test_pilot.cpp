@@ -65,36 +65,71 @@ TEST(Pilot, StagesFollowWhatIsOnDisk) {
   const auto dir = scratch_dir();
   const auto s = study::load_study(study_file(dir, "[train]\nmax-steps = 8\n[niah]\nlengths = \"1x\"\n"));
   const std::string run = dir + "/out/theta-1e4";
-  EXPECT_EQ(study::run_dir(s, 1e4), run);
+  EXPECT_EQ(study::run_dir(s, {1e4}), run);
 
   // Nothing yet: a new run, with the θ and the study's flags after the recipe.
-  auto st = study::plan_step(s, "train", 1e4);
+  auto st = study::plan_step(s, "train", {1e4});
   EXPECT_EQ(st.args, (std::vector<std::string>{"train", "--config", kRecipe, "--rope-theta=1e4", "--max-steps=8", "--out", run}));
 
   fake_run(run, 8, {0, 4});  // interrupted at step 4
-  EXPECT_EQ(study::plan_step(s, "train", 1e4).args, (std::vector<std::string>{"train", "--resume", run}));
+  EXPECT_EQ(study::plan_step(s, "train", {1e4}).args, (std::vector<std::string>{"train", "--resume", run}));
   fake_run(run, 8, {0, 4, 8});
-  EXPECT_NE(study::plan_step(s, "train", 1e4).skipped.find("complete (step 8 of 8)"), std::string::npos);
+  EXPECT_NE(study::plan_step(s, "train", {1e4}).skipped.find("complete (step 8 of 8)"), std::string::npos);
 
   // γ: runs until every checkpoint has a record.
   io::append_jsonl(run + "/gamma.jsonl", {{"step", 0}});
   io::append_jsonl(run + "/gamma.jsonl", {{"step", 4}});
-  EXPECT_EQ(study::plan_step(s, "gamma", 1e4).args,
+  EXPECT_EQ(study::plan_step(s, "gamma", {1e4}).args,
             (std::vector<std::string>{"eval", "gamma", "--run", run, "--out", run + "/gamma.jsonl"}));
   io::append_jsonl(run + "/gamma.jsonl", {{"step", 8}});
-  EXPECT_NE(study::plan_step(s, "gamma", 1e4).skipped.find("3 checkpoints measured"), std::string::npos);
+  EXPECT_NE(study::plan_step(s, "gamma", {1e4}).skipped.find("3 checkpoints measured"), std::string::npos);
 
   // NIAH and KV: the final checkpoint, into a .partial file renamed when complete.
-  st = study::plan_step(s, "niah", 1e4);
+  st = study::plan_step(s, "niah", {1e4});
   EXPECT_EQ(st.args, (std::vector<std::string>{"eval", "niah", "--ckpt", run + "/checkpoints/step_8.pt", "--lengths=1x",
                                                "--out", run + "/niah.jsonl.partial"}));
   EXPECT_EQ(st.final, run + "/niah.jsonl");
-  st = study::plan_step(s, "kv", 1e4);
+  st = study::plan_step(s, "kv", {1e4});
   EXPECT_EQ(st.args, (std::vector<std::string>{"eval", "kv", "--ckpt", run + "/checkpoints/step_8.pt", "--gamma-from",
                                                run + "/gamma.jsonl", "--out", run + "/kv.jsonl.partial"}));
   write_text(run + "/niah.jsonl", "{}\n");
-  EXPECT_NE(study::plan_step(s, "niah", 1e4).skipped.find("exists"), std::string::npos);
+  EXPECT_NE(study::plan_step(s, "niah", {1e4}).skipped.find("exists"), std::string::npos);
 
-  EXPECT_EQ(study::plan_step(s, "report", 0).args,
+  EXPECT_EQ(study::plan_step(s, "report", {}).args,
             (std::vector<std::string>{"report", dir + "/out", "--out", dir + "/out/report"}));
+}
+
+// `seeds = [...]`: every θ once per seed, in its own run directory, with
+// `--seed` on its train command; the checks name the key.
+TEST(Pilot, SeedsMakeOneRunPerThetaAndSeed) {
+  const auto dir = scratch_dir();
+  const auto s = study::load_study(study_file(dir, "seeds = [7, 3]\n[train]\nmax-steps = 8\n"));
+  EXPECT_EQ(s.seeds, (std::vector<uint64_t>{7, 3}));
+  const auto runs = study::members(s);
+  ASSERT_EQ(runs.size(), 4u);  // θ-major: 1e4 seed 7, 1e4 seed 3, 2.5e5 seed 7, 2.5e5 seed 3
+  EXPECT_EQ(runs[1].theta, 1e4);
+  EXPECT_EQ(runs[1].seed, std::optional<uint64_t>(3));
+  EXPECT_EQ(runs[2].theta, 2.5e5);
+  EXPECT_EQ(study::member_label(runs[2]), "θ=2.5e5 seed=7");
+  const std::string run = dir + "/out/theta-2.5e5-seed-7";
+  EXPECT_EQ(study::run_dir(s, runs[2]), run);
+  const auto st = study::plan_step(s, "train", runs[2]);
+  EXPECT_EQ(st.args, (std::vector<std::string>{"train", "--config", kRecipe, "--rope-theta=2.5e5", "--seed=7",
+                                               "--max-steps=8", "--out", run}));
+  EXPECT_EQ(st.label, "θ=2.5e5 seed=7");
+  EXPECT_EQ(study::plan_step(s, "gamma", runs[2]).args,
+            (std::vector<std::string>{"eval", "gamma", "--run", run, "--out", run + "/gamma.jsonl"}));
+
+  // Without seeds: one run per θ, named as before, at the recipe's seed.
+  const auto plain = study::load_study(study_file(dir, ""));
+  ASSERT_EQ(study::members(plain).size(), 2u);
+  EXPECT_FALSE(study::members(plain)[0].seed.has_value());
+  EXPECT_EQ(study::run_dir(plain, study::members(plain)[0]), dir + "/out/theta-1e4");
+
+  auto err = [&](const std::string& extra) { return error_of([&] { study::load_study(study_file(dir, extra)); }); };
+  EXPECT_NE(err("seeds = [1, 1]\n").find("key \"seeds\": 1 is listed twice"), std::string::npos);
+  EXPECT_NE(err("seeds = [-1]\n").find("key \"seeds\": \"-1\" is not a seed"), std::string::npos);
+  EXPECT_NE(err("seeds = [1.5]\n").find("\"1.5\" is not a seed"), std::string::npos);
+  EXPECT_NE(err("seeds = [1]\n[train]\nseed = 2\n").find("key \"train.seed\": conflicts with the top-level `seeds`"),
+            std::string::npos);
 }

@@ -176,3 +176,31 @@ TEST(PilotRun, AFailedThetaStopsOnlyItselfAndNoReportIsMade) {
   EXPECT_EQ(train::read_manifest(dir + "/study/theta-1e4").back().step, 4);
   EXPECT_FALSE(std::filesystem::exists(dir + "/study/report"));
 }
+
+// `seeds = [1, 2]`: one θ trained twice, side by side, each run with its own
+// seed (different initial weights, so a different first loss) in its own
+// directory; the stage log names the seed.
+TEST(PilotRun, EachSeedTrainsItsOwnRun) {
+  const auto dir = test::scratch_dir();
+  const auto data = test::tiny_data(dir);
+  test::write_text(dir + "/tiny.toml", "data-dir = \"" + data + "\"\nd-model = 32\nn-layers = 2\nn-heads = 2\nT-train = 32\n"
+                   "max-steps = 2\nbatch-size = 2\ncheckpoints = \"list:2\"\neval-every = 2\neval-batches = 1\n"
+                   "log-every = 1\nthreads = 1\n");
+  test::write_text(dir + "/study.toml", "study = \"seeds\"\nout = \"" + dir + "/study\"\ntrain-recipe = \"" + dir +
+                                            "/tiny.toml\"\nthetas = [1e4]\nseeds = [1, 2]\n[gamma]\nskip = true\n"
+                                            "[niah]\nskip = true\n[kv]\nskip = true\n[report]\nskip = true\n");
+  const auto r = run_ropelab("pilot --jobs 2 --config " + dir + "/study.toml");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  double first_loss[2] = {0, 0};
+  for (int seed : {1, 2}) {
+    const std::string run = dir + "/study/theta-1e4-seed-" + std::to_string(seed);
+    EXPECT_EQ(io::read_json(run + "/config.json")["seed"], seed) << r.output;
+    EXPECT_EQ(train::read_manifest(run).back().step, 2);
+    first_loss[seed - 1] = io::read_jsonl(run + "/metrics.jsonl").at(0).at("loss").get<double>();
+    EXPECT_NE(r.output.find("θ=1e4 seed=" + std::to_string(seed) + " train done"), std::string::npos) << r.output;
+  }
+  EXPECT_NE(first_loss[0], first_loss[1]);
+  const auto stages = io::read_jsonl(dir + "/study/pilot.jsonl");
+  ASSERT_EQ(stages.size(), 2u);
+  EXPECT_EQ(stages[0]["seed"].get<int>() + stages[1]["seed"].get<int>(), 3);
+}

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -405,6 +406,7 @@ TEST_F(ReportTest, TablesPoolAndPlaceTheRecords) {
     add({{"kind", "kv_summary"}, {"step", 50}, {"policy", policy}, {"smallest_ratio_within_epsilon", 0.5}, {"epsilon", 0.01}});
   add({{"kind", "kv_summary"}, {"step", 50}, {"policy", "keynorm"}, {"smallest_ratio_within_epsilon", nullptr}, {"epsilon", 0.01}});
   s += R"({"kind":"pilot_stage","stage":"train","theta":1000000.0,"seconds":3725.4,"exit_code":0})" "\n";
+  s += R"({"kind":"pilot_stage","stage":"niah","theta":100.0,"seed":7,"seconds":61,"exit_code":0})" "\n";
   ropelab::io::write_atomic(file, s);
 
   const auto in = report::collect_inputs({file});
@@ -437,13 +439,39 @@ TEST_F(ReportTest, TablesPoolAndPlaceTheRecords) {
   EXPECT_EQ(budgets.rows[1], (std::vector<std::string>{"ropelab:m", "50", "keynorm", "none", "0.01"}));  // none within ε
 
   const auto stages = table("stages-table");
-  ASSERT_EQ(stages.rows.size(), 1u);
+  ASSERT_EQ(stages.rows.size(), 2u);
   EXPECT_EQ(stages.rows[0], (std::vector<std::string>{"1e6", "train", "62 min 05 s", "0"}));
+  EXPECT_EQ(stages.rows[1], (std::vector<std::string>{"100 seed 7", "niah", "1 min 01 s", "0"}));
   EXPECT_TRUE(in.unknown.empty());  // the stage log is not an unknown kind
 
   const auto summary = table("summary-table");  // no γ records: the section says so
   EXPECT_TRUE(summary.rows.empty());
   EXPECT_EQ(summary.when_empty, "(no γ records)");
+}
+
+// Runs at the same θ and T_eval (a study with seeds) pool into one row of
+// the spread table: γ 0.5, 0.7, 0.9 → mean 0.7, sample sd 0.2, range
+// [0.5, 0.9]. A θ with one run, a different T_eval, or a record without a
+// step (a fit-gamma record) is not pooled.
+TEST_F(ReportTest, SeedSpreadTablePoolsRunsAtTheSameTheta) {
+  std::vector<report::SummaryRow> rows;
+  auto add = [&](const std::string& model, std::optional<int64_t> step, double theta, double T, double gamma) {
+    report::SummaryRow r;
+    r.model = model, r.step = step, r.theta = theta, r.T_eval = T, r.gamma = gamma, r.gamma_pade = 0.9;
+    rows.push_back(r);
+  };
+  add("ropelab:theta-1e4-seed-1", 100, 1e4, 100, 0.5);
+  add("ropelab:theta-1e4-seed-2", 100, 1e4, 100, 0.7);
+  add("ropelab:theta-1e4-seed-3", 100, 1e4, 100, 0.9);
+  add("ropelab:theta-1e4-long", 100, 1e4, 400, 0.1);  // another T_eval: alone
+  add("fit:1e4", std::nullopt, 1e4, 100, 5.0);        // no step: not a run
+  add("ropelab:theta-1e6-seed-1", 100, 1e6, 100, 1.0);  // one run: no row
+  const auto tables = report::build_tables(report::Inputs{}, rows);
+  const auto spread = std::find_if(tables.begin(), tables.end(), [](const auto& t) { return t.id == "seed-spread-table"; });
+  ASSERT_NE(spread, tables.end());
+  ASSERT_EQ(spread->rows.size(), 1u);
+  EXPECT_EQ(spread->rows[0], (std::vector<std::string>{"1e4", "100", "3", "0.7000", "0.2000", "[0.5000, 0.9000]", "0.9000"}));
+  EXPECT_EQ(spread->when_empty, "");  // no θ with several runs: the section is left out
 }
 
 // Perplexity of several models: one panel per model and one colour per
