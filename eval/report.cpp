@@ -192,6 +192,7 @@ class Collector {
         {"perplexity", {"length", "perplexity"}, &Inputs::perplexity},
         {"kv", {"policy", "ratio", "rel_loss_increase"}, &Inputs::kv},
         {"kv_summary", {"policy"}, &Inputs::kv_summary},  // smallest_ratio_within_epsilon is null when none was
+        {"query_gmm", {"layer", "kv_head", "best_K", "delta_BIC_vs_K1"}, &Inputs::query_gmm},
         {"pilot_stage", {"stage", "seconds"}, &Inputs::stages}};
     return k;
   }

@@ -201,6 +201,33 @@ Table kv_budget_table(const Inputs& in) {
   return t;
 }
 
+// The check behind Expected Attention, which models future queries as one
+// Gaussian: per (layer, KV head), the BIC-best number of mixture components
+// and how much better it is than one.
+Table query_gmm_table(const Inputs& in) {
+  Grid<std::string> g;
+  for (const auto& k : in.query_gmm) {
+    const json& r = k.record;
+    g.at({k.model, step_cell(k.step), fmt(number_at(r, {"layer"}), "%.0f")}, *number_at(r, {"kv_head"})) =
+        fmt(number_at(r, {"best_K"}), "%.0f") + " (" + fmt(number_at(r, {"delta_BIC_vs_K1"}), "%.0f") + ")";
+  }
+  Table t{"query-gmm-table", "Query distribution: Gaussian mixtures per KV head",
+          "Per layer and KV head: the number of components K (of 1..max K) whose Gaussian mixture, fitted by EM to the "
+          "pre-RoPE queries, has the lowest BIC, and in parentheses BIC(K = 1) − BIC(best), the evidence against the "
+          "single Gaussian that Expected Attention assumes (above 10 is strong).",
+          {"model", "step", "layer"}, {false, true, true}, {}, ""};
+  for (double head : g.columns) t.columns.push_back("KV head " + fmt(head, "%.0f")), t.numeric.push_back(true);
+  for (const auto& key : g.keys) {
+    std::vector<std::string> row = key;
+    for (double head : g.columns) {
+      const auto it = g.cells[key].find(head);
+      row.push_back(it == g.cells[key].end() ? "-" : it->second);
+    }
+    t.rows.push_back(row);
+  }
+  return t;
+}
+
 // `ropelab pilot`'s stage log: what ran, how long it took, how it ended
 // (an interrupted and resumed stage has a row per attempt).
 Table stages_table(const Inputs& in) {
@@ -223,8 +250,8 @@ Table stages_table(const Inputs& in) {
 }  // namespace
 
 std::vector<Table> build_tables(const Inputs& in, const std::vector<SummaryRow>& summary) {
-  return {gamma_summary(summary), seed_spread_table(summary), niah_table(in), kv_retrieval_table(in), df_table(in), kv_budget_table(in),
-          stages_table(in)};
+  return {gamma_summary(summary), seed_spread_table(summary), niah_table(in),    kv_retrieval_table(in),
+          df_table(in),           kv_budget_table(in),          query_gmm_table(in), stages_table(in)};
 }
 
 }  // namespace ropelab::report

@@ -1,7 +1,8 @@
 // The report's tables (summary.md and report.html show the same ones): the
-// γ summary, γ's spread over runs at the same θ, NIAH per method and length, KV retrieval per policy and budget,
-// the D_f windows against their predicted mass, the KV budgets within ε, and
-// a study's stages.
+// γ summary, γ's spread over runs at the same θ, NIAH per method and length,
+// KV retrieval per policy and budget, the D_f windows against their predicted
+// mass, the KV budgets within ε, the query mixtures behind Expected
+// Attention, and a study's stages.
 // Each is plain cells, built from the collected records. Plain C++ (no torch).
 #pragma once
 #include <string>

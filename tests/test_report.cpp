@@ -405,6 +405,10 @@ TEST_F(ReportTest, TablesPoolAndPlaceTheRecords) {
   for (const char* policy : {"full", "tova"})
     add({{"kind", "kv_summary"}, {"step", 50}, {"policy", policy}, {"smallest_ratio_within_epsilon", 0.5}, {"epsilon", 0.01}});
   add({{"kind", "kv_summary"}, {"step", 50}, {"policy", "keynorm"}, {"smallest_ratio_within_epsilon", nullptr}, {"epsilon", 0.01}});
+  // Query mixtures: layer 0 with two KV heads, layer 1 with one (the other head's cell is "-").
+  add({{"kind", "query_gmm"}, {"step", 50}, {"layer", 0}, {"kv_head", 1}, {"best_K", 4}, {"delta_BIC_vs_K1", 2139.6}});
+  add({{"kind", "query_gmm"}, {"step", 50}, {"layer", 0}, {"kv_head", 0}, {"best_K", 1}, {"delta_BIC_vs_K1", 0.0}});
+  add({{"kind", "query_gmm"}, {"step", 50}, {"layer", 1}, {"kv_head", 0}, {"best_K", 8}, {"delta_BIC_vs_K1", 9402.4}});
   s += R"({"kind":"pilot_stage","stage":"train","theta":1000000.0,"seconds":3725.4,"exit_code":0})" "\n";
   s += R"({"kind":"pilot_stage","stage":"niah","theta":100.0,"seed":7,"seconds":61,"exit_code":0})" "\n";
   ropelab::io::write_atomic(file, s);
@@ -437,6 +441,12 @@ TEST_F(ReportTest, TablesPoolAndPlaceTheRecords) {
   ASSERT_EQ(budgets.rows.size(), 2u);  // not the full cache
   EXPECT_EQ(budgets.rows[0][2], "tova");
   EXPECT_EQ(budgets.rows[1], (std::vector<std::string>{"ropelab:m", "50", "keynorm", "none", "0.01"}));  // none within ε
+
+  const auto gmm = table("query-gmm-table");
+  EXPECT_EQ(gmm.columns, (std::vector<std::string>{"model", "step", "layer", "KV head 0", "KV head 1"}));
+  ASSERT_EQ(gmm.rows.size(), 2u);
+  EXPECT_EQ(gmm.rows[0], (std::vector<std::string>{"ropelab:m", "50", "0", "1 (0)", "4 (2140)"}));
+  EXPECT_EQ(gmm.rows[1], (std::vector<std::string>{"ropelab:m", "50", "1", "8 (9402)", "-"}));
 
   const auto stages = table("stages-table");
   ASSERT_EQ(stages.rows.size(), 2u);
