@@ -204,3 +204,28 @@ TEST(PilotRun, EachSeedTrainsItsOwnRun) {
   ASSERT_EQ(stages.size(), 2u);
   EXPECT_EQ(stages[0]["seed"].get<int>() + stages[1]["seed"].get<int>(), 3);
 }
+
+// Every study file in recipes/ parses and names only flags its commands
+// have (`--dry-run` checks every key before it plans), run from the source
+// directory, where the files' relative paths point.
+TEST(PilotRun, EveryRecipeStudyPlans) {
+  const std::string src = ROPELAB_SOURCE_DIR;
+  const auto dir = test::scratch_dir();
+  int studies = 0;
+  for (const auto& f : std::filesystem::directory_iterator(src + "/recipes")) {
+    if (f.path().extension() != ".toml" || io::read_file(f.path().string()).find("\nstudy = ") == std::string::npos) continue;
+    ++studies;
+    const std::string cmd = "cd '" + src + "' && " + ROPELAB_BIN + " pilot --config recipes/" +
+                            f.path().filename().string() + " --out " + dir + "/" + f.path().stem().string() +
+                            " --dry-run 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string output;
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) output.append(buf, n);
+    const int status = ::pclose(p);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << f.path() << "\n" << output;
+    EXPECT_NE(output.find("study report: ropelab report"), std::string::npos) << f.path() << "\n" << output;
+  }
+  EXPECT_GE(studies, 7);  // pilot-theta, gamma-flow, alpha-opt, pilot-smoke, pilot-theta-cpu(-seed2), theta-sweep-cpu
+}
