@@ -62,14 +62,14 @@ std::string shell_line(const std::vector<std::string>& args) {
 // lanes run side by side.
 struct Lane {
   study::Member member;
-  size_t next_stage = 0;  // index into kThetaStages of the stage to plan next
+  size_t next_stage = 0;  // index into kRunStages of the stage to plan next
   pid_t pid = 0;          // the running stage's process, 0 when none
   study::Step step;       // the running stage
   std::string log;        // its output file when stages run side by side, else ""
   std::chrono::steady_clock::time_point t0;
 };
-const char* const kThetaStages[] = {"train", "gamma", "niah", "kv"};
-constexpr size_t kNThetaStages = sizeof kThetaStages / sizeof kThetaStages[0];
+const char* const kRunStages[] = {"train", "gamma", "niah", "kv"};
+constexpr size_t kNRunStages = sizeof kRunStages / sizeof kRunStages[0];
 
 // The last line a stage wrote to its log (progress bars end in \r, not \n).
 std::string last_line(const std::string& log) {
@@ -95,7 +95,7 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
   check_keys(root, s);
   const std::string rerun = "re-run `ropelab pilot --config " + file + (out.empty() ? "" : " --out " + out) + "`";
   const auto members = study::members(s);
-  const int total = static_cast<int>(members.size() * kNThetaStages + 1);
+  const int total = static_cast<int>(members.size() * kNRunStages + 1);
   int n = 0;
   auto head = [&](const study::Step& step) {
     char h[96];
@@ -104,7 +104,7 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
   };
   if (dry_run) {
     for (const auto& m : members)
-      for (const char* stage : kThetaStages) {
+      for (const char* stage : kRunStages) {
         const auto step = study::plan_step(s, stage, m);
         std::cout << head(step) << (step.skipped.empty() ? shell_line(step.args) : "skipped, " + step.skipped) << std::endl;
       }
@@ -130,8 +130,8 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
   };
   // Plans the lane's next stages, printing those already complete, and starts the first that is not.
   auto advance = [&](Lane& lane) {
-    for (; lane.next_stage < kNThetaStages; ++lane.next_stage) {
-      auto step = study::plan_step(s, kThetaStages[lane.next_stage], lane.member);
+    for (; lane.next_stage < kNRunStages; ++lane.next_stage) {
+      auto step = study::plan_step(s, kRunStages[lane.next_stage], lane.member);
       if (!step.skipped.empty()) {
         std::cout << head(step) << "skipped, " << step.skipped << std::endl;
         continue;
@@ -189,7 +189,7 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
       what();
     } catch (const std::exception& e) {
       record_failure(study::member_label(lane.member) + ": " + e.what());
-      lane.next_stage = kNThetaStages;
+      lane.next_stage = kNRunStages;
     }
   };
   for (;;) {
@@ -246,7 +246,7 @@ void run_pilot(CLI::App& root, const std::string& file, const std::string& out, 
 }  // namespace
 
 void add_pilot_command(CLI::App& root) {
-  auto* cmd = root.add_subcommand("pilot", "run a whole study (train per θ -> γ-flow -> NIAH -> KV -> report), resumable");
+  auto* cmd = root.add_subcommand("pilot", "run a whole study (train per θ (and seed) -> γ-flow -> NIAH -> KV -> report), resumable");
   auto file = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   auto dry = std::make_shared<bool>(false);
