@@ -240,8 +240,9 @@ Table stages_table(const Inputs& in) {
     std::snprintf(wall, sizeof wall, "%d min %02d s", int(secs) / 60, int(secs) % 60);
     const auto theta = number_at(r, {"theta"});
     const auto seed = number_at(r, {"seed"});
-    std::string run = r["stage"] == "report" || !theta ? "-" : theta_cell(*theta);
-    if (run != "-" && seed) run += " seed " + fmt(seed, "%.0f");
+    const std::string run = r["stage"] == "report" || !theta
+                                ? "-"
+                                : theta_cell(*theta) + (seed ? " seed " + fmt(seed, "%.0f") : "");
     t.rows.push_back({run, r["stage"].get<std::string>(), wall, fmt(number_at(r, {"exit_code"}), "%g")});
   }
   return t;

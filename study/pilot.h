@@ -17,8 +17,8 @@
 // array becomes one comma list, or repeated flags for options that collect
 // several values (ropelab pilot decides, knowing each flag).
 //
-// For each θ (and seed), in OUT/theta-<θ>/ (OUT/theta-<θ>-seed-<s>/): train (new, resumed, or skipped when the
-// manifest reaches max_steps) -> gamma over every checkpoint (skipped when
+// For each θ (and seed), in OUT/theta-<θ>/ (OUT/theta-<θ>-seed-<s>/): train
+// (new, resumed, or skipped when the manifest reaches max_steps) -> gamma over every checkpoint (skipped when
 // each has a record) -> niah and kv on the final checkpoint (written to
 // NAME.jsonl.partial, renamed when complete; skipped when NAME.jsonl exists)
 // -> then one report over the study. Plain C++ (no torch).

@@ -218,14 +218,9 @@ TEST(PilotRun, EveryRecipeStudyPlans) {
     const std::string cmd = "cd '" + src + "' && " + ROPELAB_BIN + " pilot --config recipes/" +
                             f.path().filename().string() + " --out " + dir + "/" + f.path().stem().string() +
                             " --dry-run 2>&1";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    ASSERT_NE(p, nullptr);
-    std::string output;
-    char buf[4096];
-    for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) output.append(buf, n);
-    const int status = ::pclose(p);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << f.path() << "\n" << output;
-    EXPECT_NE(output.find("study report: ropelab report"), std::string::npos) << f.path() << "\n" << output;
+    const auto r = test::run_shell(cmd);
+    EXPECT_EQ(r.exit_code, 0) << f.path() << "\n" << r.output;
+    EXPECT_NE(r.output.find("study report: ropelab report"), std::string::npos) << f.path() << "\n" << r.output;
   }
   EXPECT_GE(studies, 7);  // pilot-theta, gamma-flow, alpha-opt, pilot-smoke, pilot-theta-cpu(-seed2), theta-sweep-cpu
 }

@@ -23,6 +23,7 @@
 #include "eval/report.h"
 #include "eval/report_charts.h"
 #include "eval/report_tables.h"
+#include "test_util.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -563,13 +564,9 @@ TEST_F(ReportTest, HeadlessChromiumDrawsEveryChart) {
                           "--disable-background-networking --disable-component-update --disable-sync "
                           "--user-data-dir='" + profile + "' --virtual-time-budget=10000 --dump-dom 'file://" +
                           out + "/report.html' 2>/dev/null";
-  FILE* p = ::popen(cmd.c_str(), "r");
-  ASSERT_NE(p, nullptr);
-  std::string dom;
-  char buf[65536];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) dom.append(buf, n);
-  const int status = ::pclose(p);
-  ASSERT_EQ(status, 0) << cmd;
+  const auto drawn = ropelab::test::run_shell(cmd);
+  ASSERT_EQ(drawn.exit_code, 0) << cmd;
+  const std::string& dom = drawn.output;
   EXPECT_EQ(dom.find("data-chart-error"), std::string::npos)
       << dom.substr(dom.find("data-chart-error"), 300);
   EXPECT_NE(dom.find("data-charts-drawn=\"" + std::to_string(w.n_charts) + "\""), std::string::npos)

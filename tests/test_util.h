@@ -56,19 +56,21 @@ struct RunResult {
   std::string output;  // stdout and stderr together
 };
 
-// Runs `ropelab ARGS` through the shell, capturing what it prints.
-inline RunResult run_ropelab(const std::string& args) {
-  const std::string cmd = std::string(ROPELAB_BIN) + " " + args + " 2>&1";
+// Runs a shell command line, capturing its standard output (exit_code -1
+// when it could not start or did not exit normally).
+inline RunResult run_shell(const std::string& cmd) {
   FILE* p = ::popen(cmd.c_str(), "r");
   RunResult r{-1, ""};
   if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  char buf[65536];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.output.append(buf, n);
   const int status = ::pclose(p);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
 }
+
+// Runs `ropelab ARGS` through the shell, capturing what it prints.
+inline RunResult run_ropelab(const std::string& args) { return run_shell(std::string(ROPELAB_BIN) + " " + args + " 2>&1"); }
 
 // The message of the ropelab::Error `f` throws, or "" if it throws none.
 inline std::string error_of(const std::function<void()>& f) {
