@@ -1,6 +1,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#include "cli/recipe.h"
 #include "common/error.h"
 #include "common/io.h"
 #include "model/hf_format.h"
@@ -8,24 +9,6 @@
 
 namespace ropelab::cli {
 namespace {
-
-// Applies a recipe's keys to the flags they name, except flags given on the
-// command line (those override the recipe). CLI11 2.1 reads config files
-// only for the root command, so the train subcommand does it here, and
-// refuses an unknown or sectioned key instead of ignoring it.
-void apply_recipe(CLI::App& cmd, const std::string& path) {
-  for (const auto& item : CLI::ConfigTOML().from_file(path)) {
-    if (item.name == "++" || item.name == "--") continue;  // section markers
-    if (!item.parents.empty())
-      throw Error(path + ": key \"" + item.fullname() + "\": sections are not used; write keys at the top level");
-    CLI::Option* op = cmd.get_option_no_throw("--" + item.name);
-    if (op == nullptr || !op->get_configurable())
-      throw Error(path + ": unknown key \"" + item.name + "\" (keys are `ropelab train` flags without the dashes)");
-    if (op->count() > 0) continue;
-    op->add_result(item.inputs);
-    op->run_callback();
-  }
-}
 
 // With --init-from, each model flag not given (on the command line or in the
 // recipe) takes the Hugging Face directory's value; given ones must agree

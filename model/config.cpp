@@ -1,8 +1,11 @@
 #include "model/config.h"
 
+#include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "model/hf_config.h"
 
 namespace ropelab::model {
 
@@ -64,6 +67,89 @@ ModelConfig model_config_from_json(const nlohmann::json& j) {
     throw Error(std::string("model config: missing or mistyped field (") + e.what() + ")");
   }
   return c.resolved();
+}
+
+// --- Hugging Face config.json (model/hf_config.h) ---
+namespace {
+constexpr double kNormEps = 1e-5;  // ropelab's RMSNorm and LayerNorm
+
+double number(const nlohmann::json& hf, const std::string& key, const std::string& where) {
+  if (!hf.contains(key) || !hf[key].is_number()) throw Error(where + ": config.json needs a number at \"" + key + "\"");
+  return hf[key].get<double>();
+}
+double number_or(const nlohmann::json& hf, const std::string& key, double fallback, const std::string& where) {
+  return hf.contains(key) && !hf[key].is_null() ? number(hf, key, where) : fallback;
+}
+void require(bool ok, const std::string& where, const std::string& msg) {
+  if (!ok) throw Error(where + ": " + msg);
+}
+}  // namespace
+
+ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& where) {
+  std::string arch;
+  if (hf.contains("architectures") && hf["architectures"].is_array() && !hf["architectures"].empty())
+    arch = hf["architectures"][0].get<std::string>();
+  const std::string type = hf.value("model_type", "");
+  const bool llama = arch == "LlamaForCausalLM" || (arch.empty() && type == "llama");
+  const bool neox = arch == "GPTNeoXForCausalLM" || (arch.empty() && type == "gpt_neox");
+  require(llama || neox, where, "config.json describes \"" + (arch.empty() ? type : arch) +
+                                    "\"; ropelab loads LlamaForCausalLM and GPTNeoXForCausalLM");
+  auto integer = [&](const std::string& k) { return static_cast<int64_t>(number(hf, k, where)); };
+  // transformers v5 keeps RoPE settings in "rope_parameters"; older configs at the top level.
+  nlohmann::json rope = nlohmann::json::object();
+  if (hf.contains("rope_parameters") && hf["rope_parameters"].is_object()) {
+    rope = hf["rope_parameters"];
+    const std::string type = rope.value("rope_type", "default");
+    require(type == "default", where, "rope_parameters.rope_type \"" + type +
+                                          "\": ropelab loads plain RoPE weights and applies scaling at evaluation (--scaling)");
+  }
+  auto rope_value = [&](const char* key, double fallback) {
+    return rope.contains(key) ? number(rope, key, where + " rope_parameters") : fallback;
+  };
+  ModelConfig c;
+  c.vocab_size = integer("vocab_size");
+  c.d_model = integer("hidden_size");
+  c.d_ff = integer("intermediate_size");
+  c.n_layers = integer("num_hidden_layers");
+  c.n_heads = integer("num_attention_heads");
+  c.T_train = integer("max_position_embeddings");
+  const std::string act = hf.value("hidden_act", "");
+  auto eps_ok = [&](const std::string& k) {
+    const double eps = number_or(hf, k, kNormEps, where);
+    require(std::abs(eps - kNormEps) < 1e-12, where, k + " " + std::to_string(eps) + ": ropelab's norms use 1e-5");
+  };
+  if (llama) {
+    c.norm = "rmsnorm";
+    c.mlp = "swiglu";
+    c.n_kv_heads = static_cast<int64_t>(number_or(hf, "num_key_value_heads", double(c.n_heads), where));
+    c.d_head = static_cast<int64_t>(number_or(hf, "head_dim", double(c.d_model / std::max<int64_t>(c.n_heads, 1)), where));
+    c.rope_theta = rope_value("rope_theta", number_or(hf, "rope_theta", 10000.0, where));
+    require(rope_value("partial_rotary_factor", number_or(hf, "partial_rotary_factor", 1.0, where)) == 1.0, where,
+            "partial_rotary_factor below 1: ropelab's Llama-style model rotates whole heads");
+    c.tie_embeddings = hf.value("tie_word_embeddings", false);
+    require(act == "silu", where, "hidden_act \"" + act + "\": ropelab's SwiGLU uses silu");
+    eps_ok("rms_norm_eps");
+    require(!hf.value("attention_bias", false) && !hf.value("mlp_bias", false), where,
+            "attention_bias / mlp_bias: ropelab's linear layers have no biases");
+    require(!hf.contains("rope_scaling") || hf["rope_scaling"].is_null(), where,
+            "rope_scaling is set; ropelab applies scaling at evaluation (--scaling), not in the weights' config");
+  } else {
+    c.norm = "layernorm";
+    c.mlp = "gelu";
+    c.rope_theta = rope_value("rope_theta", number_or(hf, "rotary_emb_base", number_or(hf, "rope_theta", 10000.0, where), where));
+    c.rotary_fraction = rope_value("partial_rotary_factor",
+                                   number_or(hf, "rotary_pct", number_or(hf, "partial_rotary_factor", 0.25, where), where));
+    c.tie_embeddings = hf.value("tie_word_embeddings", false);
+    require(act == "gelu", where, "hidden_act \"" + act + "\": ropelab's GPT-NeoX-style MLP uses exact gelu");
+    eps_ok("layer_norm_eps");
+    require(!hf.value("use_parallel_residual", true), where,
+            "use_parallel_residual is true (the GPT-NeoX default, absent counts as true): ropelab's blocks are sequential");
+  }
+  try {
+    return c.resolved();
+  } catch (const Error& e) {
+    throw Error(where + ": " + e.what());
+  }
 }
 
 }  // namespace ropelab::model

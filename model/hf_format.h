@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "model/hf_config.h"
 #include "model/transformer.h"
 
 namespace ropelab::model {
@@ -25,9 +26,7 @@ std::string hf_architecture(const ModelConfig& cfg);
 
 // config.json of the HF layout.
 nlohmann::json hf_config(const ModelConfig& cfg);
-// The ModelConfig a HF config.json describes; throws Error naming the key
-// that is missing or has a value ropelab's model cannot express.
-ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& where);
+// model_config_from_hf (reading config.json) is in model/hf_config.h.
 
 // Tensors under their HF names (float32, CPU, contiguous).
 std::map<std::string, at::Tensor> to_hf_tensors(TransformerImpl& m);

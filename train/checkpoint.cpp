@@ -15,18 +15,7 @@ namespace ropelab::train {
 std::string checkpoints_dir(const std::string& run_dir) { return run_dir + "/checkpoints"; }
 
 std::vector<CheckpointEntry> read_manifest(const std::string& run_dir) {
-  const std::string path = checkpoints_dir(run_dir) + "/manifest.json";
-  std::vector<CheckpointEntry> out;
-  if (!io::exists(path)) return out;
-  const auto j = io::read_json(path);
-  try {
-    for (const auto& e : j.at("checkpoints"))
-      out.push_back({e.at("step").get<int64_t>(), e.at("file").get<std::string>(), e.at("tokens_seen").get<int64_t>()});
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(path + ": malformed manifest (" + e.what() + ")");
-  }
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.step < b.step; });
-  return out;
+  return read_manifest_file(checkpoints_dir(run_dir) + "/manifest.json");
 }
 
 void save_checkpoint(const std::string& run_dir, int64_t step, int64_t tokens_seen, model::Transformer& m,

@@ -10,14 +10,9 @@
 #include <vector>
 
 #include "model/transformer.h"
+#include "train/manifest.h"  // CheckpointEntry, the manifest reader (torch-free)
 
 namespace ropelab::train {
-
-struct CheckpointEntry {
-  int64_t step = 0;
-  std::string file;        // relative to RUN_DIR/checkpoints
-  int64_t tokens_seen = 0;
-};
 
 std::string checkpoints_dir(const std::string& run_dir);
 std::vector<CheckpointEntry> read_manifest(const std::string& run_dir);  // sorted by step
