@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 
@@ -13,9 +14,17 @@ namespace ropelab::cli {
 // Applies a recipe's keys to the flags they name, except flags given on the
 // command line (those override the recipe). CLI11 2.1 reads config files
 // only for the root command, so the train subcommand does it here, and
-// refuses an unknown or sectioned key instead of ignoring it.
+// refuses an unknown or sectioned key instead of ignoring it. CLI11's own
+// refusals (unreadable TOML, a value the flag cannot take) become one Error
+// naming the file and the key, as every other bad input does.
 inline void apply_recipe(CLI::App& cmd, const std::string& path) {
-  for (const auto& item : CLI::ConfigTOML().from_file(path)) {
+  std::vector<CLI::ConfigItem> items;
+  try {
+    items = CLI::ConfigTOML().from_file(path);
+  } catch (const CLI::Error& e) {
+    throw Error(path + ": not a readable TOML recipe (" + e.what() + ")");
+  }
+  for (const auto& item : items) {
     if (item.name == "++" || item.name == "--") continue;  // section markers
     if (!item.parents.empty())
       throw Error(path + ": key \"" + item.fullname() + "\": sections are not used; write keys at the top level");
@@ -23,8 +32,12 @@ inline void apply_recipe(CLI::App& cmd, const std::string& path) {
     if (op == nullptr || !op->get_configurable())
       throw Error(path + ": unknown key \"" + item.name + "\" (keys are `ropelab train` flags without the dashes)");
     if (op->count() > 0) continue;
-    op->add_result(item.inputs);
-    op->run_callback();
+    try {
+      op->add_result(item.inputs);
+      op->run_callback();
+    } catch (const CLI::Error& e) {
+      throw Error(path + ": key \"" + item.name + "\": " + e.what());
+    }
   }
 }
 
