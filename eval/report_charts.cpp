@@ -420,7 +420,7 @@ std::optional<Chart> perplexity_vs_length_chart(const Inputs& in) {
     spec["spec"] = {{"width", 360}, {"height", 220}, {"layer", {curve, rule}}};
   } else {
     curve["data"] = {{"values", rows}};
-    spec["layer"] = {curve};
+    spec["layer"] = json::array({curve});  // not = {curve}: clang copies the object (CWG 1467)
     if (!rules.empty()) {
       rule["data"] = {{"values", rules}};
       spec["layer"].push_back(rule);
