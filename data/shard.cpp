@@ -83,13 +83,21 @@ Shard::Shard(const std::string& path) : path_(path) {
     const auto version = get<int32_t>(p, 4);
     token_bytes_ = version == 1 ? 2 : version == 7 ? 4 : 0;
     if (token_bytes_ == 0) throw Error(path + ": unknown llm.c shard version " + std::to_string(version));
-    n_tokens_ = static_cast<uint64_t>(get<int32_t>(p, 8));
+    const int32_t count = get<int32_t>(p, 8);
+    if (count < 0) throw Error(path + ": corrupt llm.c shard header (token count " + std::to_string(count) + ")");
+    n_tokens_ = static_cast<uint64_t>(count);
     header = kLlmcHeaderBytes;
   } else {
     throw Error(path + ": not a token shard (unknown magic; expected ropelab RLTOKENS or llm.c)");
   }
   if (token_bytes_ != 2 && token_bytes_ != 4)
     throw Error(path + ": corrupt header (token width " + std::to_string(token_bytes_) + ")");
+  // Checked by division first: a count near 2^64 / token_bytes would wrap the
+  // byte count around to the file's size, and the tokens be read past the map.
+  const uint64_t room = (map_bytes_ - header) / token_bytes_;
+  if (n_tokens_ > room)
+    throw Error(path + ": truncated shard: header promises " + std::to_string(n_tokens_) +
+                " tokens but the file has room for " + std::to_string(room));
   const uint64_t expect = header + n_tokens_ * token_bytes_;
   if (map_bytes_ != expect)
     throw Error(path + ": truncated or padded shard: header promises " + std::to_string(n_tokens_) +
