@@ -23,6 +23,10 @@ int64_t dtype_size(const std::string& dtype) {
 }
 
 namespace {
+// A name from the file, JSON-quoted: control characters escaped, so the message stays one line.
+std::string json_quoted(const std::string& s) {
+  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 // Bytes of a tensor of this shape and element size; -1 when it overflows.
 int64_t byte_size(const std::vector<int64_t>& shape, int64_t elem) {
   int64_t n = elem;
@@ -106,26 +110,32 @@ File read(const std::string& path) {
     }
     Tensor t;
     uint64_t begin = 0, end = 0;
-    try {
-      t.dtype = e.at("dtype").get<std::string>();
-      t.shape = e.at("shape").get<std::vector<int64_t>>();
-      begin = e.at("data_offsets").at(0).get<uint64_t>();
-      end = e.at("data_offsets").at(1).get<uint64_t>();
-    } catch (const nlohmann::json::exception&) {
-      throw fail("tensor \"" + name + "\" lacks dtype, shape or data_offsets [begin, end]");
-    }
+    // Integers only: nlohmann's get<int64_t> of 1e300 is an undefined float-to-integer cast.
+    const nlohmann::json& entry = e;  // (a structured binding cannot be captured in C++17)
+    auto integers = [&entry](const char* key) {
+      const auto it = entry.is_object() ? entry.find(key) : entry.end();
+      return it != entry.end() && it->is_array() &&
+             std::all_of(it->begin(), it->end(), [](const nlohmann::json& x) { return x.is_number_integer(); });
+    };
+    if (!e.is_object() || !e.contains("dtype") || !e["dtype"].is_string() || !integers("shape") ||
+        !integers("data_offsets") || e["data_offsets"].size() != 2)
+      throw fail("tensor " + json_quoted(name) + " lacks dtype, shape or data_offsets [begin, end] (integers)");
+    t.dtype = e["dtype"].get<std::string>();
+    t.shape = e["shape"].get<std::vector<int64_t>>();
+    begin = e["data_offsets"][0].get<uint64_t>();
+    end = e["data_offsets"][1].get<uint64_t>();
     int64_t elem = 0;
     try {
       elem = dtype_size(t.dtype);
     } catch (const Error&) {
-      throw fail("tensor \"" + name + "\" has unknown dtype \"" + t.dtype + "\"");
+      throw fail("tensor " + json_quoted(name) + " has unknown dtype " + json_quoted(t.dtype));
     }
     const int64_t bytes = byte_size(t.shape, elem);
-    if (bytes < 0) throw fail("tensor \"" + name + "\" has a negative or overflowing shape");
+    if (bytes < 0) throw fail("tensor " + json_quoted(name) + " has a negative or overflowing shape");
     const uint64_t expect = uint64_t(bytes);
-    if (end < begin || end > data_size) throw fail("tensor \"" + name + "\" has data_offsets outside the data");
+    if (end < begin || end > data_size) throw fail("tensor " + json_quoted(name) + " has data_offsets outside the data");
     if (end - begin != expect)
-      throw fail("tensor \"" + name + "\" spans " + std::to_string(end - begin) + " bytes, its dtype and shape need " +
+      throw fail("tensor " + json_quoted(name) + " spans " + std::to_string(end - begin) + " bytes, its dtype and shape need " +
                  std::to_string(expect));
     span_of[name] = {begin, end};  // the bytes are read once the layout is checked
     f.tensors.emplace(name, std::move(t));
@@ -146,7 +156,7 @@ File read(const std::string& path) {
     t.bytes.assign(size_t(end - begin), '\0');
     in.seekg(std::streamoff(data_start + begin));
     in.read(t.bytes.data(), std::streamsize(t.bytes.size()));
-    if (!in) throw Error(path + ": read failed in tensor \"" + name + "\"");
+    if (!in) throw Error(path + ": read failed in tensor " + json_quoted(name));
   }
   return f;
 }
