@@ -23,9 +23,16 @@ struct CheckpointEntry {
 // The entries a manifest lists, sorted by step; `path` names it in errors.
 inline std::vector<CheckpointEntry> parse_manifest(const nlohmann::json& j, const std::string& path) {
   std::vector<CheckpointEntry> out;
+  // step and tokens_seen must be JSON integers: get<int64_t> of 1e300 is an undefined cast.
+  auto integer = [&](const nlohmann::json& e, const char* key) {
+    if (!e.at(key).is_number_integer())
+      throw Error(path + ": malformed manifest (checkpoint " + std::to_string(out.size()) + ": \"" + key +
+                  "\" is not an integer)");
+    return e.at(key).get<int64_t>();
+  };
   try {
     for (const auto& e : j.at("checkpoints"))
-      out.push_back({e.at("step").get<int64_t>(), e.at("file").get<std::string>(), e.at("tokens_seen").get<int64_t>()});
+      out.push_back({integer(e, "step"), e.at("file").get<std::string>(), integer(e, "tokens_seen")});
   } catch (const nlohmann::json::exception& e) {
     throw Error(path + ": malformed manifest (" + e.what() + ")");
   }
