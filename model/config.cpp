@@ -14,6 +14,12 @@ ModelConfig ModelConfig::resolved() const {
   auto need = [](bool ok, const std::string& msg) { if (!ok) throw Error("model config: " + msg); };
   need(c.vocab_size > 0, "vocab_size must be > 0");
   need(c.d_model > 0 && c.n_layers > 0 && c.n_heads > 0, "d_model, n_layers and n_heads must be > 0");
+  // Sizes beyond 2^24 are no model ropelab can build, and their products would overflow int64.
+  constexpr int64_t kMaxSize = int64_t(1) << 24;
+  for (const auto& [name, v] : {std::pair<const char*, int64_t>{"vocab_size", c.vocab_size}, {"d_model", c.d_model},
+                                {"n_layers", c.n_layers}, {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads},
+                                {"d_head", c.d_head}, {"d_ff", c.d_ff}, {"T_train", c.T_train}})
+    need(v <= kMaxSize, std::string(name) + " " + std::to_string(v) + " exceeds 2^24");
   if (c.n_kv_heads == 0) c.n_kv_heads = c.n_heads;
   need(c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0,
        "n_heads (" + std::to_string(c.n_heads) + ") must be a multiple of n_kv_heads (" +
@@ -24,12 +30,18 @@ ModelConfig ModelConfig::resolved() const {
   }
   need(c.d_head > 0 && c.d_head % 2 == 0, "d_head must be a positive even number");
   if (c.d_ff == 0) c.d_ff = c.mlp == "gelu" ? 4 * c.d_model : ((8 * c.d_model / 3 + 63) / 64) * 64;
-  need(c.rope_theta > 0, "rope_theta must be > 0");
+  need(c.rope_theta > 0 && std::isfinite(c.rope_theta), "rope_theta must be a finite number > 0");
   need(c.rotary_fraction > 0 && c.rotary_fraction <= 1, "rotary_fraction must be in (0, 1]");
   need(c.T_train > 0, "T_train must be > 0");
   need(c.norm == "rmsnorm" || c.norm == "layernorm", "norm must be rmsnorm or layernorm, got " + c.norm);
   need(c.mlp == "swiglu" || c.mlp == "gelu", "mlp must be swiglu or gelu, got " + c.mlp);
   need(c.rotary_dim() >= 2, "rotary_fraction * d_head leaves no dimension pair to rotate");
+  // parameter_count() sums int64 products; every one of them is at most this total.
+  const double params = double(c.vocab_size) * double(c.d_model) * 2 +
+                        double(c.n_layers) * (4.0 * c.d_model + double(c.d_model) * double(c.d_head) *
+                                                                     (2.0 * c.n_heads + 2.0 * c.n_kv_heads) +
+                                              3.0 * double(c.d_model) * double(c.d_ff));
+  need(params < 1e15, "a model of about " + std::to_string(params) + " parameters is beyond what ropelab builds");
   return c;
 }
 
@@ -83,25 +95,51 @@ double number_or(const nlohmann::json& hf, const std::string& key, double fallba
 void require(bool ok, const std::string& where, const std::string& msg) {
   if (!ok) throw Error(where + ": " + msg);
 }
+// A whole number (a JSON integer or a float like 4096.0) that fits the model's
+// sizes; static_cast<int64_t> of 1e300 would be undefined.
+int64_t whole(double v, const std::string& key, const std::string& where) {
+  require(v >= 0 && v <= 9007199254740992.0 && v == std::floor(v), where,
+          "config.json needs a whole number >= 0 at \"" + key + "\"");
+  return static_cast<int64_t>(v);
+}
+// Strings and booleans by type, naming the key (nlohmann's value() throws its own type_error).
+std::string text_or(const nlohmann::json& j, const std::string& key, const std::string& fallback,
+                    const std::string& where) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  require(j[key].is_string(), where, "config.json needs a string at \"" + key + "\"");
+  return j[key].get<std::string>();
+}
+bool flag_or(const nlohmann::json& j, const std::string& key, bool fallback, const std::string& where) {
+  if (!j.contains(key) || j[key].is_null()) return fallback;
+  require(j[key].is_boolean(), where, "config.json needs true or false at \"" + key + "\"");
+  return j[key].get<bool>();
+}
+// A value from the file inside a message, JSON-quoted: one line whatever it holds.
+std::string quote(const std::string& s) {
+  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 }  // namespace
 
 ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& where) {
+  require(hf.is_object(), where, "config.json is not a JSON object");
   std::string arch;
-  if (hf.contains("architectures") && hf["architectures"].is_array() && !hf["architectures"].empty())
+  if (hf.contains("architectures") && hf["architectures"].is_array() && !hf["architectures"].empty()) {
+    require(hf["architectures"][0].is_string(), where, "config.json needs a string at \"architectures\"[0]");
     arch = hf["architectures"][0].get<std::string>();
-  const std::string type = hf.value("model_type", "");
+  }
+  const std::string type = text_or(hf, "model_type", "", where);
   const bool llama = arch == "LlamaForCausalLM" || (arch.empty() && type == "llama");
   const bool neox = arch == "GPTNeoXForCausalLM" || (arch.empty() && type == "gpt_neox");
-  require(llama || neox, where, "config.json describes \"" + (arch.empty() ? type : arch) +
-                                    "\"; ropelab loads LlamaForCausalLM and GPTNeoXForCausalLM");
-  auto integer = [&](const std::string& k) { return static_cast<int64_t>(number(hf, k, where)); };
+  require(llama || neox, where, "config.json describes " + quote(arch.empty() ? type : arch) +
+                                    "; ropelab loads LlamaForCausalLM and GPTNeoXForCausalLM");
+  auto integer = [&](const std::string& k) { return whole(number(hf, k, where), k, where); };
   // transformers v5 keeps RoPE settings in "rope_parameters"; older configs at the top level.
   nlohmann::json rope = nlohmann::json::object();
   if (hf.contains("rope_parameters") && hf["rope_parameters"].is_object()) {
     rope = hf["rope_parameters"];
-    const std::string type = rope.value("rope_type", "default");
-    require(type == "default", where, "rope_parameters.rope_type \"" + type +
-                                          "\": ropelab loads plain RoPE weights and applies scaling at evaluation (--scaling)");
+    const std::string type = text_or(rope, "rope_type", "default", where + " rope_parameters");
+    require(type == "default", where, "rope_parameters.rope_type " + quote(type) +
+                                          ": ropelab loads plain RoPE weights and applies scaling at evaluation (--scaling)");
   }
   auto rope_value = [&](const char* key, double fallback) {
     return rope.contains(key) ? number(rope, key, where + " rope_parameters") : fallback;
@@ -113,7 +151,7 @@ ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& wh
   c.n_layers = integer("num_hidden_layers");
   c.n_heads = integer("num_attention_heads");
   c.T_train = integer("max_position_embeddings");
-  const std::string act = hf.value("hidden_act", "");
+  const std::string act = text_or(hf, "hidden_act", "", where);
   auto eps_ok = [&](const std::string& k) {
     const double eps = number_or(hf, k, kNormEps, where);
     require(std::abs(eps - kNormEps) < 1e-12, where, k + " " + std::to_string(eps) + ": ropelab's norms use 1e-5");
@@ -121,15 +159,15 @@ ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& wh
   if (llama) {
     c.norm = "rmsnorm";
     c.mlp = "swiglu";
-    c.n_kv_heads = static_cast<int64_t>(number_or(hf, "num_key_value_heads", double(c.n_heads), where));
-    c.d_head = static_cast<int64_t>(number_or(hf, "head_dim", double(c.d_model / std::max<int64_t>(c.n_heads, 1)), where));
+    c.n_kv_heads = whole(number_or(hf, "num_key_value_heads", double(c.n_heads), where), "num_key_value_heads", where);
+    c.d_head = whole(number_or(hf, "head_dim", double(c.d_model / std::max<int64_t>(c.n_heads, 1)), where), "head_dim", where);
     c.rope_theta = rope_value("rope_theta", number_or(hf, "rope_theta", 10000.0, where));
     require(rope_value("partial_rotary_factor", number_or(hf, "partial_rotary_factor", 1.0, where)) == 1.0, where,
             "partial_rotary_factor below 1: ropelab's Llama-style model rotates whole heads");
-    c.tie_embeddings = hf.value("tie_word_embeddings", false);
-    require(act == "silu", where, "hidden_act \"" + act + "\": ropelab's SwiGLU uses silu");
+    c.tie_embeddings = flag_or(hf, "tie_word_embeddings", false, where);
+    require(act == "silu", where, "hidden_act " + quote(act) + ": ropelab's SwiGLU uses silu");
     eps_ok("rms_norm_eps");
-    require(!hf.value("attention_bias", false) && !hf.value("mlp_bias", false), where,
+    require(!flag_or(hf, "attention_bias", false, where) && !flag_or(hf, "mlp_bias", false, where), where,
             "attention_bias / mlp_bias: ropelab's linear layers have no biases");
     require(!hf.contains("rope_scaling") || hf["rope_scaling"].is_null(), where,
             "rope_scaling is set; ropelab applies scaling at evaluation (--scaling), not in the weights' config");
@@ -139,10 +177,10 @@ ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& wh
     c.rope_theta = rope_value("rope_theta", number_or(hf, "rotary_emb_base", number_or(hf, "rope_theta", 10000.0, where), where));
     c.rotary_fraction = rope_value("partial_rotary_factor",
                                    number_or(hf, "rotary_pct", number_or(hf, "partial_rotary_factor", 0.25, where), where));
-    c.tie_embeddings = hf.value("tie_word_embeddings", false);
-    require(act == "gelu", where, "hidden_act \"" + act + "\": ropelab's GPT-NeoX-style MLP uses exact gelu");
+    c.tie_embeddings = flag_or(hf, "tie_word_embeddings", false, where);
+    require(act == "gelu", where, "hidden_act " + quote(act) + ": ropelab's GPT-NeoX-style MLP uses exact gelu");
     eps_ok("layer_norm_eps");
-    require(!hf.value("use_parallel_residual", true), where,
+    require(!flag_or(hf, "use_parallel_residual", true, where), where,
             "use_parallel_residual is true (the GPT-NeoX default, absent counts as true): ropelab's blocks are sequential");
   }
   try {
