@@ -85,35 +85,29 @@ void run_manifest(const std::string& bytes) {
 // train` has, as cmd_train.cpp does.
 void run_recipe(const std::string& bytes) {
   last_path = put("recipe.toml", bytes);
+  // Every `ropelab train` flag, by the type cmd_train.cpp binds it to.
+  static const char* strings[] = {"out", "data-dir", "tokenizer-type", "data-mix", "norm", "mlp", "init-from",
+                                  "checkpoints", "device", "fault-kill-at"};
+  static const char* ints[] = {"vocab-size", "d-model", "n-layers", "n-heads", "n-kv-heads", "d-head",
+                               "d-ff", "T-train", "max-steps", "batch-size", "grad-accum", "warmup-steps",
+                               "eval-every", "eval-batches", "log-every", "threads", "fault-nan-step", "dist-timeout"};
+  static const char* reals[] = {"rope-theta", "rotary-fraction", "lr", "min-lr", "weight-decay", "beta1",
+                                "beta2", "grad-clip", "dist-bucket-mb"};
   CLI::App cmd{"train"};
-  std::string str[6];
+  std::string str[std::size(strings)], resume;
+  int64_t i64[std::size(ints)] = {};
+  double real[std::size(reals)] = {};
   std::vector<std::string> inputs;
-  int64_t i64[6] = {};
   uint64_t seed = 0;
-  double real[4] = {};
   bool tie = false;
-  cmd.add_option("--out", str[0]);
-  cmd.add_option("--resume", str[1])->configurable(false);
-  auto* d = cmd.add_option_group("data");
-  d->add_option("--data-dir", str[2])->capture_default_str();
-  d->add_option("--data-input", inputs);
-  d->add_option("--vocab-size", i64[0])->capture_default_str();
-  d->add_option("--tokenizer-type", str[3])->capture_default_str();
-  auto* m = cmd.add_option_group("model");
-  m->add_option("--d-model", i64[1])->capture_default_str();
-  m->add_option("--n-layers", i64[2])->capture_default_str();
-  m->add_option("--T-train", i64[3])->capture_default_str();
-  m->add_option("--rope-theta", real[0])->capture_default_str();
-  m->add_option("--rotary-fraction", real[1])->capture_default_str();
-  m->add_option("--norm", str[4])->capture_default_str();
-  m->add_option("--tie-embeddings", tie)->capture_default_str();
-  auto* o = cmd.add_option_group("optimisation");
-  o->add_option("--max-steps", i64[4])->capture_default_str();
-  o->add_option("--lr", real[2])->capture_default_str();
-  o->add_option("--beta2", real[3])->capture_default_str();
-  o->add_option("--seed", seed)->capture_default_str();
-  o->add_option("--checkpoints", str[5])->capture_default_str();
-  o->add_option("--eval-every", i64[5])->capture_default_str();
+  auto* g = cmd.add_option_group("flags");  // the real command keeps its flags in groups
+  for (size_t i = 0; i < std::size(strings); ++i) g->add_option(std::string("--") + strings[i], str[i]);
+  for (size_t i = 0; i < std::size(ints); ++i) g->add_option(std::string("--") + ints[i], i64[i]);
+  for (size_t i = 0; i < std::size(reals); ++i) g->add_option(std::string("--") + reals[i], real[i]);
+  g->add_option("--data-input", inputs);
+  g->add_option("--seed", seed);
+  g->add_option("--tie-embeddings", tie);
+  cmd.add_option("--resume", resume)->configurable(false);
   cli::apply_recipe(cmd, last_path);
 }
 
