@@ -14,6 +14,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "common/safetensors.h"
+#include "data/bpe_tokenizer.h"
 #include "data/shard.h"
 #include "eval/decay_input.h"
 #include "eval/fit.h"
@@ -151,13 +152,35 @@ void run_jsonl(const std::string& bytes) {
   io::read_jsonl(last_path);
 }
 
+// A Hugging Face tokenizer.json (byte-level BPE), then a round trip of text
+// that reaches the added tokens, the pre-tokenizer's classes and the merges,
+// and every id back to text.
+void run_tokenizer_json(const std::string& bytes) {
+  last_path = put("tokenizer.json", bytes);
+  const auto tok = data::BpeTokenizer::load(last_path);
+  std::vector<int32_t> ids;
+  try {
+    ids = tok.encode("hello world<|eot|>  it's 2024: caf\xc3\xa9 \xce\xb1\xce\xb2 \xe4\xb8\xad\n\tend", true);
+  } catch (const Error&) {  // text refusals (NFC) name no file: not a reader finding
+  }
+  tok.decode(ids);
+  std::vector<int32_t> all;
+  for (int32_t id = 0; id < tok.vocab_size() && id < 4096; ++id) {
+    try {
+      if (tok.token_id(tok.token(id))) all.push_back(id);
+    } catch (const Error&) {  // an id between tokens: refused by name, as it should be
+    }
+  }
+  tok.decode(all, true);
+}
+
 }  // namespace
 
 const std::vector<Target>& targets() {
   static const std::vector<Target> all = {
       {"safetensors", run_safetensors}, {"shard", run_shard},   {"manifest", run_manifest},
       {"recipe", run_recipe},           {"study", run_study},   {"decay", run_decay},
-      {"hf_config", run_hf_config},     {"jsonl", run_jsonl},
+      {"hf_config", run_hf_config},     {"jsonl", run_jsonl},   {"tokenizer_json", run_tokenizer_json},
   };
   return all;
 }
