@@ -72,7 +72,7 @@ nlohmann::json read_json(const std::string& path) {
   const std::string text = read_file(path);
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     throw Error(path + ": not valid JSON (" + e.what() + ")");
   }
 }
@@ -102,7 +102,7 @@ std::vector<nlohmann::json> read_jsonl(const std::string& path) {
     if (line.empty()) continue;
     try {
       out.push_back(nlohmann::json::parse(line));
-    } catch (const nlohmann::json::parse_error&) {
+    } catch (const nlohmann::json::exception&) {  // parse_error, or out_of_range (a number like 1e999)
       // A torn final line is what a kill mid-append leaves; anything else is corruption.
       if (in.peek() == EOF) break;
       throw Error(path + ":" + std::to_string(lineno) + ": not valid JSON");

@@ -55,7 +55,7 @@ void read_jsonl(const std::string& path, const std::string& field, TextCorpus& o
     nlohmann::json rec;
     try {
       rec = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error&) {
+    } catch (const nlohmann::json::exception&) {  // parse_error, or out_of_range (a number like 1e999)
       throw Error(where + ": not a JSON object (expected one object per line)");
     }
     if (!rec.is_object() || !rec.contains(field))

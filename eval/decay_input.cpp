@@ -295,7 +295,7 @@ DecayInput read_decay_curve(const std::string& path) {
     nlohmann::json j;
     try {
       j = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range (a number like 1e999)
       throw Error(path + ": not valid JSON (" + e.what() + "); NaN or Infinity are not JSON");
     }
     return parse_decay_json(j, path);
