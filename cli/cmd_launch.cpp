@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "cli/commands.h"
+#include "cli/range_check.h"
 #include "cli/subprocess.h"
 #include "common/error.h"
 
@@ -63,8 +64,8 @@ void add_launch_command(CLI::App& root) {
   auto nproc = std::make_shared<int>(2);
   auto port = std::make_shared<int>(29500);
   auto grace = std::make_shared<int>(10);
-  cmd->add_option("--nproc", *nproc, "ranks to start on this machine")->check(CLI::Range(1, 256))->capture_default_str();
-  cmd->add_option("--master-port", *port, "TCPStore port of rank 0")->check(CLI::Range(1, 65535))->capture_default_str();
+  cmd->add_option("--nproc", *nproc, "ranks to start on this machine")->check(in_range(1, 256))->capture_default_str();
+  cmd->add_option("--master-port", *port, "TCPStore port of rank 0")->check(in_range(1, 65535))->capture_default_str();
   cmd->add_option("--grace", *grace, "seconds the other ranks get to stop after one fails")->capture_default_str();
   cmd->callback([=] {
     const auto& args = trailing_args();  // the words after `--`

@@ -18,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/range_check.h"
 #include "cli/subprocess.h"
 #include "common/error.h"
 #include "common/io.h"
@@ -257,11 +258,11 @@ void add_pilot_command(CLI::App& root) {
   cmd->add_option("--jobs", *jobs,
                   "runs (θ, or θ × seed) side by side (each stage's output then goes to RUN/STAGE.log, and the threads are "
                   "shared out unless OMP_NUM_THREADS is set)")
-      ->check(CLI::Range(1, 256))
+      ->check(in_range(1, 256))
       ->capture_default_str();
   cmd->add_option("--status-every", *status_every,
                   "with --jobs: seconds between lines showing each running stage's progress (its log's last line)")
-      ->check(CLI::Range(0.1, 86400.0))
+      ->check(in_range(0.1, 86400))
       ->capture_default_str();
   cmd->add_flag("--dry-run", *dry, "print what would run (and what is already complete), run nothing");
   cmd->callback([&root, file, out, jobs, status_every, dry] { run_pilot(root, *file, *out, *jobs, *status_every, *dry); });
