@@ -161,3 +161,28 @@ TEST(Distributed, ASignalToOneRankStopsAllRanksAfterTheSameStep) {
   ASSERT_FALSE(train::read_manifest(dir + "/run").empty());
   EXPECT_EQ(train::read_manifest(dir + "/run").back().step, 9);
 }
+
+// Under torchrun its agent may host the rendezvous store on MASTER_PORT and
+// then sets TORCHELASTIC_USE_AGENT_STORE=True: ropelab's ranks join that
+// store as clients (a second server on the port would fail to bind). Two ranks started
+// by torchrun train exactly like one rank with the double batch. Runs where
+// torchrun exists (the PyTorch 2.x world of scripts/torch2); skipped elsewhere.
+TEST(Distributed, TorchrunStartsTwoRanksThatTrainLikeOne) {
+  if (test::run_shell("command -v torchrun >/dev/null 2>&1").exit_code != 0)
+    GTEST_SKIP() << "torchrun is not installed here (it is in scripts/torch2's world)";
+  const auto dir = test::scratch_dir();
+  const auto flags = test::tiny_flags(test::tiny_data(dir)) + " --max-steps 4 --checkpoints every:4";
+  auto one = test::run_ropelab("train " + flags + " --batch-size 4 --out " + dir + "/one");
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  // torchrun's static rendezvous: its agent hosts the store. The wrapper only
+  // makes that store the classic server where libtorch lacks libuv.
+  auto two = test::run_shell("python3 " ROPELAB_SOURCE_DIR "/tests/torchrun_nolibuv.py --nnodes 1 --nproc-per-node 2 "
+                             "--master-addr 127.0.0.1 --master-port " + std::to_string(free_port() + 6) +
+                             " --no-python " + ROPELAB_BIN + " train " + flags + " --batch-size 2 --out " + dir +
+                             "/two 2>&1");
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  const auto a = io::read_jsonl(dir + "/one/metrics.jsonl"), b = io::read_jsonl(dir + "/two/metrics.jsonl");
+  ASSERT_EQ(b.size(), 4u) << two.output;
+  for (size_t i = 0; i < 4; ++i) EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << i;
+  EXPECT_EQ(io::read_json(dir + "/two/config.json")["world_size"], 2);
+}

@@ -1,10 +1,13 @@
 #include "train/distributed.h"
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #if defined(USE_C10D_NCCL)
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
+
+#include <torch/version.h>
 
 #include <cstdlib>
 
@@ -12,6 +15,22 @@
 
 namespace ropelab::train {
 namespace {
+
+// The rendezvous store hosted by rank 0. libtorch >= 2.4 asks for its libuv
+// server by default and refuses when it was built without libuv (Debian's
+// 2.6 is; the official wheels are not), so that case falls back to the
+// classic socket server, which every 2.x build has.
+c10::intrusive_ptr<c10d::Store> make_tcp_store(const std::string& addr, c10d::TCPStoreOptions so) {
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 2)
+  try {
+    return c10::make_intrusive<c10d::TCPStore>(addr, so);
+  } catch (const std::exception& e) {
+    if (!so.useLibUV || std::string(e.what()).find("libuv") == std::string::npos) throw;
+    so.useLibUV = false;
+  }
+#endif
+  return c10::make_intrusive<c10d::TCPStore>(addr, so);
+}
 
 int env_int(const char* name, int fallback, bool* found) {
   const char* v = std::getenv(name);
@@ -33,6 +52,9 @@ DistEnv dist_env_from_environment() {
   e.local_rank = env_int("LOCAL_RANK", env_int("SLURM_LOCALID", 0, &any), &any);
   if (const char* a = std::getenv("MASTER_ADDR")) e.master_addr = a;
   e.master_port = env_int("MASTER_PORT", 29500, &any);
+  if (const char* a = std::getenv("TORCHELASTIC_USE_AGENT_STORE")) e.agent_store = std::string(a) == "True";
+  bool unused = false;
+  e.restart_count = env_int("TORCHELASTIC_RESTART_COUNT", 0, &unused);
   if (e.world < 1 || e.rank >= e.world)
     throw Error("RANK=" + std::to_string(e.rank) + " is not below WORLD_SIZE=" + std::to_string(e.world));
   return e;
@@ -63,11 +85,14 @@ DataParallel::DataParallel(const DistEnv& env, const at::Device& device, std::ch
     : env_(env), device_(device), backend_(std::make_unique<Backend>()) {
   c10d::TCPStoreOptions so;
   so.port = static_cast<uint16_t>(env.master_port);
-  so.isServer = env.rank == 0;
+  so.isServer = env.rank == 0 && !env.agent_store;
   so.numWorkers = env.world;
   so.timeout = timeout;
   try {
-    backend_->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+    backend_->store = make_tcp_store(env.master_addr, so);
+    if (env.agent_store)
+      backend_->store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(env.restart_count),
+                                                               backend_->store);
   } catch (const std::exception& e) {
     throw Error("rank " + std::to_string(env.rank) + ": rendezvous at " + env.master_addr + ":" +
                 std::to_string(env.master_port) + " failed: " + e.what());

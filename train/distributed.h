@@ -1,7 +1,9 @@
 // Data parallelism over libtorch's c10d: Gloo on the CPU, NCCL on CUDA, one
 // code path. Rendezvous as torchrun and SLURM do it: RANK / WORLD_SIZE /
 // LOCAL_RANK / MASTER_ADDR / MASTER_PORT (or SLURM_PROCID / SLURM_NTASKS /
-// SLURM_LOCALID) through a TCPStore hosted by rank 0.
+// SLURM_LOCALID) through a TCPStore hosted by rank 0 — or, under torchrun
+// (TORCHELASTIC_USE_AGENT_STORE=True), through the store its agent already
+// hosts on MASTER_PORT, as PyTorch's own workers do.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -17,6 +19,10 @@ struct DistEnv {
   int rank = 0, world = 1, local_rank = 0;
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
+  // torchrun's agent hosts the store: every rank is a client, and keys live
+  // under /worker/attempt_<TORCHELASTIC_RESTART_COUNT>.
+  bool agent_store = false;
+  int restart_count = 0;
 };
 // Reads the environment; world = 1 when none of the variables is set.
 // Throws Error naming a malformed or inconsistent variable.
