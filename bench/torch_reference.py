@@ -3,18 +3,21 @@
 written plainly in PyTorch (RMSNorm, SwiGLU, rotate-half RoPE, tied
 embeddings, no biases), trained the way ropelab trains - the same token
 windows (ropelab's mix64 sampling), the same warm-up + cosine schedule, AdamW
-(0.9, 0.95, eps 1e-8, weight decay 0.1 on matrices), clipping at 1.0 - with
-bf16 autocast, flash SDPA and fused AdamW, eager or torch.compile. Starts from
+(0.9, 0.95, eps 1e-8, weight decay 0.1 on matrices), clipping at 1.0 - on CUDA
+with bf16 autocast, flash SDPA and fused AdamW, on the CPU in float32 (as
+ropelab trains there) with SDPA and PyTorch's default AdamW; eager or
+torch.compile. Starts from
 ropelab's own initial weights (`ropelab export hf` of its step-0 checkpoint),
 so the loss curves can be compared step by step.
 
     python3 bench/torch_reference.py --init DIR --data DIR --T 1024 --batch 32 --steps 60 \
-        --mode compile --out results.jsonl
+        --mode compile --device cuda --out results.jsonl
 """
 import argparse
 import json
 import math
 import os
+import resource
 import statistics
 import struct
 import time
@@ -121,7 +124,8 @@ class Model(torch.nn.Module):
         for layer in self.layers:
             x = layer(x, self.cos, self.sin)
         logits = self.norm(x) @ self.embed_tokens.weight.t()  # tied
-        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.view(-1))
+        # reshape, not view: targets is the slice w[:, 1:], which is not contiguous.
+        return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
 
     def load_hf(self, tensors):
         own = {"embed_tokens.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight"}
@@ -147,49 +151,56 @@ def main():
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--seed", type=int, default=1337)
     ap.add_argument("--mode", choices=["eager", "compile"], default="eager")
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     ap.add_argument("--label", default="")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
     cfg = json.load(open(os.path.join(a.init, "config.json")))
-    dev = torch.device("cuda")
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     assert cfg.get("tie_word_embeddings", False), "the reference model ties its LM head, as ropelab's benchmark runs do"
     model = Model(cfg, a.T).to(dev)
     model.load_hf({k: v.to(dev) for k, v in read_safetensors(os.path.join(a.init, "model.safetensors")).items()})
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=a.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
+                            lr=a.lr, betas=(0.9, 0.95), eps=1e-8, **({"fused": True} if cuda else {}))
     step_fn = torch.compile(model) if a.mode == "compile" else model
 
     train = read_llmc_tokens(sorted(f for f in (os.path.join(a.data, n) for n in os.listdir(a.data)) if "train" in f)[0])
     span = a.T + 1
     n_starts = train.numel() - span + 1
     losses, rates = [], []
-    torch.cuda.reset_peak_memory_stats()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     for step in range(a.steps):
-        torch.cuda.synchronize()
+        sync()
         t0 = time.perf_counter()  # like ropelab's tok_per_s: the step includes drawing its windows
         starts = [mix64(mix64(mix64(a.seed) ^ step) ^ b) % n_starts for b in range(a.batch)]
         w = torch.stack([train[s:s + span] for s in starts]).to(dev, non_blocking=True)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, a.lr, a.min_lr, a.warmup, a.steps)
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
             loss = step_fn(w[:, :-1], w[:, 1:])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        torch.cuda.synchronize()
+        sync()
         rates.append(a.batch * a.T / (time.perf_counter() - t0))
         losses.append(loss.item())
     n_params = sum(p.numel() for p in model.parameters())
     rec = {"impl": f"pytorch-{a.mode}", "label": a.label, "torch": torch.__version__, "T": a.T, "batch": a.batch,
            "steps": a.steps, "params": n_params, "tok_per_s_median": statistics.median(rates[10:] or rates),
-           "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30, "losses": losses}
+           "device": a.device, "threads": torch.get_num_threads(),
+           "peak_mem_gb": (torch.cuda.max_memory_allocated() if cuda else
+                           resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30,
+           "losses": losses}
     with open(a.out, "a") as f:
         f.write(json.dumps(rec) + "\n")
-    print(f"{rec['impl']:>16} {a.label}: {rec['tok_per_s_median'] / 1e6:.3f} M tok/s, peak {rec['peak_mem_gb']:.1f} GiB, "
+    print(f"{rec['impl']:>16} {a.label}: {rec['tok_per_s_median'] / 1e3:.1f}k tok/s, peak {rec['peak_mem_gb']:.1f} GiB, "
           f"loss {losses[0]:.4f} -> {losses[-1]:.4f}")
 
 

@@ -112,9 +112,11 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, co
     return wo->forward(y.transpose(1, 2).reshape({B, T, n_heads_ * d_head_}));
   }
 #if TORCH_VERSION_MAJOR >= 2
-  // Flash/memory-efficient kernels on CUDA when the mask is plain causal.
+  // Fused kernels when the mask is plain causal: flash/memory-efficient on
+  // CUDA, the fused CPU kernel otherwise (the explicit path below holds the
+  // whole [Tq, Tk] score matrix and a mask; measured in docs/performance.md).
   // The score multiplier is folded into q so SDPA's default 1/sqrt(D) applies.
-  if (x.is_cuda() && (k.size(2) == T || T == 1)) {
+  if (k.size(2) == T || T == 1) {
     y = at::scaled_dot_product_attention(q * s.score_multiplier, k, v, {}, 0.0, /*is_causal=*/T > 1);
   } else
 #endif
