@@ -11,7 +11,7 @@
 #include <optional>
 
 #include "cli/commands.h"
-#include "cli/subprocess.h"
+#include "common/subprocess.h"
 #include "common/error.h"
 
 namespace ropelab::cli {

@@ -9,7 +9,7 @@
 #include "common/io.h"
 #include "common/progress.h"
 #include "data/prepare.h"
-#include "eval/gamma_record.h"
+#include "theory/gamma_record.h"
 #include "eval/provenance.h"
 #include "train/checkpoint.h"
 

@@ -15,7 +15,7 @@
 #include "data/passkey.h"
 #include "data/prepare.h"
 #include "data/tokenizer.h"
-#include "eval/closed_forms.h"
+#include "theory/closed_forms.h"
 #include "eval/niah.h"
 #include "eval/provenance.h"
 #include "eval/query_gmm.h"

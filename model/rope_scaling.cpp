@@ -4,7 +4,7 @@
 #include <sstream>
 
 #include "common/error.h"
-#include "eval/closed_forms.h"
+#include "theory/closed_forms.h"
 #include "model/rope.h"
 
 namespace ropelab::model {

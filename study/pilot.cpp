@@ -15,8 +15,17 @@
 namespace ropelab::study {
 namespace fs = std::filesystem;
 
+const std::vector<std::string>& run_stages() {
+  static const std::vector<std::string> names = {"train", "gamma", "niah", "kv"};
+  return names;
+}
+
 const std::vector<std::string>& stage_names() {
-  static const std::vector<std::string> names = {"train", "gamma", "niah", "kv", "report"};
+  static const std::vector<std::string> names = [] {
+    auto all = run_stages();
+    all.push_back("report");
+    return all;
+  }();
   return names;
 }
 
@@ -110,24 +119,6 @@ Study load_study(const std::string& path) {
   if (!s.seeds.empty() && has_flag(s, "train", "seed"))
     throw bad("train.seed", "conflicts with the top-level `seeds` list, which gives each run its seed");
   return s;
-}
-
-std::string theta_label(double theta) {
-  // Shortest form that reads back exactly: 10000 -> 1e4, 250000 -> 2.5e5, 500 -> 500.
-  const int e = static_cast<int>(std::floor(std::log10(theta)));
-  char buf[64];
-  for (int digits = 1; digits <= 17; ++digits) {
-    std::snprintf(buf, sizeof buf, "%.*g", digits, theta / std::pow(10.0, e));
-    std::string mant = buf;
-    std::string label = e >= 4 ? mant + "e" + std::to_string(e) : "";
-    if (label.empty()) {
-      std::snprintf(buf, sizeof buf, "%.*g", digits + std::max(e, 0), theta);
-      label = buf;
-    }
-    if (std::stod(label) == theta) return label;
-  }
-  std::snprintf(buf, sizeof buf, "%.17g", theta);
-  return buf;
 }
 
 std::vector<Member> members(const Study& s) {

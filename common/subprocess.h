@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace ropelab::cli {
+namespace ropelab {
 
 std::string self_path();  // this executable, from /proc/self/exe
 
@@ -46,4 +46,4 @@ bool interrupted(int status);                        // stopped by SIGINT/SIGTER
 int exit_code_of(int status);                        // the status as a shell would report it
 std::string describe(int status);                    // "exited with status 2", "was killed by signal 9"
 
-}  // namespace ropelab::cli
+}  // namespace ropelab

@@ -1,4 +1,4 @@
-#include "eval/report.h"
+#include "report/report.h"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,8 +16,8 @@
 
 #include "common/error.h"
 #include "common/io.h"
-#include "eval/report_charts.h"
-#include "eval/report_tables.h"
+#include "report/report_charts.h"
+#include "report/report_tables.h"
 
 #ifndef ROPELAB_SOURCE_DIR
 #define ROPELAB_SOURCE_DIR "."

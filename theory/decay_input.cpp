@@ -1,4 +1,4 @@
-#include "eval/decay_input.h"
+#include "theory/decay_input.h"
 
 #include <algorithm>
 #include <cctype>

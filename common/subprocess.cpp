@@ -1,4 +1,4 @@
-#include "cli/subprocess.h"
+#include "common/subprocess.h"
 
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -15,7 +15,7 @@
 
 extern char** environ;
 
-namespace ropelab::cli {
+namespace ropelab {
 
 std::string self_path() {
   char buf[4096];
@@ -224,4 +224,4 @@ std::string describe(int status) {
   return "exited with status " + std::to_string(WEXITSTATUS(status));
 }
 
-}  // namespace ropelab::cli
+}  // namespace ropelab

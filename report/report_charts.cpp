@@ -1,4 +1,4 @@
-#include "eval/report_charts.h"
+#include "report/report_charts.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +8,7 @@
 #include <set>
 #include <tuple>
 
-#include "eval/closed_forms.h"
+#include "theory/closed_forms.h"
 
 namespace ropelab::report {
 
