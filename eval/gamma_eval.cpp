@@ -89,7 +89,7 @@ std::vector<nlohmann::json> eval_gamma_run(const std::string& run_dir, const Gam
   if (entries.empty()) throw Error(run_dir + ": no checkpoints listed in checkpoints/manifest.json");
   auto mine = [&](const nlohmann::json& rec) {
     return rec.contains("checkpoint") &&
-           fs::path(rec["checkpoint"].get<std::string>()).parent_path().parent_path() == fs::path(run_dir);
+           fs::path(rundir::run_of_checkpoint(rec["checkpoint"].get<std::string>())) == fs::path(run_dir);
   };
   std::set<int64_t> done;
   for (const auto& rec : io::read_jsonl(opt.out))
@@ -99,7 +99,7 @@ std::vector<nlohmann::json> eval_gamma_run(const std::string& run_dir, const Gam
   for (const auto& e : entries) {
     ++i;
     if (done.count(e.step)) continue;
-    const auto rec = eval_gamma_checkpoint(train::checkpoints_dir(run_dir) + "/" + e.file, opt);
+    const auto rec = eval_gamma_checkpoint(rundir::checkpoint_path(run_dir, e.file), opt);
     char detail[96];
     std::snprintf(detail, sizeof detail, "step %lld: gamma %.3f", static_cast<long long>(e.step),
                   rec["measurement"]["gamma"].get<double>());

@@ -3,15 +3,16 @@
 #pragma once
 #include <torch/version.h>
 
-#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+
+#include "common/run_dir.h"
 
 namespace ropelab::eval {
 
 // "ropelab:RUN" for RUN_DIR/checkpoints/step_X.pt.
 inline std::string model_id_of(const std::string& ckpt_path) {
-  return "ropelab:" + std::filesystem::path(ckpt_path).parent_path().parent_path().filename().string();
+  return "ropelab:" + std::filesystem::path(rundir::run_of_checkpoint(ckpt_path)).filename().string();
 }
 
 inline nlohmann::json versions() {

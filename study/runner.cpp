@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "common/run_dir.h"
 #include "common/subprocess.h"
 
 namespace ropelab::study {
@@ -68,7 +69,7 @@ class StudyRun {
   StudyRun(const Study& s, const RunOptions& o)
       : s_(s), o_(o), members_(members(s)), total_(int(members_.size() * run_stages().size() + 1)),
         rerun_("re-run `ropelab pilot --config " + s.file + (o.out_flag.empty() ? "" : " --out " + o.out_flag) + "`"),
-        log_path_(s.out + "/pilot.jsonl"), side_by_side_(o.jobs > 1 && members_.size() > 1) {}
+        log_path_(rundir::study_log_path(s.out)), side_by_side_(o.jobs > 1 && members_.size() > 1) {}
 
   void dry_run();
   void run();
@@ -125,8 +126,8 @@ void StudyRun::run() {
   run_lanes();
   throw_if_stopped_or_failed();
   run_report();
-  std::cout << "pilot: study " << s_.name << " complete in " << s_.out << " (report: " << s_.out
-            << "/report/report.html; stage log: " << log_path_ << ")" << std::endl;
+  std::cout << "pilot: study " << s_.name << " complete in " << s_.out << " (report: " << rundir::study_report_dir(s_.out)
+            << "/report.html; stage log: " << log_path_ << ")" << std::endl;
 }
 
 void StudyRun::share_threads() {
@@ -195,7 +196,7 @@ void StudyRun::advance(Lane& lane) {
       std::cout << head(step) << "skipped, " << step.skipped << std::endl;
       continue;
     }
-    lane.log = side_by_side_ ? run_dir(s_, lane.member) + "/" + step.stage + ".log" : "";
+    lane.log = side_by_side_ ? rundir::stage_log_path(run_dir(s_, lane.member), step.stage) : "";
     if (!lane.log.empty()) {
       io::make_dirs(run_dir(s_, lane.member));
       mark_log(lane.log, step);

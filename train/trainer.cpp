@@ -167,21 +167,21 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
   m->to(dev);
   auto opt = make_optimizer(m, cfg);
   const auto schedule = CheckpointSchedule::parse(cfg.checkpoints);
-  const std::string metrics_path = run_dir + "/metrics.jsonl";
+  const std::string metrics_path = rundir::metrics_path(run_dir);
   const nlohmann::json state = {{"config", to_json(cfg)}, {"data", {{"dir", data.dir}, {"meta", data.meta}}}};
 
   int64_t step = 0;
   if (resume) {
     const auto entries = read_manifest(run_dir);
     if (entries.empty()) throw Error(run_dir + ": no complete checkpoint to resume from");
-    const auto s = load_checkpoint(checkpoints_dir(run_dir) + "/" + entries.back().file, m, &opt);
+    const auto s = load_checkpoint(rundir::checkpoint_path(run_dir, entries.back().file), m, &opt);
     step = s.at("step").get<int64_t>();
     if (main) {
       truncate_metrics(metrics_path, step);
       std::cerr << "resuming " << run_dir << " from step " << step << " on " << env.world << " rank(s)\n";
     }
   } else if (main) {
-    io::write_json_atomic(run_dir + "/config.json", to_json(cfg));
+    io::write_json_atomic(rundir::config_path(run_dir), to_json(cfg));
     std::cerr << "model: " << m->parameter_count() << " parameters (" << cfg.model.n_layers << " layers, d_model "
               << cfg.model.d_model << ", theta " << cfg.model.rope_theta << ", T_train " << cfg.model.T_train << ")\n";
     if (schedule.due(0)) save_checkpoint(run_dir, 0, 0, m, &opt, state);
@@ -316,14 +316,14 @@ data::PreparedData ensure_data(const TrainConfig& cfg) {
 TrainResult train_new(const TrainConfig& cfg, const std::string& run_dir) {
   cfg.validate();
   // Only rank 0 judges the directory: the others would see the config it just wrote.
-  if (dist_env_from_environment().rank == 0 && io::exists(run_dir + "/config.json"))
+  if (dist_env_from_environment().rank == 0 && io::exists(rundir::config_path(run_dir)))
     throw Error(run_dir + ": already holds a run; continue it with --resume, or choose another --out");
   io::make_dirs(run_dir);
   return run(cfg, run_dir, false);
 }
 
 TrainResult train_resume(const std::string& run_dir, int64_t max_steps) {
-  const std::string path = run_dir + "/config.json";
+  const std::string path = rundir::config_path(run_dir);
   if (!io::exists(path)) throw Error(run_dir + ": no run to resume (no config.json)");
   auto cfg = train_config_from_json(io::read_json(path));
   if (max_steps > 0 && max_steps != cfg.max_steps) {
