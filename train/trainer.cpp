@@ -200,19 +200,11 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
   Progress progress("train", cfg.max_steps, cfg.log_every);
   m->train();
 
-  // --fault-kill-at RANK:STEP[:TERM] (tests of rank failure): SIGKILL, or SIGTERM (a clean stop)
-  int64_t kill_rank = -1, kill_step = -1;
-  int kill_signal = SIGKILL;
-  if (!cfg.fault_kill_at.empty()) {
-    char sig[8] = "";
-    const int got = std::sscanf(cfg.fault_kill_at.c_str(), "%ld:%ld:%7s", &kill_rank, &kill_step, sig);
-    if (got < 2 || (got == 3 && std::string(sig) != "TERM"))
-      throw Error("--fault-kill-at must be RANK:STEP or RANK:STEP:TERM, got " + cfg.fault_kill_at);
-    if (got == 3) kill_signal = SIGTERM;
-  }
+  // --fault-kill-at (tests of rank failure): SIGKILL, or SIGTERM (a clean stop); validated with the config
+  const auto kill = cfg.fault_kill_at.empty() ? std::nullopt : parse_fault_kill(cfg.fault_kill_at);
 
   while (step < cfg.max_steps) {
-    if (step == kill_step && (dp ? dp->rank() : 0) == kill_rank) std::raise(kill_signal);
+    if (kill && step == kill->step && (dp ? dp->rank() : 0) == kill->rank) std::raise(kill->term ? SIGTERM : SIGKILL);
     const auto t0 = std::chrono::steady_clock::now();
     const double lr = lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps);
     for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
