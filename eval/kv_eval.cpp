@@ -17,7 +17,7 @@
 #include "data/tokenizer.h"
 #include "theory/closed_forms.h"
 #include "eval/niah.h"
-#include "eval/provenance.h"
+#include "eval/evaluation.h"
 #include "eval/query_gmm.h"
 #include "model/kv_policy.h"
 #include "train/checkpoint.h"
@@ -296,12 +296,12 @@ void check_kv_options(const KVEvalOptions& opt, int64_t T_train) {
 }
 
 std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOptions& opt) {
-  auto loaded = train::load_model(ckpt_path);
-  auto& m = loaded.model;
+  auto opened = open_model(ckpt_path);
+  auto& m = opened.model;
   const auto& cfg = m->cfg;
   check_kv_options(opt, cfg.T_train);
   const int64_t N = opt.context > 0 ? opt.context : cfg.T_train - opt.decode, G = cfg.n_kv_heads;
-  const auto data = data::load_prepared(loaded.state.at("data").at("dir").get<std::string>());
+  const auto data = data::load_prepared(opened.data_dir());
   const data::TokenStream val(data.val_shards);
 
   // γ for D_f: given, from a γ record of this checkpoint, or γ_Padé(θ, N).
@@ -373,11 +373,10 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
     }
   }
 
-  nlohmann::json common = {
-      {"kind", "kv"}, {"model_id", model_id_of(ckpt_path)},
-      {"checkpoint", ckpt_path}, {"step", loaded.state.at("step")}, {"context", N}, {"decode", opt.decode},
-      {"windows", opt.windows}, {"seed", opt.seed}, {"loss_full", loss_full}, {"gamma", gamma}, {"gamma_source", gamma_source},
-      {"eviction", opt.eviction}, {"decode_tok_per_s_full", full_tok_s}, {"versions", versions()}};
+  nlohmann::json common = opened.provenance();
+  common.update({{"kind", "kv"}, {"context", N}, {"decode", opt.decode}, {"windows", opt.windows}, {"seed", opt.seed},
+                 {"loss_full", loss_full}, {"gamma", gamma}, {"gamma_source", gamma_source}, {"eviction", opt.eviction},
+                 {"decode_tok_per_s_full", full_tok_s}});
   if (opt.niah_trials > 0) {
     const auto ci = wilson95(niah_full, opt.niah_trials);
     common["niah_trials"] = opt.niah_trials;
@@ -386,13 +385,7 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
     common["niah_rank_chance"] = 0.1;
     common["niah_prefix_tokens"] = niah_prefix;  // budgets (ratio x N) apply to this shorter prefix
   }
-  std::vector<nlohmann::json> records;
-  auto emit = [&](nlohmann::json rec) {
-    for (auto it = common.begin(); it != common.end(); ++it)  // shared fields; a record's own win
-      if (!rec.contains(it.key())) rec[it.key()] = it.value();
-    if (!opt.out.empty()) io::append_jsonl(opt.out, rec);
-    records.push_back(std::move(rec));
-  };
+  RecordWriter records(opt.out, common);
   // One measurement: policy at a mean per-layer budget. Also the tokens
   // actually kept per layer (PyramidKV's shallow layers cap at N, so its mean
   // can fall below the nominal budget), decode speed, and retrieval.
@@ -439,7 +432,7 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
         auto rec = measure(spec, budget);
         rec.update({{"policy", name}, {"f", f}, {"D_f_discrete", Df}, {"D_f_continuum", Dc}, {"budget", budget},
                     {"ratio", double(budget) / N}, {"predicted_mass", f}});
-        emit(rec);
+        records.write(rec);
       }
       progress.update(done += ratios.size(), name);
       continue;
@@ -449,7 +442,7 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
       auto rec = measure(spec, budget);
       if (rec["rel_loss_increase"].get<double>() <= opt.epsilon && (!smallest || r < *smallest)) smallest = r;
       rec.update({{"policy", name}, {"ratio", r}, {"budget", budget}});
-      emit(rec);
+      records.write(rec);
       progress.update(++done, name + " @" + std::to_string(r));
     }
     nlohmann::json sum = {{"kind", "kv_summary"}, {"policy", name}, {"epsilon", opt.epsilon},
@@ -462,7 +455,7 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
       df[key] = {{"discrete", closed_forms::D_f_discrete(gamma, N, f)}, {"continuum", closed_forms::D_f_continuum(gamma, double(N), f)}};
     }
     sum["D_f"] = df;
-    emit(sum);
+    records.write(sum);
   }
   // Behind Expected Attention: is each (layer, KV head)'s pre-RoPE query
   // distribution one Gaussian? Pool the group's heads over every window.
@@ -475,12 +468,12 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
         const auto sel = select_gmm(at::cat(xs), opt.gmm_max_k);
         nlohmann::json bics = nlohmann::json::array();
         for (const auto& f : sel.fits) bics.push_back(f.bic);
-        emit({{"kind", "query_gmm"}, {"layer", l}, {"kv_head", g}, {"n_samples", at::cat(xs).size(0)}, {"dim", D},
+        records.write({{"kind", "query_gmm"}, {"layer", l}, {"kv_head", g}, {"n_samples", at::cat(xs).size(0)}, {"dim", D},
               {"best_K", sel.best_K}, {"delta_BIC_vs_K1", sel.delta_bic}, {"BIC", bics}});
       }
   }
-  progress.finish(std::to_string(records.size()) + " records");
-  return records;
+  progress.finish(std::to_string(records.records().size()) + " records");
+  return records.take();
 }
 
 std::string kv_table(const std::vector<nlohmann::json>& records) {

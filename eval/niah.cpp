@@ -14,7 +14,7 @@
 #include "data/loader.h"
 #include "data/passkey.h"
 #include "data/prepare.h"
-#include "eval/provenance.h"
+#include "eval/evaluation.h"
 #include "train/checkpoint.h"
 
 namespace ropelab::eval {
@@ -111,11 +111,11 @@ NiahPlan plan_niah(const NiahOptions& opt, const model::ModelConfig& cfg) {
 }
 
 std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOptions& opt) {
-  auto loaded = train::load_model(ckpt_path);
-  auto& m = loaded.model;
+  auto opened = open_model(ckpt_path);
+  auto& m = opened.model;
   const auto& cfg = m->cfg;
   const auto plan = plan_niah(opt, cfg);
-  const auto data = data::load_prepared(loaded.state.at("data").at("dir").get<std::string>());
+  const auto data = data::load_prepared(opened.data_dir());
   if (data.tokenizer_path.empty()) throw Error(data.dir + ": NIAH needs the run's tokenizer, and there is none");
   const auto tok = data::Tokenizer::load(data.tokenizer_path);
   const data::PasskeyBuilder builder(tok);
@@ -127,17 +127,10 @@ std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOp
     if (uint64_t(L + 1) > val.size()) throw Error("held-out text has only " + std::to_string(val.size()) + " tokens, fewer than " + std::to_string(L));
   }
 
-  const nlohmann::json common = {
-      {"model_id", model_id_of(ckpt_path)},
-      {"checkpoint", ckpt_path}, {"step", loaded.state.at("step")}, {"T_train", cfg.T_train},
-      {"rope_theta", cfg.rope_theta}, {"seed", opt.seed}, {"gamma_target", opt.gamma_target},
-      {"versions", versions()}};
-  std::vector<nlohmann::json> records;
-  auto emit = [&](nlohmann::json rec) {
-    rec.update(common);
-    if (!opt.out.empty()) io::append_jsonl(opt.out, rec);
-    records.push_back(std::move(rec));
-  };
+  auto shared = opened.provenance();
+  shared.update({{"T_train", cfg.T_train}, {"rope_theta", cfg.rope_theta}, {"seed", opt.seed},
+                 {"gamma_target", opt.gamma_target}});
+  RecordWriter records(opt.out, shared);
 
   torch::NoGradGuard no_grad;
   const int64_t cells = plan.methods.size() * plan.lengths.size() * opt.depths.size();
@@ -176,7 +169,7 @@ std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOp
           rec.update({{"exact_accuracy", double(exact_ok) / opt.trials}, {"exact_ci95", {eci.first, eci.second}},
                       {"example", example}});
         rec.update(where);
-        emit(rec);
+        records.write(rec);
         char detail[96];
         std::snprintf(detail, sizeof detail, "%s L=%lld: rank acc %.2f", method.label().c_str(), (long long)L,
                       double(rank_ok) / opt.trials);
@@ -196,13 +189,13 @@ std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOp
         nlohmann::json rec = {{"kind", "perplexity"}, {"windows", opt.ppl_windows}, {"nll", nll / n},
                               {"perplexity", std::exp(nll / n)}};
         rec.update(where);
-        emit(rec);
+        records.write(rec);
       }
     }
   }
-  progress.finish(std::to_string(records.size()) + " records");
+  progress.finish(std::to_string(records.records().size()) + " records");
   m->attention = model::scaling_settings(model::parse_scaling_methods("none")[0], cfg, cfg.T_train, cfg.T_train);
-  return records;
+  return records.take();
 }
 
 std::string niah_table(const std::vector<nlohmann::json>& records) {
