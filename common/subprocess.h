@@ -41,6 +41,14 @@ class ChildGroup {
   void signal_all(int sig);     // sends sig to every running child
 };
 
+// Runs a shell command line, capturing its standard output (exit_code -1
+// when it could not start or did not exit normally).
+struct ShellResult {
+  int exit_code;
+  std::string output;
+};
+ShellResult run_shell(const std::string& cmd);
+
 bool succeeded(int status);                          // exited with status 0
 bool interrupted(int status);                        // stopped by SIGINT/SIGTERM (or exited 130 after one)
 int exit_code_of(int status);                        // the status as a shell would report it

@@ -38,18 +38,17 @@ const std::vector<config::Field<ModelConfig>>& model_fields() {
 ModelConfig ModelConfig::resolved() const {
   ModelConfig c = *this;
   config::validate(c, model_fields(), "model config");
-  auto need = [](bool ok, const std::string& msg) { if (!ok) throw Error("model config: " + msg); };
   if (c.n_kv_heads == 0) c.n_kv_heads = c.n_heads;
   need(c.n_heads % c.n_kv_heads == 0,
-       "n_heads (" + std::to_string(c.n_heads) + ") must be a multiple of n_kv_heads (" +
+       "model config: n_heads (" + std::to_string(c.n_heads) + ") must be a multiple of n_kv_heads (" +
            std::to_string(c.n_kv_heads) + ")");
   if (c.d_head == 0) {
-    need(c.d_model % c.n_heads == 0, "d_model must be divisible by n_heads when d_head is not given");
+    need(c.d_model % c.n_heads == 0, "model config: d_model must be divisible by n_heads when d_head is not given");
     c.d_head = c.d_model / c.n_heads;
   }
-  need(c.d_head % 2 == 0, "d_head must be a positive even number");
+  need(c.d_head % 2 == 0, "model config: d_head must be a positive even number");
   if (c.d_ff == 0) c.d_ff = c.mlp == "gelu" ? 4 * c.d_model : ((8 * c.d_model / 3 + 63) / 64) * 64;
-  need(c.rotary_dim() >= 2, "rotary_fraction * d_head leaves no dimension pair to rotate");
+  need(c.rotary_dim() >= 2, "model config: rotary_fraction * d_head leaves no dimension pair to rotate");
   return c;
 }
 

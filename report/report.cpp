@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "common/run_dir.h"
+#include "common/subprocess.h"
 #include "report/report_charts.h"
 #include "report/report_tables.h"
 
@@ -399,23 +400,16 @@ bool node_on_path() {
 // Runs vl2svg on a spec file; the SVG text, or nothing with `error` set.
 std::optional<std::string> render_svg(const std::string& vl2svg, const std::string& spec_path, std::string& error) {
   const std::string err_path = io::temp_name(spec_path) + ".err";
-  FILE* p = ::popen((shell_quote(vl2svg) + " " + shell_quote(spec_path) + " 2>" + shell_quote(err_path)).c_str(), "r");
-  if (!p) {
-    error = std::string("cannot start vl2svg: ") + std::strerror(errno);
-    return std::nullopt;
-  }
-  std::string out;
-  char buf[65536];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int status = ::pclose(p);
+  const auto run = run_shell(shell_quote(vl2svg) + " " + shell_quote(spec_path) + " 2>" + shell_quote(err_path));
+  const std::string& out = run.output;
   std::string err;
   try {
     err = io::read_file(err_path);
   } catch (const Error&) {
   }
   std::remove(err_path.c_str());
-  if (status == 0 && out.rfind("<svg", 0) == 0) return out;
-  error = "vl2svg failed (status " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + ")" +
+  if (run.exit_code == 0 && out.rfind("<svg", 0) == 0) return out;
+  error = "vl2svg failed (status " + std::to_string(run.exit_code) + ")" +
           (err.empty() ? "" : ": " + err.substr(0, err.find('\n')));
   return std::nullopt;
 }
