@@ -6,7 +6,7 @@
 #include "common/error.h"
 #include "data/prepare.h"
 #include "eval/gamma_eval.h"
-#include "eval/gamma_record.h"
+#include "theory/gamma_record.h"
 #include "eval/kv_eval.h"
 #include "eval/niah.h"
 #include "train/checkpoint.h"

@@ -11,9 +11,9 @@
 #include "cli/commands.h"
 #include "common/error.h"
 #include "common/io.h"
-#include "eval/decay_input.h"
-#include "eval/fit.h"
-#include "eval/gamma_record.h"
+#include "theory/decay_input.h"
+#include "theory/fit.h"
+#include "theory/gamma_record.h"
 
 namespace ropelab::cli {
 namespace {

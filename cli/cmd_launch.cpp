@@ -12,7 +12,7 @@
 
 #include "cli/commands.h"
 #include "cli/range_check.h"
-#include "cli/subprocess.h"
+#include "common/subprocess.h"
 #include "common/error.h"
 
 namespace ropelab::cli {

@@ -1,4 +1,4 @@
-// `ropelab predict`: every closed form of eval/closed_forms.h for the inputs
+// `ropelab predict`: every closed form of theory/closed_forms.h for the inputs
 // given, as a table (name, value, formula) or one JSON object (--json).
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -11,7 +11,7 @@
 
 #include "cli/commands.h"
 #include "common/error.h"
-#include "eval/closed_forms.h"
+#include "theory/closed_forms.h"
 
 namespace ropelab::cli {
 namespace {

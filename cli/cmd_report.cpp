@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "cli/commands.h"
-#include "eval/report.h"
+#include "report/report.h"
 
 namespace ropelab::cli {
 namespace {

@@ -12,4 +12,9 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& msg) : std::runtime_error(msg) {}
 };
 
+// Throws Error(msg) unless `ok`.
+inline void need(bool ok, const std::string& msg) {
+  if (!ok) throw Error(msg);
+}
+
 }  // namespace ropelab

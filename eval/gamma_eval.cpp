@@ -9,8 +9,8 @@
 #include "common/io.h"
 #include "common/progress.h"
 #include "data/prepare.h"
-#include "eval/gamma_record.h"
-#include "eval/provenance.h"
+#include "theory/gamma_record.h"
+#include "eval/evaluation.h"
 #include "train/checkpoint.h"
 
 namespace ropelab::eval {
@@ -49,21 +49,19 @@ std::string text_corpus_label(const GammaProtocol& p) { return p.corpus == "rand
 }  // namespace
 
 nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEvalOptions& opt) {
-  auto loaded = train::load_model(ckpt_path);
-  auto& m = loaded.model;
+  auto opened = open_model(ckpt_path);
+  auto& m = opened.model;
   const auto meas = measure_attention_decay(m, opt.protocol);
   const auto fit = fit::fit_gamma(meas.curve, opt.fit);
 
   MeasurementInfo info;
-  info.model_id = model_id_of(ckpt_path);
+  info.model_id = opened.model_id;
   info.corpus = text_corpus_label(opt.protocol);
   info.n_prompts_per_distance = static_cast<int>(opt.protocol.prompts * opt.protocol.seeds.size());
   info.T_eval = opt.T_eval;
   info.source = ckpt_path;
   auto rec = make_gamma_record(arch_of(m), meas.curve, fit, info);
-  rec["step"] = loaded.state.at("step");
-  rec["tokens_seen"] = loaded.state.at("tokens_seen");
-  rec["checkpoint"] = ckpt_path;
+  rec["tokens_seen"] = opened.state.at("tokens_seen");
   auto& r = rec["ropelab"];
   r["skipped_distances"] = meas.skipped;
   r["uniform_baseline_gamma"] = uniform_baseline_gamma(opt.protocol, fit.fitted_distances);
@@ -72,15 +70,16 @@ nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEv
   r["prompt_length"] = opt.protocol.prompt_length > 0 ? nlohmann::json(opt.protocol.prompt_length)
                                                       : nlohmann::json("d+tail");
   r["seeds"] = opt.protocol.seeds;
-  r["train_config"] = loaded.state.at("config");
-  r["versions"] = versions();
+  r["train_config"] = opened.state.at("config");
+  r["versions"] = versions();  // (kept here too: records never lose a field)
   if (opt.per_layer || opt.protocol.per_head) r["per_layer"] = fit_each(meas.per_layer, meas.curve.distances, opt.fit);
   if (opt.protocol.per_head) {
     r["per_head"] = nlohmann::json::array();
     for (const auto& heads : meas.per_head) r["per_head"].push_back(fit_each(heads, meas.curve.distances, opt.fit));
   }
-  if (!opt.out.empty()) io::append_jsonl(opt.out, rec);
-  return rec;
+  RecordWriter records(opt.out, opened.provenance());
+  records.write(std::move(rec));
+  return records.take().front();
 }
 
 std::vector<nlohmann::json> eval_gamma_run(const std::string& run_dir, const GammaEvalOptions& opt) {
@@ -89,7 +88,7 @@ std::vector<nlohmann::json> eval_gamma_run(const std::string& run_dir, const Gam
   if (entries.empty()) throw Error(run_dir + ": no checkpoints listed in checkpoints/manifest.json");
   auto mine = [&](const nlohmann::json& rec) {
     return rec.contains("checkpoint") &&
-           fs::path(rec["checkpoint"].get<std::string>()).parent_path().parent_path() == fs::path(run_dir);
+           fs::path(rundir::run_of_checkpoint(rec["checkpoint"].get<std::string>())) == fs::path(run_dir);
   };
   std::set<int64_t> done;
   for (const auto& rec : io::read_jsonl(opt.out))
@@ -99,7 +98,7 @@ std::vector<nlohmann::json> eval_gamma_run(const std::string& run_dir, const Gam
   for (const auto& e : entries) {
     ++i;
     if (done.count(e.step)) continue;
-    const auto rec = eval_gamma_checkpoint(train::checkpoints_dir(run_dir) + "/" + e.file, opt);
+    const auto rec = eval_gamma_checkpoint(rundir::checkpoint_path(run_dir, e.file), opt);
     char detail[96];
     std::snprintf(detail, sizeof detail, "step %lld: gamma %.3f", static_cast<long long>(e.step),
                   rec["measurement"]["gamma"].get<double>());

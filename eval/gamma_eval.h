@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "eval/fit.h"
+#include "theory/fit.h"
 #include "eval/gamma_measure.h"
 
 namespace ropelab::eval {

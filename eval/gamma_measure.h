@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "eval/fit.h"
+#include "theory/fit.h"
 #include "model/transformer.h"
 
 namespace ropelab::data { class TokenStream; }

@@ -6,31 +6,27 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <optional>
+#include <utility>
 #include <sstream>
 
 #include "common/error.h"
 #include "common/io.h"
 #include "common/progress.h"
+#include "common/text.h"
 #include "data/loader.h"
 #include "data/passkey.h"
 #include "data/prepare.h"
 #include "data/tokenizer.h"
-#include "eval/closed_forms.h"
+#include "theory/closed_forms.h"
 #include "eval/niah.h"
-#include "eval/provenance.h"
+#include "eval/evaluation.h"
 #include "eval/query_gmm.h"
 #include "model/kv_policy.h"
 #include "train/checkpoint.h"
 
 namespace ropelab::eval {
 namespace {
-
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  for (std::string item; std::getline(ss, item, ',');) out.push_back(item);
-  return out;
-}
 
 // [B, H, ...] -> [B, G, ...]: the mean over each KV head's query heads.
 at::Tensor group_mean(const at::Tensor& t, int64_t G) {
@@ -67,11 +63,6 @@ Prefill prefill(model::Transformer& m, const std::vector<int64_t>& tokens, int64
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// Policies defined by per-step eviction (TOVA, H2O) and the sliding windows.
-bool evicts_each_step(const std::string& policy) {
-  return policy == "tova" || policy == "h2o" || policy == "recent" || policy == "streaming" || policy == "df";
 }
 
 // Per-step eviction state: the policy, each layer's budget, and the attention
@@ -128,7 +119,7 @@ void evict_step(model::KVCache& cache, const std::vector<at::Tensor>& probs, Ste
       // Heads dropping different tokens leave the cache's one position vector
       // right for head 0 only: fine for a policy that never reads positions
       // (TOVA), since a decode query sees every cached token anyway.
-      if (same_for_all_heads || !model::kv_policy_uses_positions(ev.spec)) {
+      if (same_for_all_heads || !model::kv_policy_traits(ev.spec).uses_positions) {
         const int64_t last = T - 1;
         const int64_t D = layer.k.size(3);
         const auto slot = dropped.view({1, ev.G, 1});
@@ -232,7 +223,7 @@ CompressedDecode decode_compressed(model::Transformer& m, const Prefill& pre, co
   auto cache = compress(pre, spec, budget, G, &r.kept);
   auto ev = start_eviction(spec, budget, pre, r.kept, G);
   ev.in_place = opt.evict_in_place;
-  r.stepwise = opt.eviction == "step" && evicts_each_step(spec.name);
+  r.stepwise = opt.eviction == "step" && model::kv_policy_traits(spec).evicts_each_step;
   const auto t0 = std::chrono::steady_clock::now();
   r.loss = decode_loss(m, cache, tail, nullptr, r.stepwise ? &ev : nullptr);
   r.decode_seconds = seconds_since(t0);
@@ -277,7 +268,7 @@ void check_kv_options(const KVEvalOptions& opt, int64_t T_train) {
   if (ratios.empty()) throw Error("--ratios must not be empty");
   for (double r : ratios)
     if (!(r > 0 && r <= 1)) throw Error("--ratios: " + std::to_string(r) + " is outside (0, 1]");
-  for (const auto& p : split(opt.policies)) model::parse_kv_policy(p);
+  for (const auto& p : text::split(opt.policies)) model::parse_kv_policy(p);
   if (opt.decode < 2 || opt.windows < 1) throw Error("--decode must be >= 2 and --windows >= 1");
   if (opt.eviction != "step" && opt.eviction != "prefill")
     throw Error("--eviction must be step or prefill, got \"" + opt.eviction + "\"");
@@ -295,192 +286,234 @@ void check_kv_options(const KVEvalOptions& opt, int64_t T_train) {
     if (!(f > 0 && f < 1)) throw Error("--f: " + std::to_string(f) + " is outside (0, 1)");
 }
 
-std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOptions& opt) {
-  auto loaded = train::load_model(ckpt_path);
-  auto& m = loaded.model;
-  const auto& cfg = m->cfg;
-  check_kv_options(opt, cfg.T_train);
-  const int64_t N = opt.context > 0 ? opt.context : cfg.T_train - opt.decode, G = cfg.n_kv_heads;
-  const auto data = data::load_prepared(loaded.state.at("data").at("dir").get<std::string>());
-  const data::TokenStream val(data.val_shards);
+namespace {
 
-  // γ for D_f: given, from a γ record of this checkpoint, or γ_Padé(θ, N).
-  double gamma = 0;
-  std::string gamma_source;
-  if (opt.gamma) {
-    gamma = *opt.gamma;
-    gamma_source = "given";
-  } else if (!opt.gamma_from.empty()) {
+// What eval_kv's steps share: the model, the held-out windows prefilled once
+// with their full-cache decode (the reference), and the passkey prompts.
+struct KVSetup {
+  KVSetup(model::Transformer model, const KVEvalOptions& options) : m(std::move(model)), opt(options) {}
+  model::Transformer m;
+  const KVEvalOptions& opt;
+  int64_t N = 0, G = 1;                                // context; KV heads
+  std::vector<Prefill> pre;                            // per window
+  std::vector<std::vector<int64_t>> tails;             // the tokens decoded after each prefill
+  std::vector<std::vector<at::Tensor>> first_attn;     // the first decoded query's full-cache attention
+  double loss_full = 0, decoded_tokens = 0, full_tok_s = 0;
+  std::vector<Prefill> niah_pre;                       // passkey prompts up to the question
+  std::vector<data::PasskeyExample> niah_ex;
+  int64_t niah_full = 0;                               // passkeys found with the full cache
+  double niah_prefix = 0;  // mean tokens compressed per prompt (the haystack before the question)
+};
+
+// γ for D_f: given, from a γ record of this checkpoint, or γ_Padé(θ, N); and where it came from.
+std::pair<double, std::string> gamma_for_df(const KVEvalOptions& opt, const std::string& ckpt_path, double theta,
+                                            int64_t N) {
+  if (opt.gamma) return {*opt.gamma, "given"};
+  if (!opt.gamma_from.empty()) {
+    std::optional<double> gamma;
     for (const auto& r : io::read_jsonl(opt.gamma_from))
-      if (r.value("checkpoint", "") == ckpt_path) { gamma = r["measurement"]["gamma"]; gamma_source = opt.gamma_from; }
-    if (gamma_source.empty()) throw Error(opt.gamma_from + ": no γ record for checkpoint " + ckpt_path);
-  } else {
-    gamma = closed_forms::gamma_pade(cfg.rope_theta, double(N));
-    gamma_source = "gamma_pade(theta, N)";
+      if (r.value("checkpoint", "") == ckpt_path) gamma = r["measurement"]["gamma"].get<double>();
+    if (!gamma) throw Error(opt.gamma_from + ": no γ record for checkpoint " + ckpt_path);
+    return {*gamma, opt.gamma_from};
   }
+  return {closed_forms::gamma_pade(theta, double(N)), "gamma_pade(theta, N)"};
+}
 
-  // Prefill every window once, with the reference (full-cache) decode.
-  torch::NoGradGuard no_grad;
-  std::vector<Prefill> pre(opt.windows);
-  std::vector<std::vector<int64_t>> tails(opt.windows);
-  std::vector<std::vector<at::Tensor>> first_attn(opt.windows);
-  double loss_full = 0;
+// Prefills every window once, then decodes its tail with the full cache (the reference).
+void prefill_windows(KVSetup& k, const data::TokenStream& val) {
+  const auto& opt = k.opt;
+  k.pre.resize(opt.windows);
+  k.tails.resize(opt.windows);
+  k.first_attn.resize(opt.windows);
   for (int64_t w = 0; w < opt.windows; ++w) {
-    std::vector<int64_t> win(N + opt.decode);
+    std::vector<int64_t> win(k.N + opt.decode);
     val.copy(data::mix64(opt.seed ^ uint64_t(w) * 0x9e37) % (val.size() - win.size()), win.size(), win.data());
-    pre[w] = prefill(m, std::vector<int64_t>(win.begin(), win.begin() + N), opt.obs_window);
-    tails[w].assign(win.begin() + N, win.end());
+    k.pre[w] = prefill(k.m, std::vector<int64_t>(win.begin(), win.begin() + k.N), opt.obs_window);
+    k.tails[w].assign(win.begin() + k.N, win.end());
   }
   const auto t_decode = std::chrono::steady_clock::now();
-  for (int64_t w = 0; w < opt.windows; ++w) loss_full += decode_loss(m, pre[w].cache, tails[w], &first_attn[w]) / opt.windows;
-  const double decoded_tokens = double(opt.windows * (opt.decode - 1));
-  const double full_tok_s = decoded_tokens / seconds_since(t_decode);
+  for (int64_t w = 0; w < opt.windows; ++w)
+    k.loss_full += decode_loss(k.m, k.pre[w].cache, k.tails[w], &k.first_attn[w]) / opt.windows;
+  k.decoded_tokens = double(opt.windows * (opt.decode - 1));
+  k.full_tok_s = k.decoded_tokens / seconds_since(t_decode);
+}
 
-  // Passkey prompts of length N (the NIAH task at the prefill length), needle
-  // depths spread evenly. Question-agnostic, as kvpress evaluates: the
-  // haystack with the needle is prefilled and compressed, then the question
-  // is read through the compressed cache and the answer scored.
-  std::vector<Prefill> niah_pre;
-  std::vector<data::PasskeyExample> niah_ex;
-  int64_t niah_full = 0;
-  double niah_prefix = 0;  // mean tokens compressed per prompt (the haystack before the question)
-  auto niah_correct = [&](size_t t, const model::KVCache& compressed) {
-    model::KVCache cache = compressed;
-    const auto& ex = niah_ex[t];
-    const std::vector<int64_t> question(ex.context.begin() + ex.question_pos, ex.context.end());
-    auto last = m->forward(torch::tensor(question, at::kLong).unsqueeze(0), &cache)[0][-1].to(at::kFloat);
-    return key_ranks_first(m, cache, last, ex.answer, ex.wrong);
-  };
-  if (opt.niah_trials > 0) {
-    if (data.tokenizer_path.empty()) throw Error(data.dir + ": --niah-trials needs the run's tokenizer, and there is none (use --niah-trials 0)");
-    const auto tok = data::Tokenizer::load(data.tokenizer_path);
-    const data::PasskeyBuilder builder(tok);
-    if (N < builder.min_length(1))
-      throw Error("--niah-trials: a context of " + std::to_string(N) + " tokens cannot hold the needle and question (minimum " +
-                  std::to_string(builder.min_length(1)) + "); use --niah-trials 0 or a longer --context");
-    for (int64_t t = 0; t < opt.niah_trials; ++t) {
-      const uint64_t key = data::mix64(opt.seed ^ 0x6e1a) ^ uint64_t(t);
-      std::vector<int64_t> hay(N);
-      val.copy(key % (val.size() - N), N, hay.data());
-      niah_ex.push_back(builder.make(hay.data(), N, (t + 0.5) / double(opt.niah_trials), key, 1, 9));
-      const auto& ex = niah_ex.back();
-      if (ex.question_pos <= opt.obs_window)
-        throw Error("--niah-trials: the haystack before the question (" + std::to_string(ex.question_pos) +
-                    " tokens) must be longer than --obs-window " + std::to_string(opt.obs_window));
-      niah_prefix += double(ex.question_pos) / opt.niah_trials;
-      niah_pre.push_back(prefill(m, std::vector<int64_t>(ex.context.begin(), ex.context.begin() + ex.question_pos), opt.obs_window));
-      niah_full += niah_correct(t, niah_pre.back().cache);
-    }
+// Whether passkey prompt t's key ranks first when its question is read through `compressed`.
+bool niah_correct(KVSetup& k, size_t t, const model::KVCache& compressed) {
+  model::KVCache cache = compressed;
+  const auto& ex = k.niah_ex[t];
+  const std::vector<int64_t> question(ex.context.begin() + ex.question_pos, ex.context.end());
+  auto last = k.m->forward(torch::tensor(question, at::kLong).unsqueeze(0), &cache)[0][-1].to(at::kFloat);
+  return key_ranks_first(k.m, cache, last, ex.answer, ex.wrong);
+}
+
+// Passkey prompts of length N (the NIAH task at the prefill length), needle
+// depths spread evenly. Question-agnostic, as kvpress evaluates: the
+// haystack with the needle is prefilled and compressed, then the question
+// is read through the compressed cache and the answer scored.
+void prepare_passkeys(KVSetup& k, const data::PreparedData& data, const data::TokenStream& val) {
+  const auto& opt = k.opt;
+  const int64_t N = k.N;
+  if (data.tokenizer_path.empty()) throw Error(data.dir + ": --niah-trials needs the run's tokenizer, and there is none (use --niah-trials 0)");
+  const auto tok = data::Tokenizer::load(data.tokenizer_path);
+  const data::PasskeyBuilder builder(tok);
+  if (N < builder.min_length(1))
+    throw Error("--niah-trials: a context of " + std::to_string(N) + " tokens cannot hold the needle and question (minimum " +
+                std::to_string(builder.min_length(1)) + "); use --niah-trials 0 or a longer --context");
+  for (int64_t t = 0; t < opt.niah_trials; ++t) {
+    const uint64_t key = data::mix64(opt.seed ^ 0x6e1a) ^ uint64_t(t);
+    std::vector<int64_t> hay(N);
+    val.copy(key % (val.size() - N), N, hay.data());
+    k.niah_ex.push_back(builder.make(hay.data(), N, (t + 0.5) / double(opt.niah_trials), key, 1, 9));
+    const auto& ex = k.niah_ex.back();
+    if (ex.question_pos <= opt.obs_window)
+      throw Error("--niah-trials: the haystack before the question (" + std::to_string(ex.question_pos) +
+                  " tokens) must be longer than --obs-window " + std::to_string(opt.obs_window));
+    k.niah_prefix += double(ex.question_pos) / opt.niah_trials;
+    k.niah_pre.push_back(prefill(k.m, std::vector<int64_t>(ex.context.begin(), ex.context.begin() + ex.question_pos), opt.obs_window));
+    k.niah_full += niah_correct(k, t, k.niah_pre.back().cache);
   }
+}
 
-  nlohmann::json common = {
-      {"kind", "kv"}, {"model_id", model_id_of(ckpt_path)},
-      {"checkpoint", ckpt_path}, {"step", loaded.state.at("step")}, {"context", N}, {"decode", opt.decode},
-      {"windows", opt.windows}, {"seed", opt.seed}, {"loss_full", loss_full}, {"gamma", gamma}, {"gamma_source", gamma_source},
-      {"eviction", opt.eviction}, {"decode_tok_per_s_full", full_tok_s}, {"versions", versions()}};
+// The fields every record of this evaluation shares (a record's own win).
+nlohmann::json shared_fields(const KVSetup& k, const OpenedModel& opened, double gamma, const std::string& gamma_source) {
+  const auto& opt = k.opt;
+  nlohmann::json common = opened.provenance();
+  common.update({{"kind", "kv"}, {"context", k.N}, {"decode", opt.decode}, {"windows", opt.windows}, {"seed", opt.seed},
+                 {"loss_full", k.loss_full}, {"gamma", gamma}, {"gamma_source", gamma_source}, {"eviction", opt.eviction},
+                 {"decode_tok_per_s_full", k.full_tok_s}});
   if (opt.niah_trials > 0) {
-    const auto ci = wilson95(niah_full, opt.niah_trials);
+    const auto ci = wilson95(k.niah_full, opt.niah_trials);
     common["niah_trials"] = opt.niah_trials;
-    common["niah_rank_accuracy_full"] = double(niah_full) / opt.niah_trials;
+    common["niah_rank_accuracy_full"] = double(k.niah_full) / opt.niah_trials;
     common["niah_full_ci95"] = {ci.first, ci.second};
     common["niah_rank_chance"] = 0.1;
-    common["niah_prefix_tokens"] = niah_prefix;  // budgets (ratio x N) apply to this shorter prefix
+    common["niah_prefix_tokens"] = k.niah_prefix;  // budgets (ratio x N) apply to this shorter prefix
   }
-  std::vector<nlohmann::json> records;
-  auto emit = [&](nlohmann::json rec) {
-    for (auto it = common.begin(); it != common.end(); ++it)  // shared fields; a record's own win
-      if (!rec.contains(it.key())) rec[it.key()] = it.value();
-    if (!opt.out.empty()) io::append_jsonl(opt.out, rec);
-    records.push_back(std::move(rec));
-  };
-  // One measurement: policy at a mean per-layer budget. Also the tokens
-  // actually kept per layer (PyramidKV's shallow layers cap at N, so its mean
-  // can fall below the nominal budget), decode speed, and retrieval.
-  auto measure = [&](const model::KVPolicySpec& spec, int64_t budget) {
-    double loss = 0, mass = 0, kept_mean = 0, decode_s = 0;
-    bool stepwise = false;
-    for (int64_t w = 0; w < opt.windows; ++w) {
-      const auto d = decode_compressed(m, pre[w], tails[w], spec, budget, opt);
-      loss += d.loss / opt.windows;
-      decode_s += d.decode_seconds;
-      stepwise = d.stepwise;
-      mass += retained_mass(first_attn[w], d.kept, G) / opt.windows;
-      for (const auto& k : d.kept) kept_mean += double(k.size(2)) / d.kept.size() / opt.windows;
-    }
-    nlohmann::json r = {{"loss", loss}, {"rel_loss_increase", loss / loss_full - 1}, {"retained_mass", mass},
-                        {"kept_mean", kept_mean}, {"stepwise_eviction", stepwise},
-                        {"decode_tok_per_s", decoded_tokens / decode_s}};
-    if (opt.niah_trials > 0) {
-      int64_t ok = 0;
-      for (size_t t = 0; t < niah_pre.size(); ++t) {
-        std::vector<at::Tensor> kept;
-        ok += niah_correct(t, compress(niah_pre[t], spec, budget, G, &kept));
-      }
-      const auto ci = wilson95(ok, opt.niah_trials);
-      r["niah_rank_accuracy"] = double(ok) / opt.niah_trials;
-      r["niah_ci95"] = {ci.first, ci.second};
-    }
-    return r;
-  };
+  return common;
+}
 
-  const auto policies = split(opt.policies);
-  const auto ratios = budget_ratios(opt, N);
+// One measurement: policy at a mean per-layer budget. Also the tokens
+// actually kept per layer (PyramidKV's shallow layers cap at N, so its mean
+// can fall below the nominal budget), decode speed, and retrieval.
+nlohmann::json measure(KVSetup& k, const model::KVPolicySpec& spec, int64_t budget) {
+  const auto& opt = k.opt;
+  double loss = 0, mass = 0, kept_mean = 0, decode_s = 0;
+  bool stepwise = false;
+  for (int64_t w = 0; w < opt.windows; ++w) {
+    const auto d = decode_compressed(k.m, k.pre[w], k.tails[w], spec, budget, opt);
+    loss += d.loss / opt.windows;
+    decode_s += d.decode_seconds;
+    stepwise = d.stepwise;
+    mass += retained_mass(k.first_attn[w], d.kept, k.G) / opt.windows;
+    for (const auto& kept : d.kept) kept_mean += double(kept.size(2)) / d.kept.size() / opt.windows;
+  }
+  nlohmann::json r = {{"loss", loss}, {"rel_loss_increase", loss / k.loss_full - 1}, {"retained_mass", mass},
+                      {"kept_mean", kept_mean}, {"stepwise_eviction", stepwise},
+                      {"decode_tok_per_s", k.decoded_tokens / decode_s}};
+  if (opt.niah_trials > 0) {
+    int64_t ok = 0;
+    for (size_t t = 0; t < k.niah_pre.size(); ++t) {
+      std::vector<at::Tensor> kept;
+      ok += niah_correct(k, t, compress(k.niah_pre[t], spec, budget, k.G, &kept));
+    }
+    const auto ci = wilson95(ok, opt.niah_trials);
+    r["niah_rank_accuracy"] = double(ok) / opt.niah_trials;
+    r["niah_ci95"] = {ci.first, ci.second};
+  }
+  return r;
+}
+
+// The closed-form window: sinks + the last D_f tokens, one measurement per f.
+void measure_df(KVSetup& k, const model::KVPolicySpec& spec, double gamma, RecordWriter& records) {
+  for (double f : k.opt.mass_fractions) {
+    const int64_t Df = closed_forms::D_f_discrete(gamma, k.N, f);
+    const double Dc = closed_forms::D_f_continuum(gamma, double(k.N), f);
+    const int64_t budget = std::min<int64_t>(k.N, k.opt.sinks + Df);
+    auto rec = measure(k, spec, budget);
+    rec.update({{"policy", spec.name}, {"f", f}, {"D_f_discrete", Df}, {"D_f_continuum", Dc}, {"budget", budget},
+                {"ratio", double(budget) / k.N}, {"predicted_mass", f}});
+    records.write(rec);
+  }
+}
+
+// One measurement per budget ratio, then the policy's summary: the smallest
+// ratio within ε of the full cache, beside D_f.
+void measure_ratios(KVSetup& k, const model::KVPolicySpec& spec, const std::vector<double>& ratios, double gamma,
+                    RecordWriter& records, Progress& progress, int64_t& done) {
+  const auto& opt = k.opt;
+  const std::string& name = spec.name;
+  std::optional<double> smallest;
+  for (double r : ratios) {
+    const int64_t budget = std::llround(r * k.N);
+    auto rec = measure(k, spec, budget);
+    if (rec["rel_loss_increase"].get<double>() <= opt.epsilon && (!smallest || r < *smallest)) smallest = r;
+    rec.update({{"policy", name}, {"ratio", r}, {"budget", budget}});
+    records.write(rec);
+    progress.update(++done, name + " @" + std::to_string(r));
+  }
+  nlohmann::json sum = {{"kind", "kv_summary"}, {"policy", name}, {"epsilon", opt.epsilon},
+                        {"smallest_ratio_within_epsilon", smallest ? nlohmann::json(*smallest) : nlohmann::json(nullptr)},
+                        {"smallest_budget_within_epsilon", smallest ? nlohmann::json(std::llround(*smallest * k.N)) : nlohmann::json(nullptr)}};
+  nlohmann::json df = nlohmann::json::object();
+  for (double f : opt.mass_fractions) {
+    char key[16];
+    std::snprintf(key, sizeof key, "%.2f", f);
+    df[key] = {{"discrete", closed_forms::D_f_discrete(gamma, k.N, f)}, {"continuum", closed_forms::D_f_continuum(gamma, double(k.N), f)}};
+  }
+  sum["D_f"] = df;
+  records.write(sum);
+}
+
+// Behind Expected Attention: is each (layer, KV head)'s pre-RoPE query
+// distribution one Gaussian? Pool the group's heads over every window.
+void query_gmm_records(const KVSetup& k, const model::ModelConfig& cfg, RecordWriter& records) {
+  const int64_t L = cfg.n_layers, D = cfg.d_head, G = k.G;
+  for (int64_t l = 0; l < L; ++l)
+    for (int64_t g = 0; g < G; ++g) {
+      std::vector<at::Tensor> xs;
+      for (const auto& p : k.pre) xs.push_back(p.queries_pre_rope[l].reshape({G, -1, D})[g]);
+      const auto sel = select_gmm(at::cat(xs), k.opt.gmm_max_k);
+      nlohmann::json bics = nlohmann::json::array();
+      for (const auto& f : sel.fits) bics.push_back(f.bic);
+      records.write({{"kind", "query_gmm"}, {"layer", l}, {"kv_head", g}, {"n_samples", at::cat(xs).size(0)}, {"dim", D},
+                     {"best_K", sel.best_K}, {"delta_BIC_vs_K1", sel.delta_bic}, {"BIC", bics}});
+    }
+}
+
+}  // namespace
+
+std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOptions& opt) {
+  auto opened = open_model(ckpt_path);
+  const auto& cfg = opened.model->cfg;
+  check_kv_options(opt, cfg.T_train);
+  KVSetup k(opened.model, opt);
+  k.N = context_of(opt, cfg.T_train);
+  k.G = cfg.n_kv_heads;
+  const auto data = data::load_prepared(opened.data_dir());
+  const data::TokenStream val(data.val_shards);
+  const auto [gamma, gamma_source] = gamma_for_df(opt, ckpt_path, cfg.rope_theta, k.N);
+
+  torch::NoGradGuard no_grad;
+  prefill_windows(k, val);
+  if (opt.niah_trials > 0) prepare_passkeys(k, data, val);
+  RecordWriter records(opt.out, shared_fields(k, opened, gamma, gamma_source));
+  const auto policies = text::split(opt.policies);
+  const auto ratios = budget_ratios(opt, k.N);
   Progress progress("kv", static_cast<int64_t>(policies.size() * ratios.size()));
   int64_t done = 0;
   for (const auto& name : policies) {
     const auto spec = policy_spec(name, opt);
-    std::optional<double> smallest;
-    if (name == "df") {
-      // The closed-form window: sinks + the last D_f tokens, one measurement per f.
-      for (double f : opt.mass_fractions) {
-        const int64_t Df = closed_forms::D_f_discrete(gamma, N, f);
-        const double Dc = closed_forms::D_f_continuum(gamma, double(N), f);
-        const int64_t budget = std::min<int64_t>(N, opt.sinks + Df);
-        auto rec = measure(spec, budget);
-        rec.update({{"policy", name}, {"f", f}, {"D_f_discrete", Df}, {"D_f_continuum", Dc}, {"budget", budget},
-                    {"ratio", double(budget) / N}, {"predicted_mass", f}});
-        emit(rec);
-      }
+    if (model::kv_policy_traits(spec).closed_form_window) {
+      measure_df(k, spec, gamma, records);
       progress.update(done += ratios.size(), name);
-      continue;
+    } else {
+      measure_ratios(k, spec, ratios, gamma, records, progress, done);
     }
-    for (double r : ratios) {
-      const int64_t budget = std::llround(r * N);
-      auto rec = measure(spec, budget);
-      if (rec["rel_loss_increase"].get<double>() <= opt.epsilon && (!smallest || r < *smallest)) smallest = r;
-      rec.update({{"policy", name}, {"ratio", r}, {"budget", budget}});
-      emit(rec);
-      progress.update(++done, name + " @" + std::to_string(r));
-    }
-    nlohmann::json sum = {{"kind", "kv_summary"}, {"policy", name}, {"epsilon", opt.epsilon},
-                          {"smallest_ratio_within_epsilon", smallest ? nlohmann::json(*smallest) : nlohmann::json(nullptr)},
-                          {"smallest_budget_within_epsilon", smallest ? nlohmann::json(std::llround(*smallest * N)) : nlohmann::json(nullptr)}};
-    nlohmann::json df = nlohmann::json::object();
-    for (double f : opt.mass_fractions) {
-      char key[16];
-      std::snprintf(key, sizeof key, "%.2f", f);
-      df[key] = {{"discrete", closed_forms::D_f_discrete(gamma, N, f)}, {"continuum", closed_forms::D_f_continuum(gamma, double(N), f)}};
-    }
-    sum["D_f"] = df;
-    emit(sum);
   }
-  // Behind Expected Attention: is each (layer, KV head)'s pre-RoPE query
-  // distribution one Gaussian? Pool the group's heads over every window.
-  if (opt.gmm_max_k > 0) {
-    const int64_t L = cfg.n_layers, D = cfg.d_head;
-    for (int64_t l = 0; l < L; ++l)
-      for (int64_t g = 0; g < G; ++g) {
-        std::vector<at::Tensor> xs;
-        for (const auto& p : pre) xs.push_back(p.queries_pre_rope[l].reshape({G, -1, D})[g]);
-        const auto sel = select_gmm(at::cat(xs), opt.gmm_max_k);
-        nlohmann::json bics = nlohmann::json::array();
-        for (const auto& f : sel.fits) bics.push_back(f.bic);
-        emit({{"kind", "query_gmm"}, {"layer", l}, {"kv_head", g}, {"n_samples", at::cat(xs).size(0)}, {"dim", D},
-              {"best_K", sel.best_K}, {"delta_BIC_vs_K1", sel.delta_bic}, {"BIC", bics}});
-      }
-  }
-  progress.finish(std::to_string(records.size()) + " records");
-  return records;
+  if (opt.gmm_max_k > 0) query_gmm_records(k, cfg, records);
+  progress.finish(std::to_string(records.records().size()) + " records");
+  return records.take();
 }
 
 std::string kv_table(const std::vector<nlohmann::json>& records) {

@@ -14,7 +14,7 @@
 #include "data/loader.h"
 #include "data/passkey.h"
 #include "data/prepare.h"
-#include "eval/provenance.h"
+#include "eval/evaluation.h"
 #include "train/checkpoint.h"
 
 namespace ropelab::eval {
@@ -41,23 +41,24 @@ double physical_memory_bytes() { return double(::sysconf(_SC_PHYS_PAGES)) * doub
 // Sum of log-probabilities of `cand` continuing the cached context whose
 // last logits are `last`.
 double continuation_logprob(model::Transformer& m, const model::KVCache& ctx, const at::Tensor& last,
-                            const std::vector<int64_t>& cand) {
+                            const std::vector<int64_t>& cand, const model::AttentionSettings* settings) {
   double lp = torch::log_softmax(last, -1)[cand[0]].item<double>();
   if (cand.size() > 1) {
     model::KVCache c = ctx;  // cached tensors are never modified in place: a shallow copy is a fork
     auto ids = torch::tensor(std::vector<int64_t>(cand.begin(), cand.end() - 1), at::kLong).unsqueeze(0);
-    auto logp = torch::log_softmax(m->forward(ids, &c)[0].to(at::kFloat), -1);
+    auto logp = torch::log_softmax(m->forward(ids, &c, nullptr, settings)[0].to(at::kFloat), -1);
     for (size_t i = 1; i < cand.size(); ++i) lp += logp[i - 1][cand[i]].item<double>();
   }
   return lp;
 }
 
-std::vector<int64_t> greedy(model::Transformer& m, const model::KVCache& ctx, at::Tensor last, size_t n) {
+std::vector<int64_t> greedy(model::Transformer& m, const model::KVCache& ctx, at::Tensor last, size_t n,
+                            const model::AttentionSettings* settings) {
   model::KVCache c = ctx;
   std::vector<int64_t> out;
   for (size_t i = 0; i < n; ++i) {
     out.push_back(last.argmax().item<int64_t>());
-    last = m->forward(torch::tensor({{out.back()}}, at::kLong), &c)[0][0];
+    last = m->forward(torch::tensor({{out.back()}}, at::kLong), &c, nullptr, settings)[0][0];
   }
   return out;
 }
@@ -65,10 +66,11 @@ std::vector<int64_t> greedy(model::Transformer& m, const model::KVCache& ctx, at
 }  // namespace
 
 bool key_ranks_first(model::Transformer& m, const model::KVCache& ctx, const at::Tensor& last,
-                     const std::vector<int64_t>& answer, const std::vector<std::vector<int64_t>>& wrong) {
-  const double truth = continuation_logprob(m, ctx, last, answer);
+                     const std::vector<int64_t>& answer, const std::vector<std::vector<int64_t>>& wrong,
+                     const model::AttentionSettings* settings) {
+  const double truth = continuation_logprob(m, ctx, last, answer, settings);
   for (const auto& w : wrong)
-    if (continuation_logprob(m, ctx, last, w) >= truth) return false;
+    if (continuation_logprob(m, ctx, last, w, settings) >= truth) return false;
   return true;
 }
 
@@ -110,99 +112,121 @@ NiahPlan plan_niah(const NiahOptions& opt, const model::ModelConfig& cfg) {
   return plan;
 }
 
+namespace {
+
+// What the cells of eval_niah read: the model, the run's tokenizer, and held-out text.
+struct NiahData {
+  model::Transformer m;
+  const NiahOptions& opt;
+  const data::Tokenizer& tok;
+  const data::PasskeyBuilder& builder;
+  const data::TokenStream& val;
+};
+
+// Each length holds the needle(s) and question, and the held-out text is longer.
+void check_lengths(const NiahData& d, const NiahPlan& plan) {
+  for (int64_t L : plan.lengths) {
+    if (L < d.builder.min_length(d.opt.n_keys))
+      throw Error("--lengths: " + std::to_string(L) + " tokens cannot hold the needle(s) and question (minimum " +
+                  std::to_string(d.builder.min_length(d.opt.n_keys)) + ")");
+    if (uint64_t(L + 1) > d.val.size())
+      throw Error("held-out text has only " + std::to_string(d.val.size()) + " tokens, fewer than " + std::to_string(L));
+  }
+}
+
+// One (method, length, depth) cell: `trials` haystacks with a needle, scored
+// by key ranking and (with opt.generation) greedy exact match.
+nlohmann::json niah_cell(NiahData& d, const model::ScalingMethod& method, int64_t L, size_t di) {
+  const auto& opt = d.opt;
+  const auto& cfg = d.m->cfg;
+  int64_t rank_ok = 0, exact_ok = 0;
+  nlohmann::json example;  // the first trial, for a human look
+  for (int64_t t = 0; t < opt.trials; ++t) {
+    const uint64_t key = data::mix64(data::mix64(opt.seed) ^ data::mix64(uint64_t(L) * 1315423911u + di)) ^ uint64_t(t);
+    std::vector<int64_t> hay(L);
+    d.val.copy(key % (d.val.size() - L), L, hay.data());
+    const auto ex = d.builder.make(hay.data(), L, opt.depths[di], key, opt.n_keys, 9);
+    const auto settings = model::scaling_settings(method, cfg, L + ex.answer.size(), L, opt.gamma_target);
+    model::KVCache ctx;
+    auto ids = torch::tensor(ex.context, at::kLong).unsqueeze(0);
+    auto last = d.m->forward(ids, &ctx, nullptr, &settings)[0][-1].to(at::kFloat);
+    rank_ok += key_ranks_first(d.m, ctx, last, ex.answer, ex.wrong, &settings);
+    if (opt.generation) {
+      const auto gen = greedy(d.m, ctx, last, ex.answer.size(), &settings);
+      const std::string said = trimmed(d.tok.decode(std::vector<int>(gen.begin(), gen.end())));
+      exact_ok += said == ex.key;
+      if (t == 0) example = {{"key", ex.key}, {"generated", said}};
+    }
+  }
+  const auto rci = wilson95(rank_ok, opt.trials), eci = wilson95(exact_ok, opt.trials);
+  nlohmann::json rec = {{"kind", "niah"}, {"task", opt.n_keys == 1 ? "passkey" : "multikey"}, {"n_keys", opt.n_keys},
+                        {"depth", opt.depths[di]}, {"trials", opt.trials},
+                        {"rank_accuracy", double(rank_ok) / opt.trials}, {"rank_ci95", {rci.first, rci.second}},
+                        {"rank_chance", 0.1}};
+  if (opt.generation)
+    rec.update({{"exact_accuracy", double(exact_ok) / opt.trials}, {"exact_ci95", {eci.first, eci.second}},
+                {"example", example}});
+  return rec;
+}
+
+// Perplexity of held-out windows of length L under the method.
+nlohmann::json perplexity_record(NiahData& d, const model::ScalingMethod& method, int64_t L) {
+  const auto& opt = d.opt;
+  double nll = 0;
+  int64_t n = 0;
+  const auto settings = model::scaling_settings(method, d.m->cfg, L, L, opt.gamma_target);
+  for (int64_t w = 0; w < opt.ppl_windows; ++w) {
+    std::vector<int64_t> win(L + 1);
+    d.val.copy(data::mix64(opt.seed ^ uint64_t(w) ^ 0xfeed) % (d.val.size() - L), L + 1, win.data());
+    auto t = torch::tensor(win, at::kLong).unsqueeze(0);
+    nll += d.m->loss(t.narrow(1, 0, L), t.narrow(1, 1, L), &settings).item<double>() * L;
+    n += L;
+  }
+  return {{"kind", "perplexity"}, {"windows", opt.ppl_windows}, {"nll", nll / n}, {"perplexity", std::exp(nll / n)}};
+}
+
+}  // namespace
+
 std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOptions& opt) {
-  auto loaded = train::load_model(ckpt_path);
-  auto& m = loaded.model;
-  const auto& cfg = m->cfg;
+  auto opened = open_model(ckpt_path);
+  const auto& cfg = opened.model->cfg;
   const auto plan = plan_niah(opt, cfg);
-  const auto data = data::load_prepared(loaded.state.at("data").at("dir").get<std::string>());
+  const auto data = data::load_prepared(opened.data_dir());
   if (data.tokenizer_path.empty()) throw Error(data.dir + ": NIAH needs the run's tokenizer, and there is none");
   const auto tok = data::Tokenizer::load(data.tokenizer_path);
   const data::PasskeyBuilder builder(tok);
   const data::TokenStream val(data.val_shards);
-  for (int64_t L : plan.lengths) {
-    if (L < builder.min_length(opt.n_keys))
-      throw Error("--lengths: " + std::to_string(L) + " tokens cannot hold the needle(s) and question (minimum " +
-                  std::to_string(builder.min_length(opt.n_keys)) + ")");
-    if (uint64_t(L + 1) > val.size()) throw Error("held-out text has only " + std::to_string(val.size()) + " tokens, fewer than " + std::to_string(L));
-  }
+  NiahData d{opened.model, opt, tok, builder, val};
+  check_lengths(d, plan);
 
-  const nlohmann::json common = {
-      {"model_id", model_id_of(ckpt_path)},
-      {"checkpoint", ckpt_path}, {"step", loaded.state.at("step")}, {"T_train", cfg.T_train},
-      {"rope_theta", cfg.rope_theta}, {"seed", opt.seed}, {"gamma_target", opt.gamma_target},
-      {"versions", versions()}};
-  std::vector<nlohmann::json> records;
-  auto emit = [&](nlohmann::json rec) {
-    rec.update(common);
-    if (!opt.out.empty()) io::append_jsonl(opt.out, rec);
-    records.push_back(std::move(rec));
-  };
-
+  auto shared = opened.provenance();
+  shared.update({{"T_train", cfg.T_train}, {"rope_theta", cfg.rope_theta}, {"seed", opt.seed},
+                 {"gamma_target", opt.gamma_target}});
+  RecordWriter records(opt.out, shared);
   torch::NoGradGuard no_grad;
-  const int64_t cells = plan.methods.size() * plan.lengths.size() * opt.depths.size();
-  Progress progress("niah", cells);
+  Progress progress("niah", int64_t(plan.methods.size() * plan.lengths.size() * opt.depths.size()));
   int64_t done = 0;
-  for (const auto& method : plan.methods) {
+  for (const auto& method : plan.methods)
     for (int64_t L : plan.lengths) {
       const double factor = model::scaling_factor(method, cfg, L, opt.gamma_target);
       const nlohmann::json where = {{"method", method.label()}, {"scaling_factor", factor}, {"length", L}};
       for (size_t di = 0; di < opt.depths.size(); ++di) {
-        int64_t rank_ok = 0, exact_ok = 0;
-        nlohmann::json example;  // the first trial, for a human look
-        for (int64_t t = 0; t < opt.trials; ++t) {
-          const uint64_t key = data::mix64(data::mix64(opt.seed) ^ data::mix64(uint64_t(L) * 1315423911u + di)) ^ uint64_t(t);
-          std::vector<int64_t> hay(L);
-          val.copy(key % (val.size() - L), L, hay.data());
-          const auto ex = builder.make(hay.data(), L, opt.depths[di], key, opt.n_keys, 9);
-          m->attention = model::scaling_settings(method, cfg, L + ex.answer.size(), L, opt.gamma_target);
-          model::KVCache ctx;
-          auto ids = torch::tensor(ex.context, at::kLong).unsqueeze(0);
-          auto last = m->forward(ids, &ctx)[0][-1].to(at::kFloat);
-          rank_ok += key_ranks_first(m, ctx, last, ex.answer, ex.wrong);
-          if (opt.generation) {
-            const auto gen = greedy(m, ctx, last, ex.answer.size());
-            const std::string said = trimmed(tok.decode(std::vector<int>(gen.begin(), gen.end())));
-            exact_ok += said == ex.key;
-            if (t == 0) example = {{"key", ex.key}, {"generated", said}};
-          }
-        }
-        const auto rci = wilson95(rank_ok, opt.trials), eci = wilson95(exact_ok, opt.trials);
-        nlohmann::json rec = {{"kind", "niah"}, {"task", opt.n_keys == 1 ? "passkey" : "multikey"}, {"n_keys", opt.n_keys},
-                              {"depth", opt.depths[di]}, {"trials", opt.trials},
-                              {"rank_accuracy", double(rank_ok) / opt.trials}, {"rank_ci95", {rci.first, rci.second}},
-                              {"rank_chance", 0.1}};
-        if (opt.generation)
-          rec.update({{"exact_accuracy", double(exact_ok) / opt.trials}, {"exact_ci95", {eci.first, eci.second}},
-                      {"example", example}});
+        auto rec = niah_cell(d, method, L, di);
         rec.update(where);
-        emit(rec);
+        records.write(rec);
         char detail[96];
         std::snprintf(detail, sizeof detail, "%s L=%lld: rank acc %.2f", method.label().c_str(), (long long)L,
-                      double(rank_ok) / opt.trials);
+                      rec["rank_accuracy"].get<double>());
         progress.update(++done, detail);
       }
       if (opt.ppl_windows > 0) {
-        double nll = 0;
-        int64_t n = 0;
-        m->attention = model::scaling_settings(method, cfg, L, L, opt.gamma_target);
-        for (int64_t w = 0; w < opt.ppl_windows; ++w) {
-          std::vector<int64_t> win(L + 1);
-          val.copy(data::mix64(opt.seed ^ uint64_t(w) ^ 0xfeed) % (val.size() - L), L + 1, win.data());
-          auto t = torch::tensor(win, at::kLong).unsqueeze(0);
-          nll += m->loss(t.narrow(1, 0, L), t.narrow(1, 1, L)).item<double>() * L;
-          n += L;
-        }
-        nlohmann::json rec = {{"kind", "perplexity"}, {"windows", opt.ppl_windows}, {"nll", nll / n},
-                              {"perplexity", std::exp(nll / n)}};
+        auto rec = perplexity_record(d, method, L);
         rec.update(where);
-        emit(rec);
+        records.write(rec);
       }
     }
-  }
-  progress.finish(std::to_string(records.size()) + " records");
-  m->attention = model::scaling_settings(model::parse_scaling_methods("none")[0], cfg, cfg.T_train, cfg.T_train);
-  return records;
+  progress.finish(std::to_string(records.records().size()) + " records");
+  return records.take();
 }
 
 std::string niah_table(const std::vector<nlohmann::json>& records) {

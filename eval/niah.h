@@ -34,8 +34,10 @@ NiahPlan plan_niah(const NiahOptions& opt, const model::ModelConfig& cfg);
 // Whether the true key outranks every wrong key by log-probability as the
 // continuation of a prefilled cache whose last logits are `last` (score (a)
 // of the NIAH protocol; `eval kv` uses it on compressed caches too).
+// `settings`: the attention settings the context was read with (nullptr: the model's own).
 bool key_ranks_first(model::Transformer& m, const model::KVCache& ctx, const at::Tensor& last,
-                     const std::vector<int64_t>& answer, const std::vector<std::vector<int64_t>>& wrong);
+                     const std::vector<int64_t>& answer, const std::vector<std::vector<int64_t>>& wrong,
+                     const model::AttentionSettings* settings = nullptr);
 
 // Wilson score interval for k successes in n trials (95%).
 std::pair<double, double> wilson95(int64_t k, int64_t n);

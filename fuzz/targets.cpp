@@ -16,11 +16,11 @@
 #include "common/safetensors.h"
 #include "data/bpe_tokenizer.h"
 #include "data/shard.h"
-#include "eval/decay_input.h"
-#include "eval/fit.h"
+#include "theory/decay_input.h"
+#include "theory/fit.h"
 #include "model/hf_config.h"
 #include "study/pilot.h"
-#include "train/manifest.h"
+#include "common/run_dir.h"
 
 namespace ropelab::fuzz {
 namespace {
@@ -79,7 +79,7 @@ void run_manifest(const std::string& bytes) {
   static const bool made = (io::make_dirs(scratch() + "/run/checkpoints"), true);
   (void)made;
   last_path = put("run/checkpoints/manifest.json", bytes);
-  train::read_manifest_file(last_path);
+  rundir::read_manifest(last_path.substr(0, last_path.size() - std::string("/checkpoints/manifest.json").size()));
 }
 
 // A train recipe (TOML through CLI11) applied to flags of each type `ropelab

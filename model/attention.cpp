@@ -44,13 +44,16 @@ at::Tensor attention_probs(const at::Tensor& q_rows, const at::Tensor& k, const 
   return at::softmax(causal_scores(q_rows, k, q_pos_rows, k_pos, scale), -1);
 }
 
+torch::nn::Linear linear(int64_t in, int64_t out) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+}
+
 AttentionImpl::AttentionImpl(const ModelConfig& c)
     : n_heads_(c.n_heads), n_kv_heads_(c.n_kv_heads), d_head_(c.d_head), rotary_dim_(c.rotary_dim()) {
-  auto lin = [](int64_t in, int64_t out) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)); };
-  wq = register_module("wq", lin(c.d_model, c.n_heads * c.d_head));
-  wk = register_module("wk", lin(c.d_model, c.n_kv_heads * c.d_head));
-  wv = register_module("wv", lin(c.d_model, c.n_kv_heads * c.d_head));
-  wo = register_module("wo", lin(c.n_heads * c.d_head, c.d_model));
+  wq = register_module("wq", linear(c.d_model, c.n_heads * c.d_head));
+  wk = register_module("wk", linear(c.d_model, c.n_kv_heads * c.d_head));
+  wv = register_module("wv", linear(c.d_model, c.n_kv_heads * c.d_head));
+  wo = register_module("wo", linear(c.n_heads * c.d_head, c.d_model));
 }
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, const AttentionSettings& s,

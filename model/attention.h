@@ -11,6 +11,9 @@
 
 namespace ropelab::model {
 
+// A bias-free Linear layer, as every projection of the model is.
+torch::nn::Linear linear(int64_t in, int64_t out);
+
 // How positions become rotations and scores become probabilities.
 struct AttentionSettings {
   double rope_theta = 10000.0;       // base θ (NTK scaling changes it)

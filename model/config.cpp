@@ -4,44 +4,67 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "common/config_fields.h"
 #include "common/error.h"
 #include "model/hf_config.h"
 
 namespace ropelab::model {
 
+namespace {
+using C = ModelConfig;
+using F = config::Field<C>;
+}  // namespace
+
+const std::vector<config::Field<ModelConfig>>& model_fields() {
+  static const std::vector<F> fields = {
+      // key, flag (nullptr: none), member, flag group, help, {rule, what it says}
+      {"vocab_size", nullptr, &C::vocab_size, "model", "", {[](const C& c) { return c.vocab_size > 0; }, "must be > 0"}},
+      {"d_model", "d-model", &C::d_model, "model", "", {[](const C& c) { return c.d_model > 0; }, "must be > 0"}},
+      {"n_layers", "n-layers", &C::n_layers, "model", "", {[](const C& c) { return c.n_layers > 0; }, "must be > 0"}},
+      {"n_heads", "n-heads", &C::n_heads, "model", "", {[](const C& c) { return c.n_heads > 0; }, "must be > 0"}},
+      {"n_kv_heads", "n-kv-heads", &C::n_kv_heads, "model", "0 = n-heads",
+       {[](const C& c) { return c.n_kv_heads >= 0; }, "must be >= 0"}},
+      {"d_head", "d-head", &C::d_head, "model", "0 = d-model / n-heads", {[](const C& c) { return c.d_head >= 0; }, "must be >= 0"}},
+      {"d_ff", "d-ff", &C::d_ff, "model", "0 = derived from d-model and mlp", {[](const C& c) { return c.d_ff >= 0; }, "must be >= 0"}},
+      {"rope_theta", "rope-theta", &C::rope_theta, "model", "RoPE base θ",
+        {[](const C& c) { return c.rope_theta > 0 && std::isfinite(c.rope_theta); }, "must be a finite number > 0"}},
+      {"rotary_fraction", "rotary-fraction", &C::rotary_fraction, "model", "share of each head that rotates",
+       {[](const C& c) { return c.rotary_fraction > 0 && c.rotary_fraction <= 1; }, "must be in (0, 1]"}},
+      {"T_train", "T-train", &C::T_train, "model", "training sequence length", {[](const C& c) { return c.T_train > 0; }, "must be > 0"}},
+      {"norm", "norm", &C::norm, "model", "rmsnorm or layernorm",
+       {[](const C& c) { return c.norm == "rmsnorm" || c.norm == "layernorm"; }, "must be rmsnorm or layernorm"}},
+      {"mlp", "mlp", &C::mlp, "model", "swiglu or gelu", {[](const C& c) { return c.mlp == "swiglu" || c.mlp == "gelu"; }, "must be swiglu or gelu"}},
+      {"tie_embeddings", "tie-embeddings", &C::tie_embeddings, "model", "share embedding and LM head"},
+  };
+  return fields;
+}
+
 ModelConfig ModelConfig::resolved() const {
   ModelConfig c = *this;
-  auto need = [](bool ok, const std::string& msg) { if (!ok) throw Error("model config: " + msg); };
-  need(c.vocab_size > 0, "vocab_size must be > 0");
-  need(c.d_model > 0 && c.n_layers > 0 && c.n_heads > 0, "d_model, n_layers and n_heads must be > 0");
+  config::validate(c, model_fields(), "model config");
   // Sizes beyond 2^24 are no model ropelab can build, and their products would overflow int64.
   constexpr int64_t kMaxSize = int64_t(1) << 24;
   for (const auto& [name, v] : {std::pair<const char*, int64_t>{"vocab_size", c.vocab_size}, {"d_model", c.d_model},
                                 {"n_layers", c.n_layers}, {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads},
                                 {"d_head", c.d_head}, {"d_ff", c.d_ff}, {"T_train", c.T_train}})
-    need(v <= kMaxSize, std::string(name) + " " + std::to_string(v) + " exceeds 2^24");
+    need(v <= kMaxSize, "model config: " + std::string(name) + " " + std::to_string(v) + " exceeds 2^24");
   if (c.n_kv_heads == 0) c.n_kv_heads = c.n_heads;
-  need(c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0,
-       "n_heads (" + std::to_string(c.n_heads) + ") must be a multiple of n_kv_heads (" +
+  need(c.n_heads % c.n_kv_heads == 0,
+       "model config: n_heads (" + std::to_string(c.n_heads) + ") must be a multiple of n_kv_heads (" +
            std::to_string(c.n_kv_heads) + ")");
   if (c.d_head == 0) {
-    need(c.d_model % c.n_heads == 0, "d_model must be divisible by n_heads when d_head is not given");
+    need(c.d_model % c.n_heads == 0, "model config: d_model must be divisible by n_heads when d_head is not given");
     c.d_head = c.d_model / c.n_heads;
   }
-  need(c.d_head > 0 && c.d_head % 2 == 0, "d_head must be a positive even number");
+  need(c.d_head > 0 && c.d_head % 2 == 0, "model config: d_head must be a positive even number");
   if (c.d_ff == 0) c.d_ff = c.mlp == "gelu" ? 4 * c.d_model : ((8 * c.d_model / 3 + 63) / 64) * 64;
-  need(c.rope_theta > 0 && std::isfinite(c.rope_theta), "rope_theta must be a finite number > 0");
-  need(c.rotary_fraction > 0 && c.rotary_fraction <= 1, "rotary_fraction must be in (0, 1]");
-  need(c.T_train > 0, "T_train must be > 0");
-  need(c.norm == "rmsnorm" || c.norm == "layernorm", "norm must be rmsnorm or layernorm, got " + c.norm);
-  need(c.mlp == "swiglu" || c.mlp == "gelu", "mlp must be swiglu or gelu, got " + c.mlp);
-  need(c.rotary_dim() >= 2, "rotary_fraction * d_head leaves no dimension pair to rotate");
+  need(c.rotary_dim() >= 2, "model config: rotary_fraction * d_head leaves no dimension pair to rotate");
   // parameter_count() sums int64 products; every one of them is at most this total.
   const double params = double(c.vocab_size) * double(c.d_model) * 2 +
                         double(c.n_layers) * (4.0 * c.d_model + double(c.d_model) * double(c.d_head) *
                                                                      (2.0 * c.n_heads + 2.0 * c.n_kv_heads) +
                                               3.0 * double(c.d_model) * double(c.d_ff));
-  need(params < 1e15, "a model of about " + std::to_string(params) + " parameters is beyond what ropelab builds");
+  need(params < 1e15, "model config: a model of about " + std::to_string(params) + " parameters is beyond what ropelab builds");
   return c;
 }
 
@@ -59,25 +82,11 @@ int64_t ModelConfig::parameter_count() const {
   return embed + c.n_layers * (2 * norm + attn + mlp) + norm + (c.tie_embeddings ? 0 : embed);
 }
 
-nlohmann::json to_json(const ModelConfig& c) {
-  return {{"vocab_size", c.vocab_size}, {"d_model", c.d_model}, {"n_layers", c.n_layers},
-          {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads}, {"d_head", c.d_head},
-          {"d_ff", c.d_ff}, {"rope_theta", c.rope_theta}, {"rotary_fraction", c.rotary_fraction},
-          {"T_train", c.T_train}, {"norm", c.norm}, {"mlp", c.mlp},
-          {"tie_embeddings", c.tie_embeddings}};
-}
+nlohmann::json to_json(const ModelConfig& c) { return config::to_json(c, model_fields()); }
 
 ModelConfig model_config_from_json(const nlohmann::json& j) {
   ModelConfig c;
-  try {
-    c.vocab_size = j.at("vocab_size"); c.d_model = j.at("d_model"); c.n_layers = j.at("n_layers");
-    c.n_heads = j.at("n_heads"); c.n_kv_heads = j.at("n_kv_heads"); c.d_head = j.at("d_head");
-    c.d_ff = j.at("d_ff"); c.rope_theta = j.at("rope_theta"); c.rotary_fraction = j.at("rotary_fraction");
-    c.T_train = j.at("T_train"); c.norm = j.at("norm"); c.mlp = j.at("mlp");
-    c.tie_embeddings = j.at("tie_embeddings");
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(std::string("model config: missing or mistyped field (") + e.what() + ")");
-  }
+  config::from_json(j, c, model_fields(), "model config");
   return c.resolved();
 }
 

@@ -4,6 +4,9 @@
 #include <cstdint>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
+#include <vector>
+
+namespace ropelab::config { template <class C> struct Field; }
 
 namespace ropelab::model {
 
@@ -27,6 +30,10 @@ struct ModelConfig {
   int64_t rotary_dim() const;       // even; the first rotary_dim dims of a head rotate
   int64_t parameter_count() const;  // exact, from the shapes (no module needed)
 };
+
+// Each field once: its JSON key, flag, default (above), help and rule. The
+// JSON, the `ropelab train` model flags and --init-from's mapping follow it.
+const std::vector<config::Field<ModelConfig>>& model_fields();
 
 nlohmann::json to_json(const ModelConfig& c);
 ModelConfig model_config_from_json(const nlohmann::json& j);  // names missing fields

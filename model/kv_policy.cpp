@@ -26,14 +26,29 @@ at::Tensor positions_mask(const at::Tensor& pos /*[T] double*/, int64_t first, i
   return mask;
 }
 
-void need(bool ok, const std::string& msg) {
-  if (!ok) throw Error(msg);
-}
-
 }  // namespace
 
+const std::vector<KVPolicyTraits>& kv_policies() {
+  static const std::vector<KVPolicyTraits> all = {
+      // name, uses positions, evicts each step, closed-form window
+      {"full", false, false, false},     {"recent", true, true, false},     {"streaming", true, true, false},
+      {"h2o", true, true, false},        {"tova", false, true, false},      {"snapkv", true, false, false},
+      {"pyramidkv", true, false, false}, {"keynorm", false, false, false}, {"expected", false, false, false},
+      {"df", true, true, true}};
+  return all;
+}
+
+const KVPolicyTraits& kv_policy_traits(const KVPolicySpec& p) {
+  for (const auto& t : kv_policies())
+    if (p.name == t.name) return t;
+  parse_kv_policy(p.name);  // throws, naming the known ones
+  throw Error("unknown KV policy \"" + p.name + "\"");
+}
+
 std::vector<std::string> kv_policy_names() {
-  return {"full", "recent", "streaming", "h2o", "tova", "snapkv", "pyramidkv", "keynorm", "expected", "df"};
+  std::vector<std::string> names;
+  for (const auto& t : kv_policies()) names.push_back(t.name);
+  return names;
 }
 
 KVPolicySpec parse_kv_policy(const std::string& name) {
@@ -42,11 +57,6 @@ KVPolicySpec parse_kv_policy(const std::string& name) {
   std::string all;
   for (const auto& n : kv_policy_names()) all += (all.empty() ? "" : ", ") + n;
   throw Error("unknown KV policy \"" + name + "\" (expected one of " + all + ")");
-}
-
-bool kv_policy_uses_positions(const KVPolicySpec& p) {
-  return p.name == "recent" || p.name == "streaming" || p.name == "df" || p.name == "h2o" || p.name == "snapkv" ||
-         p.name == "pyramidkv";
 }
 
 int64_t layer_budget(const KVPolicySpec& p, int64_t mean_budget, int64_t layer, int64_t n_layers) {

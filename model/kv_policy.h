@@ -30,6 +30,22 @@ struct KVPolicySpec {
   int64_t window = 8;    // snapkv/pyramidkv observation window; h2o recent share is budget/2
   int64_t pool = 7;      // snapkv pooling kernel
 };
+
+// What sets a policy apart, declared with it (kv_policies() in kv_policy.cpp).
+struct KVPolicyTraits {
+  const char* name;
+  // Chooses by the tokens' positions (the windows, H2O's recent half,
+  // SnapKV's observation window), so the positions must stay right for every KV head.
+  bool uses_positions;
+  // Defined by per-step eviction (TOVA, H2O) or a sliding window: `eval kv`
+  // evicts at every decoded token unless --eviction prefill.
+  bool evicts_each_step;
+  // Its budget is the closed-form window D_f (γ, N, f), not a ratio.
+  bool closed_form_window;
+};
+const std::vector<KVPolicyTraits>& kv_policies();  // in the order of the list above
+const KVPolicyTraits& kv_policy_traits(const KVPolicySpec& p);
+
 std::vector<std::string> kv_policy_names();
 KVPolicySpec parse_kv_policy(const std::string& name);  // throws Error naming an unknown policy
 
@@ -46,11 +62,6 @@ struct KVView {
   at::Tensor positions;
   int64_t layer = 0, n_layers = 1;
 };
-
-// Whether a policy chooses by the tokens' positions (the windows, H2O's
-// recent half, SnapKV's observation window), so the positions must stay
-// right for every KV head.
-bool kv_policy_uses_positions(const KVPolicySpec& p);
 
 // The layer's budget for a policy and a mean per-layer budget (PyramidKV
 // redistributes it over depth; the others keep it as is).

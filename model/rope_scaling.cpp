@@ -4,7 +4,8 @@
 #include <sstream>
 
 #include "common/error.h"
-#include "eval/closed_forms.h"
+#include "common/text.h"
+#include "theory/closed_forms.h"
 #include "model/rope.h"
 
 namespace ropelab::model {
@@ -19,9 +20,7 @@ std::string ScalingMethod::label() const {
 
 std::vector<ScalingMethod> parse_scaling_methods(const std::string& list) {
   std::vector<ScalingMethod> out;
-  std::stringstream ss(list);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
+  for (const auto& item : text::split(list)) {
     ScalingMethod m;
     const auto colon = item.find(':');
     m.kind = item.substr(0, colon);

@@ -27,9 +27,6 @@ torch::nn::AnyModule make_norm(const ModelConfig& c) {
     return torch::nn::AnyModule(torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model}).eps(1e-5)));
   return torch::nn::AnyModule(RMSNorm(c.d_model));
 }
-torch::nn::Linear linear(int64_t in, int64_t out) {
-  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
-}
 }  // namespace
 
 MLPImpl::MLPImpl(const ModelConfig& c) {
@@ -66,7 +63,8 @@ TransformerImpl::TransformerImpl(const ModelConfig& config) : cfg(config.resolve
   if (!cfg.tie_embeddings) lm_head = register_module("lm_head", linear(cfg.d_model, cfg.vocab_size));
 }
 
-at::Tensor TransformerImpl::forward(const at::Tensor& idx, KVCache* cache, AttentionProbe* probe) {
+at::Tensor TransformerImpl::forward(const at::Tensor& idx, KVCache* cache, AttentionProbe* probe,
+                                   const AttentionSettings* settings) {
   const int64_t T = idx.size(1), start = cache ? cache->next_pos : 0;
   auto pos = at::arange(start, start + T, idx.options().dtype(at::kLong));
   if (cache && cache->layers.empty()) cache->layers.resize(cfg.n_layers);
@@ -77,14 +75,14 @@ at::Tensor TransformerImpl::forward(const at::Tensor& idx, KVCache* cache, Atten
   }
   auto x = tok_emb->forward(idx);
   for (int64_t l = 0; l < cfg.n_layers; ++l)
-    x = blocks[l]->as<BlockImpl>()->forward(x, pos, attention, cache ? &cache->layers[l] : nullptr, probe);
+    x = blocks[l]->as<BlockImpl>()->forward(x, pos, settings ? *settings : attention, cache ? &cache->layers[l] : nullptr, probe);
   if (cache) cache->next_pos += T;
   x = norm_f.forward(x);
   return lm_head ? lm_head->forward(x) : at::matmul(x, tok_emb->weight.t());
 }
 
-at::Tensor TransformerImpl::loss(const at::Tensor& idx, const at::Tensor& targets) {
-  auto logits = forward(idx);
+at::Tensor TransformerImpl::loss(const at::Tensor& idx, const at::Tensor& targets, const AttentionSettings* settings) {
+  auto logits = forward(idx, nullptr, nullptr, settings);
   return F::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), targets.reshape({-1}));
 }
 

@@ -46,14 +46,16 @@ class TransformerImpl : public torch::nn::Module {
   explicit TransformerImpl(const ModelConfig& cfg);
   // idx: int64 [B, T] -> logits [B, T, vocab]. With a cache, idx continues
   // the cached sequence (incremental decoding); with a probe, the chosen
-  // query rows' attention probabilities are recorded per layer.
-  at::Tensor forward(const at::Tensor& idx, KVCache* cache = nullptr, AttentionProbe* probe = nullptr);
+  // query rows' attention probabilities are recorded per layer. `settings`
+  // (RoPE scaling, query scaling) replaces `attention` for this pass.
+  at::Tensor forward(const at::Tensor& idx, KVCache* cache = nullptr, AttentionProbe* probe = nullptr,
+                     const AttentionSettings* settings = nullptr);
   // Mean next-token cross-entropy of logits(idx) against targets, in float32.
-  at::Tensor loss(const at::Tensor& idx, const at::Tensor& targets);
+  at::Tensor loss(const at::Tensor& idx, const at::Tensor& targets, const AttentionSettings* settings = nullptr);
   int64_t parameter_count() const;
 
   ModelConfig cfg;
-  AttentionSettings attention;  // defaults from cfg; evaluations change it
+  AttentionSettings attention;  // the defaults, from cfg (an evaluation passes its own to forward)
   torch::nn::Embedding tok_emb{nullptr};
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::AnyModule norm_f;

@@ -15,8 +15,17 @@
 namespace ropelab::study {
 namespace fs = std::filesystem;
 
+const std::vector<std::string>& run_stages() {
+  static const std::vector<std::string> names = {"train", "gamma", "niah", "kv"};
+  return names;
+}
+
 const std::vector<std::string>& stage_names() {
-  static const std::vector<std::string> names = {"train", "gamma", "niah", "kv", "report"};
+  static const std::vector<std::string> names = [] {
+    auto all = run_stages();
+    all.push_back("report");
+    return all;
+  }();
   return names;
 }
 
@@ -112,24 +121,6 @@ Study load_study(const std::string& path) {
   return s;
 }
 
-std::string theta_label(double theta) {
-  // Shortest form that reads back exactly: 10000 -> 1e4, 250000 -> 2.5e5, 500 -> 500.
-  const int e = static_cast<int>(std::floor(std::log10(theta)));
-  char buf[64];
-  for (int digits = 1; digits <= 17; ++digits) {
-    std::snprintf(buf, sizeof buf, "%.*g", digits, theta / std::pow(10.0, e));
-    std::string mant = buf;
-    std::string label = e >= 4 ? mant + "e" + std::to_string(e) : "";
-    if (label.empty()) {
-      std::snprintf(buf, sizeof buf, "%.*g", digits + std::max(e, 0), theta);
-      label = buf;
-    }
-    if (std::stod(label) == theta) return label;
-  }
-  std::snprintf(buf, sizeof buf, "%.17g", theta);
-  return buf;
-}
-
 std::vector<Member> members(const Study& s) {
   std::vector<Member> all;
   for (double theta : s.thetas) {
@@ -144,7 +135,7 @@ std::string member_label(const Member& m) {
 }
 
 std::string run_dir(const Study& s, const Member& m) {
-  return s.out + "/theta-" + theta_label(m.theta) + (m.seed ? "-seed-" + std::to_string(*m.seed) : "");
+  return rundir::study_run_dir(s.out, m.theta, m.seed);
 }
 
 namespace {
@@ -157,15 +148,12 @@ struct RunState {
 
 RunState run_state(const std::string& dir) {
   RunState r;
-  if (!io::exists(dir + "/config.json")) return r;
-  const auto cfg = io::read_json(dir + "/config.json");
+  if (!io::exists(rundir::config_path(dir))) return r;
+  const auto cfg = io::read_json(rundir::config_path(dir));
   r.max_steps = cfg.value("max_steps", int64_t(-1));
-  const std::string manifest = dir + "/checkpoints/manifest.json";
-  if (!io::exists(manifest)) return r;
-  const auto listed = io::read_json(manifest);  // (a named value: .at() of a temporary would dangle)
-  for (const auto& e : listed.at("checkpoints")) {
-    r.steps.push_back(e.at("step").get<int64_t>());
-    r.last_file = dir + "/checkpoints/" + e.at("file").get<std::string>();
+  for (const auto& e : rundir::read_manifest(dir)) {
+    r.steps.push_back(e.step);
+    r.last_file = rundir::checkpoint_path(dir, e.file);
   }
   return r;
 }
@@ -192,7 +180,7 @@ Step plan_step(const Study& s, const std::string& stage, const Member& m) {
   if (stage == "report") {
     st.args = {"report", s.out};
     append_flags(s, stage, st.args);
-    st.args.insert(st.args.end(), {"--out", s.out + "/report"});
+    st.args.insert(st.args.end(), {"--out", rundir::study_report_dir(s.out)});
     return st;
   }
   const std::string dir = run_dir(s, m);
@@ -213,7 +201,7 @@ Step plan_step(const Study& s, const std::string& stage, const Member& m) {
     return st;
   }
   if (stage == "gamma") {
-    const std::string out = dir + "/gamma.jsonl";
+    const std::string out = rundir::result_path(dir, "gamma");
     if (train_complete(run) && io::exists(out)) {
       std::set<int64_t> measured;
       for (const auto& r : io::read_jsonl(out))
@@ -229,8 +217,8 @@ Step plan_step(const Study& s, const std::string& stage, const Member& m) {
     return st;
   }
   // niah and kv: one evaluation of the final checkpoint, committed by a rename.
-  st.final = dir + "/" + stage + ".jsonl";
-  st.partial = st.final + ".partial";
+  st.final = rundir::result_path(dir, stage);
+  st.partial = rundir::partial_path(st.final);
   if (io::exists(st.final)) {
     st.skipped = "complete (" + st.final + " exists)";
     return st;
@@ -239,7 +227,7 @@ Step plan_step(const Study& s, const std::string& stage, const Member& m) {
   append_flags(s, stage, st.args);
   if (stage == "kv" && !has_flag(s, "kv", "gamma") && !has_flag(s, "kv", "gamma-from") &&
       !(s.skip.count("gamma") && s.skip.at("gamma")))
-    st.args.insert(st.args.end(), {"--gamma-from", dir + "/gamma.jsonl"});
+    st.args.insert(st.args.end(), {"--gamma-from", rundir::result_path(dir, "gamma")});
   st.args.insert(st.args.end(), {"--out", st.partial});
   return st;
 }

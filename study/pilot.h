@@ -29,6 +29,8 @@
 #include <string>
 #include <vector>
 
+#include "common/run_dir.h"
+
 namespace ropelab::study {
 
 struct Study {
@@ -40,7 +42,9 @@ struct Study {
   std::map<std::string, bool> skip;                                                // section -> skip
 };
 
-// The stage sections, in the order they run.
+// The stages of one run (a θ, or a θ and a seed), in the order they run.
+const std::vector<std::string>& run_stages();   // train, gamma, niah, kv
+// The stage sections: run_stages(), then the study's report.
 const std::vector<std::string>& stage_names();  // train, gamma, niah, kv, report
 // Flags each stage's command line gets from the pilot, never from the file.
 const std::vector<std::string>& reserved_flags(const std::string& stage);
@@ -48,8 +52,7 @@ const std::vector<std::string>& reserved_flags(const std::string& stage);
 // Parses and checks a study file; throws Error naming the file and key.
 Study load_study(const std::string& path);
 
-// "1e4", "2.5e5", "500": θ as it appears in run directory names.
-std::string theta_label(double theta);
+using rundir::theta_label;  // θ as it appears in run directory names
 
 // One training run of a study: a θ, and a seed when the file lists seeds.
 struct Member {

@@ -1,4 +1,4 @@
-// Closed forms against values computed independently of eval/closed_forms.cpp:
+// Closed forms against values computed independently of theory/closed_forms.cpp:
 // literals worked out by hand (arithmetic in the comments) and brute-force sums.
 #include <gtest/gtest.h>
 
@@ -6,7 +6,7 @@
 #include <string>
 
 #include "common/error.h"
-#include "eval/closed_forms.h"
+#include "theory/closed_forms.h"
 
 namespace cf = ropelab::closed_forms;
 

@@ -8,8 +8,8 @@
 #include <string>
 
 #include "common/error.h"
-#include "eval/decay_input.h"
-#include "eval/fit.h"
+#include "theory/decay_input.h"
+#include "theory/fit.h"
 
 using ropelab::decay_input::read_decay_curve;
 

@@ -6,8 +6,8 @@
 #include <string>
 
 #include "common/error.h"
-#include "eval/fit.h"
-#include "eval/gamma_record.h"
+#include "theory/fit.h"
+#include "theory/gamma_record.h"
 
 using ropelab::fit::DecayCurve;
 using ropelab::fit::FitOptions;

@@ -130,3 +130,17 @@ TEST(KVPolicy, PerHeadSelectionsAndUnknownNames) {
     EXPECT_NE(std::string(e.what()).find("snapkv"), std::string::npos);
   }
 }
+
+// The traits are declared with the policies: one entry per name, and the
+// ones eval kv and the per-step eviction decide by.
+TEST(KVPolicy, TraitsAreDeclaredWithEachPolicy) {
+  EXPECT_EQ(kv_policies().size(), kv_policy_names().size());
+  for (const auto& name : kv_policy_names()) EXPECT_EQ(std::string(kv_policy_traits(parse_kv_policy(name)).name), name);
+  EXPECT_TRUE(kv_policy_traits({"df"}).closed_form_window);
+  EXPECT_FALSE(kv_policy_traits({"recent"}).closed_form_window);
+  EXPECT_TRUE(kv_policy_traits({"tova"}).evicts_each_step);
+  EXPECT_FALSE(kv_policy_traits({"tova"}).uses_positions);
+  EXPECT_TRUE(kv_policy_traits({"snapkv"}).uses_positions);
+  EXPECT_FALSE(kv_policy_traits({"snapkv"}).evicts_each_step);
+  EXPECT_THROW(kv_policy_traits({"lru"}), Error);
+}

@@ -18,11 +18,11 @@
 
 #include "common/error.h"
 #include "common/io.h"
-#include "eval/fit.h"
-#include "eval/gamma_record.h"
-#include "eval/report.h"
-#include "eval/report_charts.h"
-#include "eval/report_tables.h"
+#include "theory/fit.h"
+#include "theory/gamma_record.h"
+#include "report/report.h"
+#include "report/report_charts.h"
+#include "report/report_tables.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;

@@ -19,6 +19,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "common/subprocess.h"
 
 namespace ropelab::test {
 
@@ -51,23 +52,9 @@ inline std::string synthetic_text(int sentences, unsigned seed = 1) {
   return out;
 }
 
-struct RunResult {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-// Runs a shell command line, capturing its standard output (exit_code -1
-// when it could not start or did not exit normally).
-inline RunResult run_shell(const std::string& cmd) {
-  FILE* p = ::popen(cmd.c_str(), "r");
-  RunResult r{-1, ""};
-  if (!p) return r;
-  char buf[65536];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+// A shell command's exit code and standard output (common/subprocess.h).
+using RunResult = ShellResult;
+using ropelab::run_shell;
 
 // Runs `ropelab ARGS` through the shell, capturing what it prints.
 inline RunResult run_ropelab(const std::string& args) { return run_shell(std::string(ROPELAB_BIN) + " " + args + " 2>&1"); }

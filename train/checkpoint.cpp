@@ -12,19 +12,12 @@
 
 namespace ropelab::train {
 
-std::string checkpoints_dir(const std::string& run_dir) { return run_dir + "/checkpoints"; }
-
-std::vector<CheckpointEntry> read_manifest(const std::string& run_dir) {
-  return read_manifest_file(checkpoints_dir(run_dir) + "/manifest.json");
-}
-
 void save_checkpoint(const std::string& run_dir, int64_t step, int64_t tokens_seen, model::Transformer& m,
                      torch::optim::Optimizer* opt, const nlohmann::json& state) {
   const std::string dir = checkpoints_dir(run_dir);
   io::make_dirs(dir);
-  char name[64];
-  std::snprintf(name, sizeof name, "step_%08lld.pt", static_cast<long long>(step));
-  const std::string path = dir + "/" + name, tmp = io::temp_name(path);
+  const std::string name = rundir::checkpoint_file_name(step);
+  const std::string path = rundir::checkpoint_path(run_dir, name), tmp = io::temp_name(path);
 
   torch::serialize::OutputArchive archive, model_ar, opt_ar;
   m->save(model_ar);
@@ -45,14 +38,7 @@ void save_checkpoint(const std::string& run_dir, int64_t step, int64_t tokens_se
   archive.save_to(tmp);
   io::commit_atomic(tmp, path);
 
-  auto entries = read_manifest(run_dir);
-  entries.erase(std::remove_if(entries.begin(), entries.end(), [&](const auto& e) { return e.step == step; }),
-                entries.end());
-  entries.push_back({step, name, tokens_seen});
-  std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.step < b.step; });
-  nlohmann::json list = nlohmann::json::array();
-  for (const auto& e : entries) list.push_back({{"step", e.step}, {"file", e.file}, {"tokens_seen", e.tokens_seen}});
-  io::write_json_atomic(dir + "/manifest.json", {{"checkpoints", list}});
+  rundir::add_to_manifest(run_dir, {step, name, tokens_seen});
 }
 
 nlohmann::json load_checkpoint(const std::string& path, model::Transformer& m, torch::optim::Optimizer* opt) {

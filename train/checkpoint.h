@@ -9,13 +9,15 @@
 #include <string>
 #include <vector>
 
+#include "common/run_dir.h"
 #include "model/transformer.h"
-#include "train/manifest.h"  // CheckpointEntry, the manifest reader (torch-free)
 
 namespace ropelab::train {
 
-std::string checkpoints_dir(const std::string& run_dir);
-std::vector<CheckpointEntry> read_manifest(const std::string& run_dir);  // sorted by step
+// The layout and the manifest are common/run_dir.h's.
+using rundir::CheckpointEntry;
+using rundir::checkpoints_dir;
+using rundir::read_manifest;
 
 // `state` carries the config, step, tokens and anything needed to resume.
 void save_checkpoint(const std::string& run_dir, int64_t step, int64_t tokens_seen, model::Transformer& m,

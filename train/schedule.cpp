@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "common/text.h"
 
 namespace ropelab::train {
 namespace {
@@ -25,9 +26,7 @@ CheckpointSchedule CheckpointSchedule::parse(const std::string& spec) {
     s.every_ = parse_count(rest.substr(6), spec);
     if (s.every_ == 0) throw Error("checkpoint schedule \"" + spec + "\": every:N needs N > 0");
   } else if (rest.rfind("list:", 0) == 0 && !s.log2_) {
-    std::stringstream ss(rest.substr(5));
-    std::string item;
-    while (std::getline(ss, item, ',')) s.list_.insert(parse_count(item, spec));
+    for (const auto& item : text::split(rest.substr(5))) s.list_.insert(parse_count(item, spec));
   } else {
     throw Error("checkpoint schedule \"" + spec + "\": expected log2+every:N, every:N or list:A,B,...");
   }

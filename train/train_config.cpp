@@ -1,68 +1,109 @@
 #include "train/train_config.h"
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
 
+#include "common/config_fields.h"
 #include "common/error.h"
 #include "data/passkey.h"
 #include "train/schedule.h"
 
 namespace ropelab::train {
 
+namespace {
+using C = TrainConfig;
+using F = config::Field<C>;
+constexpr bool kOptional = true;  // absent from the config.json of runs made before the field existed
+}  // namespace
+
+const std::vector<config::Field<TrainConfig>>& train_fields() {
+  static const std::vector<F> fields = {
+      // key, flag, member, flag group, help, {rule, what it says}[, optional in older config.json]
+      {"data_dir", "data-dir", &C::data_dir, "data", "prepared data directory (prepared first if missing)"},
+      {"data_inputs", "data-input", &C::data_inputs, "data", "text sources for preparing (default: embedded corpus)"},
+      {"vocab_size", "vocab-size", &C::vocab_size, "data", "tokenizer vocabulary when preparing"},
+      {"tokenizer_type", "tokenizer-type", &C::tokenizer_type, "data", "bpe or unigram",
+       {[](const C& c) { return c.tokenizer_type == "bpe" || c.tokenizer_type == "unigram"; }, "must be bpe or unigram"}},
+      {"data_mix", "data-mix", &C::data_mix, "data", "passkey:F: that fraction of windows become retrieval examples",
+       {[](const C& c) { return data::DataMix::parse(c.data_mix), true; }}, kOptional},
+      {"init_from", "init-from", &C::init_from, "model",
+       "start from a Hugging Face directory's weights (export hf layout); model flags default to its config", {}, kOptional},
+      {"max_steps", "max-steps", &C::max_steps, "optimisation", "", {[](const C& c) { return c.max_steps > 0; }, "must be > 0"}},
+      {"batch_size", "batch-size", &C::batch_size, "optimisation", "sequences per micro-batch",
+       {[](const C& c) { return c.batch_size > 0; }, "must be > 0"}},
+      {"grad_accum", "grad-accum", &C::grad_accum, "optimisation", "micro-batches per step",
+       {[](const C& c) { return c.grad_accum > 0; }, "must be > 0"}},
+      {"lr", "lr", &C::lr, "optimisation", "peak learning rate", {[](const C& c) { return c.lr > 0; }, "must be > 0"}},
+      {"min_lr", "min-lr", &C::min_lr, "optimisation", "floor of the cosine decay",
+       {[](const C& c) { return c.min_lr >= 0 && c.min_lr <= c.lr; }, "must be >= 0 and <= lr"}},
+      {"warmup_steps", "warmup-steps", &C::warmup_steps, "optimisation", "",
+       {[](const C& c) { return c.warmup_steps >= 0; }, "must be >= 0"}},
+      {"weight_decay", "weight-decay", &C::weight_decay, "optimisation", "",
+       {[](const C& c) { return c.weight_decay >= 0; }, "must be >= 0"}},
+      {"beta1", "beta1", &C::beta1, "optimisation"},
+      {"beta2", "beta2", &C::beta2, "optimisation"},
+      {"grad_clip", "grad-clip", &C::grad_clip, "optimisation", "0 = off",
+       {[](const C& c) { return c.grad_clip >= 0; }, "must be >= 0"}},
+      {"seed", "seed", &C::seed, "optimisation"},
+      {"eval_every", "eval-every", &C::eval_every, "run", "validation loss every N steps",
+       {[](const C& c) { return c.eval_every > 0; }, "must be > 0"}},
+      {"eval_batches", "eval-batches", &C::eval_batches, "run", "", {[](const C& c) { return c.eval_batches > 0; }, "must be > 0"}},
+      {"checkpoints", "checkpoints", &C::checkpoints, "run", "log2+every:N | every:N | list:A,B,...",
+       {[](const C& c) { return CheckpointSchedule::parse(c.checkpoints), true; }}},
+      {"log_every", "log-every", &C::log_every, "run", "log line every N steps when not on a terminal",
+       {[](const C& c) { return c.log_every > 0; }, "must be > 0"}},
+      {"device", "device", &C::device, "run", "cpu or cuda",
+       {[](const C& c) { return c.device == "cpu" || c.device == "cuda"; }, "must be cpu or cuda"}},
+      {"threads", "threads", &C::threads, "run", "torch CPU threads (0 = default)"},
+      {"dist_timeout_s", "dist-timeout", &C::dist_timeout_s, "run", "seconds a collective may wait for the other ranks",
+       {[](const C& c) { return c.dist_timeout_s > 0; }, "must be > 0"}, kOptional},
+      {"dist_bucket_mb", "dist-bucket-mb", &C::dist_bucket_mb, "run",
+       "gradient all-reduce bucket (MB), overlapped with backward", {[](const C& c) { return c.dist_bucket_mb > 0; }, "must be > 0"},
+       kOptional},
+      {"fault_nan_step", "fault-nan-step", &C::fault_nan_step, "run", "testing: treat the loss at this step as NaN"},
+      {"fault_kill_at", "fault-kill-at", &C::fault_kill_at, "run",
+       "testing: RANK:STEP[:TERM], that rank kills itself (SIGKILL) or sends itself SIGTERM",
+       {[](const C& c) { return c.fault_kill_at.empty() || parse_fault_kill(c.fault_kill_at).has_value(); },
+        "must be RANK:STEP or RANK:STEP:TERM"},
+       kOptional},
+      {"world_size", nullptr, &C::world_size, "", "", {}, kOptional},  // set by the trainer
+  };
+  return fields;
+}
+
 void TrainConfig::validate() const {
-  auto need = [](bool ok, const std::string& msg) { if (!ok) throw Error("train config: " + msg); };
-  need(max_steps > 0, "max-steps must be > 0");
-  need(batch_size > 0 && grad_accum > 0, "batch-size and grad-accum must be > 0");
-  need(lr > 0 && min_lr >= 0 && min_lr <= lr, "need 0 <= min-lr <= lr and lr > 0");
-  need(warmup_steps >= 0, "warmup-steps must be >= 0");
-  need(grad_clip >= 0 && weight_decay >= 0, "grad-clip and weight-decay must be >= 0");
-  need(eval_every > 0 && eval_batches > 0 && log_every > 0, "eval-every, eval-batches, log-every must be > 0");
-  need(dist_timeout_s > 0, "dist-timeout must be > 0");
-  need(dist_bucket_mb > 0, "dist-bucket-mb must be > 0");
-  need(device == "cpu" || device == "cuda", "device must be cpu or cuda, got " + device);
-  need(tokenizer_type == "bpe" || tokenizer_type == "unigram", "tokenizer must be bpe or unigram");
-  CheckpointSchedule::parse(checkpoints);  // throws on a bad spec
-  data::DataMix::parse(data_mix);
+  config::validate(*this, train_fields(), "train config");
   model.resolved();
 }
 
 nlohmann::json to_json(const TrainConfig& c) {
-  return {{"data_dir", c.data_dir}, {"data_inputs", c.data_inputs}, {"vocab_size", c.vocab_size},
-          {"tokenizer_type", c.tokenizer_type}, {"data_mix", c.data_mix}, {"model", model::to_json(c.model)},
-          {"init_from", c.init_from},
-          {"max_steps", c.max_steps}, {"batch_size", c.batch_size}, {"grad_accum", c.grad_accum},
-          {"lr", c.lr}, {"min_lr", c.min_lr}, {"warmup_steps", c.warmup_steps},
-          {"weight_decay", c.weight_decay}, {"beta1", c.beta1}, {"beta2", c.beta2},
-          {"grad_clip", c.grad_clip}, {"seed", c.seed}, {"eval_every", c.eval_every},
-          {"eval_batches", c.eval_batches}, {"checkpoints", c.checkpoints}, {"log_every", c.log_every},
-          {"device", c.device}, {"threads", c.threads}, {"fault_nan_step", c.fault_nan_step},
-          {"world_size", c.world_size}, {"dist_timeout_s", c.dist_timeout_s},
-          {"dist_bucket_mb", c.dist_bucket_mb}, {"fault_kill_at", c.fault_kill_at}};
+  auto j = config::to_json(c, train_fields());
+  j["model"] = model::to_json(c.model);
+  return j;
 }
 
 TrainConfig train_config_from_json(const nlohmann::json& j) {
   TrainConfig c;
+  config::from_json(j, c, train_fields(), "train config");
   try {
-    c.data_dir = j.at("data_dir"); c.data_inputs = j.at("data_inputs").get<std::vector<std::string>>();
-    c.vocab_size = j.at("vocab_size"); c.tokenizer_type = j.at("tokenizer_type");
-    c.data_mix = j.value("data_mix", "");
     c.model = model::model_config_from_json(j.at("model"));
-    c.init_from = j.value("init_from", "");
-    c.max_steps = j.at("max_steps"); c.batch_size = j.at("batch_size"); c.grad_accum = j.at("grad_accum");
-    c.lr = j.at("lr"); c.min_lr = j.at("min_lr"); c.warmup_steps = j.at("warmup_steps");
-    c.weight_decay = j.at("weight_decay"); c.beta1 = j.at("beta1"); c.beta2 = j.at("beta2");
-    c.grad_clip = j.at("grad_clip"); c.seed = j.at("seed"); c.eval_every = j.at("eval_every");
-    c.eval_batches = j.at("eval_batches"); c.checkpoints = j.at("checkpoints");
-    c.log_every = j.at("log_every"); c.device = j.at("device"); c.threads = j.at("threads");
-    c.fault_nan_step = j.at("fault_nan_step");
-    c.world_size = j.value("world_size", int64_t(1));
-    c.dist_timeout_s = j.value("dist_timeout_s", int64_t(60));
-    c.dist_bucket_mb = j.value("dist_bucket_mb", 25.0);
-    c.fault_kill_at = j.value("fault_kill_at", "");
   } catch (const nlohmann::json::exception& e) {
     throw Error(std::string("train config: missing or mistyped field (") + e.what() + ")");
   }
   c.validate();
   return c;
+}
+
+std::optional<FaultKill> parse_fault_kill(const std::string& spec) {
+  FaultKill k;
+  char sig[8] = "";
+  long rank = -1, step = -1;
+  const int got = std::sscanf(spec.c_str(), "%ld:%ld:%7s", &rank, &step, sig);
+  if (got < 2 || (got == 3 && std::string(sig) != "TERM")) return std::nullopt;
+  k.rank = rank;
+  k.step = step;
+  k.term = got == 3;
+  return k;
 }
 
 }  // namespace ropelab::train

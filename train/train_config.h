@@ -3,12 +3,17 @@
 #pragma once
 #include <cstdint>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "model/config.h"
 
 namespace ropelab::train {
+
+// Adding a field: its member below, and one line in train_fields()
+// (train/train_config.cpp); the JSON, the flag, the recipe key and its
+// check follow from that line.
 
 struct TrainConfig {
   // data: a prepared directory; prepared first from the inputs (or the
@@ -47,7 +52,18 @@ struct TrainConfig {
   int64_t tokens_per_step() const { return world_size * batch_size * grad_accum * model.T_train; }
 };
 
+// Each field once (the model's are model::model_fields()): JSON key, flag
+// and recipe key, member, flag group, help and rule.
+const std::vector<config::Field<TrainConfig>>& train_fields();
+
 nlohmann::json to_json(const TrainConfig& c);
-TrainConfig train_config_from_json(const nlohmann::json& j);
+TrainConfig train_config_from_json(const nlohmann::json& j);  // validated; older runs' missing fields keep defaults
+
+// --fault-kill-at RANK:STEP[:TERM]: that rank SIGKILLs itself at that step (SIGTERM with :TERM).
+struct FaultKill {
+  int64_t rank = -1, step = -1;
+  bool term = false;
+};
+std::optional<FaultKill> parse_fault_kill(const std::string& spec);  // nothing when malformed
 
 }  // namespace ropelab::train

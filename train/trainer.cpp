@@ -15,6 +15,8 @@
 #include <cmath>
 #include <cstdio>
 #include <iostream>
+#include <memory>
+#include <optional>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -133,167 +135,234 @@ void init_from_hf(model::Transformer& m, const std::string& dir) {
   for (auto& p : m->named_parameters()) p.value().copy_(from[p.key()]);
 }
 
-TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
-  const auto env = dist_env_from_environment();
-  if (!resume) cfg.world_size = env.world;
-  else adapt_world_size(cfg, env.world);
-  const at::Device dev = cfg.device == "cuda" ? at::Device(at::kCUDA, env.local_rank) : at::Device(at::kCPU);
-  std::unique_ptr<DataParallel> dp;
-  if (env.world > 1) dp = std::make_unique<DataParallel>(env, dev, std::chrono::seconds(cfg.dist_timeout_s));
-  const bool main = !dp || dp->is_main();
+// One training run: the state its steps share, set up in order by the
+// constructor; run() is the loop.
+class Trainer {
+ public:
+  Trainer(TrainConfig cfg, const std::string& run_dir, bool resume);
+  TrainResult run();
 
+ private:
+  void setup_ranks();
+  void setup_data();
+  void setup_model();
+  void start_or_resume();
+  double step_loss(int64_t step, bool& stopping, DataParallel::ReduceStats& reduce);
+  void stop_if_not_finite(double loss_sum, int64_t step) const;
+  void record_step(int64_t step, double loss_sum, double lr, double grad_norm, double secs,
+                   const DataParallel::ReduceStats& reduce, bool stopping, TrainResult& result, Progress& progress);
+  void finish(const TrainResult& result, Progress& progress) const;
+  int64_t rank() const { return dp_ ? dp_->rank() : 0; }
+
+  TrainConfig cfg_;
+  const std::string run_dir_;
+  const bool resume_;
+  DistEnv env_;
+  at::Device dev_{at::kCPU};
+  std::unique_ptr<DataParallel> dp_;
+  bool main_ = true;  // rank 0 (or the only rank): writes metrics, validation, checkpoints, progress
+  data::PreparedData data_;
+  std::unique_ptr<data::TokenStream> train_stream_, val_stream_;
+  data::DataMix mix_;
+  std::unique_ptr<data::Tokenizer> tokenizer_;       // retrieval examples spell the needle and question
+  std::unique_ptr<data::PasskeyBuilder> passkeys_;   // null without --data-mix passkey
+  model::Transformer m_{nullptr};
+  std::unique_ptr<torch::optim::AdamW> opt_;
+  std::unique_ptr<CheckpointSchedule> schedule_;
+  std::string metrics_path_;
+  nlohmann::json state_;  // what every checkpoint carries besides the weights
+  std::optional<FaultKill> kill_;
+  int64_t step_ = 0;
+  std::vector<int64_t> buf_;
+};
+
+Trainer::Trainer(TrainConfig cfg, const std::string& run_dir, bool resume)
+    : cfg_(std::move(cfg)), run_dir_(run_dir), resume_(resume), env_(dist_env_from_environment()) {
+  setup_ranks();
+  setup_data();
+  setup_model();
+  start_or_resume();
+}
+
+void Trainer::setup_ranks() {
+  if (!resume_) cfg_.world_size = env_.world;
+  else adapt_world_size(cfg_, env_.world);
+  dev_ = cfg_.device == "cuda" ? at::Device(at::kCUDA, env_.local_rank) : at::Device(at::kCPU);
+  if (env_.world > 1) dp_ = std::make_unique<DataParallel>(env_, dev_, std::chrono::seconds(cfg_.dist_timeout_s));
+  main_ = !dp_ || dp_->is_main();
+}
+
+void Trainer::setup_data() {
   // Rank 0 prepares missing data; the others wait for it, then all read it.
-  if (main) ensure_data(cfg);
-  if (dp) dp->barrier();
-  const auto data = data::load_prepared(cfg.data_dir);
-  const data::TokenStream train_stream(data.train_shards), val_stream(data.val_shards);
-  cfg.model.vocab_size = static_cast<int64_t>(data.vocab_size);
-  cfg.model = cfg.model.resolved();
-  if (cfg.threads > 0) torch::set_num_threads(static_cast<int>(cfg.threads));
-  // Retrieval examples need the tokenizer to spell the needle and question.
-  const auto mix = data::DataMix::parse(cfg.data_mix);
-  std::unique_ptr<data::Tokenizer> tokenizer;
-  std::unique_ptr<data::PasskeyBuilder> passkeys;
-  if (mix.passkey_fraction > 0) {
-    if (data.tokenizer_path.empty()) throw Error("--data-mix needs a tokenizer, and " + data.dir + " has none");
-    tokenizer = std::make_unique<data::Tokenizer>(data::Tokenizer::load(data.tokenizer_path));
-    passkeys = std::make_unique<data::PasskeyBuilder>(*tokenizer);
-    if (passkeys->min_length(2) + 8 > cfg.model.T_train)
-      throw Error("--data-mix passkey needs T-train of at least " + std::to_string(passkeys->min_length(2) + 8));
+  if (main_) ensure_data(cfg_);
+  if (dp_) dp_->barrier();
+  data_ = data::load_prepared(cfg_.data_dir);
+  train_stream_ = std::make_unique<data::TokenStream>(data_.train_shards);
+  val_stream_ = std::make_unique<data::TokenStream>(data_.val_shards);
+  cfg_.model.vocab_size = static_cast<int64_t>(data_.vocab_size);
+  cfg_.model = cfg_.model.resolved();
+  if (cfg_.threads > 0) torch::set_num_threads(static_cast<int>(cfg_.threads));
+  mix_ = data::DataMix::parse(cfg_.data_mix);
+  if (mix_.passkey_fraction > 0) {
+    if (data_.tokenizer_path.empty()) throw Error("--data-mix needs a tokenizer, and " + data_.dir + " has none");
+    tokenizer_ = std::make_unique<data::Tokenizer>(data::Tokenizer::load(data_.tokenizer_path));
+    passkeys_ = std::make_unique<data::PasskeyBuilder>(*tokenizer_);
+    if (passkeys_->min_length(2) + 8 > cfg_.model.T_train)
+      throw Error("--data-mix passkey needs T-train of at least " + std::to_string(passkeys_->min_length(2) + 8));
   }
+}
 
-  auto m = model::make_model(cfg.model, cfg.seed);
-  if (!resume && !cfg.init_from.empty()) init_from_hf(m, cfg.init_from);
-  m->to(dev);
-  auto opt = make_optimizer(m, cfg);
-  const auto schedule = CheckpointSchedule::parse(cfg.checkpoints);
-  const std::string metrics_path = run_dir + "/metrics.jsonl";
-  const nlohmann::json state = {{"config", to_json(cfg)}, {"data", {{"dir", data.dir}, {"meta", data.meta}}}};
+void Trainer::setup_model() {
+  m_ = model::make_model(cfg_.model, cfg_.seed);
+  if (!resume_ && !cfg_.init_from.empty()) init_from_hf(m_, cfg_.init_from);
+  m_->to(dev_);
+  opt_ = std::make_unique<torch::optim::AdamW>(make_optimizer(m_, cfg_));
+  schedule_ = std::make_unique<CheckpointSchedule>(CheckpointSchedule::parse(cfg_.checkpoints));
+  metrics_path_ = rundir::metrics_path(run_dir_);
+  state_ = {{"config", to_json(cfg_)}, {"data", {{"dir", data_.dir}, {"meta", data_.meta}}}};
+  // --fault-kill-at (tests of rank failure): checked with the config
+  if (!cfg_.fault_kill_at.empty()) kill_ = parse_fault_kill(cfg_.fault_kill_at);
+  buf_.resize(cfg_.batch_size * (cfg_.model.T_train + 1));
+}
 
-  int64_t step = 0;
-  if (resume) {
-    const auto entries = read_manifest(run_dir);
-    if (entries.empty()) throw Error(run_dir + ": no complete checkpoint to resume from");
-    const auto s = load_checkpoint(checkpoints_dir(run_dir) + "/" + entries.back().file, m, &opt);
-    step = s.at("step").get<int64_t>();
-    if (main) {
-      truncate_metrics(metrics_path, step);
-      std::cerr << "resuming " << run_dir << " from step " << step << " on " << env.world << " rank(s)\n";
+// Resumes from the newest checkpoint, or writes config.json (and step 0 when due).
+void Trainer::start_or_resume() {
+  if (resume_) {
+    const auto entries = read_manifest(run_dir_);
+    if (entries.empty()) throw Error(run_dir_ + ": no complete checkpoint to resume from");
+    const auto s = load_checkpoint(rundir::checkpoint_path(run_dir_, entries.back().file), m_, opt_.get());
+    step_ = s.at("step").get<int64_t>();
+    if (main_) {
+      truncate_metrics(metrics_path_, step_);
+      std::cerr << "resuming " << run_dir_ << " from step " << step_ << " on " << env_.world << " rank(s)\n";
     }
-  } else if (main) {
-    io::write_json_atomic(run_dir + "/config.json", to_json(cfg));
-    std::cerr << "model: " << m->parameter_count() << " parameters (" << cfg.model.n_layers << " layers, d_model "
-              << cfg.model.d_model << ", theta " << cfg.model.rope_theta << ", T_train " << cfg.model.T_train << ")\n";
-    if (schedule.due(0)) save_checkpoint(run_dir, 0, 0, m, &opt, state);
+  } else if (main_) {
+    io::write_json_atomic(rundir::config_path(run_dir_), to_json(cfg_));
+    std::cerr << "model: " << m_->parameter_count() << " parameters (" << cfg_.model.n_layers << " layers, d_model "
+              << cfg_.model.d_model << ", theta " << cfg_.model.rope_theta << ", T_train " << cfg_.model.T_train << ")\n";
+    if (schedule_->due(0)) save_checkpoint(run_dir_, 0, 0, m_, opt_.get(), state_);
   }
-  if (dp) {
-    dp->broadcast_from_main(m->parameters());  // identical weights on every rank
-    dp->attach(m->parameters(), static_cast<int64_t>(cfg.dist_bucket_mb * (1 << 20)));
+  if (dp_) {
+    dp_->broadcast_from_main(m_->parameters());  // identical weights on every rank
+    dp_->attach(m_->parameters(), static_cast<int64_t>(cfg_.dist_bucket_mb * (1 << 20)));
   }
+}
 
+TrainResult Trainer::run() {
   g_stop_signal = 0;
   auto old_int = std::signal(SIGINT, on_signal);
   auto old_term = std::signal(SIGTERM, on_signal);
-  const int64_t B = cfg.batch_size, T = cfg.model.T_train;
-  std::vector<int64_t> buf(B * (T + 1));
   TrainResult result;
-  Progress progress("train", cfg.max_steps, cfg.log_every);
-  m->train();
-
-  // --fault-kill-at RANK:STEP[:TERM] (tests of rank failure): SIGKILL, or SIGTERM (a clean stop)
-  int64_t kill_rank = -1, kill_step = -1;
-  int kill_signal = SIGKILL;
-  if (!cfg.fault_kill_at.empty()) {
-    char sig[8] = "";
-    const int got = std::sscanf(cfg.fault_kill_at.c_str(), "%ld:%ld:%7s", &kill_rank, &kill_step, sig);
-    if (got < 2 || (got == 3 && std::string(sig) != "TERM"))
-      throw Error("--fault-kill-at must be RANK:STEP or RANK:STEP:TERM, got " + cfg.fault_kill_at);
-    if (got == 3) kill_signal = SIGTERM;
-  }
-
-  while (step < cfg.max_steps) {
-    if (step == kill_step && (dp ? dp->rank() : 0) == kill_rank) std::raise(kill_signal);
+  Progress progress("train", cfg_.max_steps, cfg_.log_every);
+  m_->train();
+  while (step_ < cfg_.max_steps) {
+    if (kill_ && step_ == kill_->step && rank() == kill_->rank) std::raise(kill_->term ? SIGTERM : SIGKILL);
     const auto t0 = std::chrono::steady_clock::now();
-    const double lr = lr_at(step, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.max_steps);
-    for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
-    opt.zero_grad();
-    double loss_sum = 0;
-    for (int64_t micro = 0; micro < cfg.grad_accum; ++micro) {
-      // Global sample index: rank r of W reads (micro*W + r)*B .. +B-1 of this step.
-      const int64_t first = (micro * cfg.world_size + (dp ? dp->rank() : 0)) * B;
-      data::sample_windows(train_stream, cfg.seed, step, first, B, T, buf.data());
-      if (passkeys) data::apply_data_mix(mix, *passkeys, cfg.seed, step, first, B, T, buf.data());
-      auto w = window_tensor(buf, B, T, dev);
-      at::Tensor loss;
-      {
-        AutocastScope autocast(dev);
-        loss = m->loss(w.narrow(1, 0, T), w.narrow(1, 1, T)) / double(cfg.grad_accum);
-      }
-      // The last micro-batch's backward starts the gradient all-reduces as buckets fill.
-      if (dp && micro + 1 == cfg.grad_accum) dp->overlap_next_backward();
-      loss.backward();
-      loss_sum += loss.item<double>();
-    }
-    // A stop signal counts once any rank has it: the flag travels with the
-    // loss, so every rank leaves the loop after the same step.
-    bool stopping = g_stop_signal != 0;
+    const double lr = lr_at(step_, cfg_.lr, cfg_.min_lr, cfg_.warmup_steps, cfg_.max_steps);
+    for (auto& g : opt_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    bool stopping = false;
     DataParallel::ReduceStats reduce;
-    if (dp) {
-      reduce = dp->finish_gradients();
-      const auto sums = dp->sum({loss_sum, stopping ? 1.0 : 0.0});
-      loss_sum = sums[0] / dp->world();
-      stopping = sums[1] > 0;
-    }
-    if (!std::isfinite(loss_sum) || step + 1 == cfg.fault_nan_step) {
-      const auto entries = read_manifest(run_dir);
-      throw Error("loss is " + std::string(std::isnan(loss_sum) || step + 1 == cfg.fault_nan_step ? "NaN" : "infinite") +
-                  " at step " + std::to_string(step + 1) + "; stopped. Last good checkpoint: " +
-                  (entries.empty() ? "none" : "step " + std::to_string(entries.back().step)) +
-                  " (lower --lr or raise --warmup-steps, then --resume)");
-    }
-    const double grad_norm = torch::nn::utils::clip_grad_norm_(m->parameters(), cfg.grad_clip > 0 ? cfg.grad_clip : 1e30);
-    opt.step();
-    ++step;
-
+    const double loss_sum = step_loss(step_, stopping, reduce);
+    stop_if_not_finite(loss_sum, step_);
+    const double grad_norm =
+        torch::nn::utils::clip_grad_norm_(m_->parameters(), cfg_.grad_clip > 0 ? cfg_.grad_clip : 1e30);
+    opt_->step();
+    ++step_;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    nlohmann::json rec = {{"step", step}, {"tokens", step * cfg.tokens_per_step()}, {"loss", loss_sum},
-                          {"lr", lr}, {"grad_norm", grad_norm}, {"tok_per_s", cfg.tokens_per_step() / secs}};
-    if (dp) rec["allreduce"] = {{"buckets", reduce.buckets}, {"started_in_backward", reduce.started_in_backward}};
-    result.last_loss = loss_sum;
-    if (main) {  // only rank 0 writes: metrics, validation, checkpoints, progress
-      if (step % cfg.eval_every == 0 || step == cfg.max_steps) {
-        result.last_val_loss = validation_loss(m, val_stream, cfg, dev);
-        rec["val_loss"] = result.last_val_loss;
-      }
-      io::append_jsonl(metrics_path, rec);
-      if (schedule.due(step) || step == cfg.max_steps || stopping)
-        save_checkpoint(run_dir, step, step * cfg.tokens_per_step(), m, &opt, state);
-      char detail[128];
-      std::snprintf(detail, sizeof detail, "loss %.4f | %.1fk tok/s", loss_sum, cfg.tokens_per_step() / secs / 1e3);
-      progress.update(step, detail);
-    }
+    record_step(step_, loss_sum, lr, grad_norm, secs, reduce, stopping, result, progress);
     if (stopping) {
-      std::cerr << "\nstopped by a signal after saving step " << step
-                << "; continue with: ropelab train --resume " << run_dir << "\n";
+      std::cerr << "\nstopped by a signal after saving step " << step_
+                << "; continue with: ropelab train --resume " << run_dir_ << "\n";
       result.interrupted = true;
       break;
     }
   }
   std::signal(SIGINT, old_int);
   std::signal(SIGTERM, old_term);
-  result.final_step = step;
-  if (!result.interrupted && main) {
-    char detail[160];
-    std::snprintf(detail, sizeof detail, "loss %.4f, val_loss %.4f", result.last_loss, result.last_val_loss);
-    std::string line = detail;
-    if (data.meta.contains("unigram_entropy_nats")) {
-      std::snprintf(detail, sizeof detail, " (unigram entropy of the data: %.4f)",
-                    data.meta["unigram_entropy_nats"].get<double>());
-      line += detail;
-    }
-    progress.finish(line);
-  }
+  result.final_step = step_;
+  if (!result.interrupted && main_) finish(result, progress);
   return result;
+}
+
+// Forward and backward over the step's micro-batches; the loss summed over
+// them (averaged over ranks), and whether any rank has a stop signal.
+double Trainer::step_loss(int64_t step, bool& stopping, DataParallel::ReduceStats& reduce) {
+  const int64_t B = cfg_.batch_size, T = cfg_.model.T_train;
+  opt_->zero_grad();
+  double loss_sum = 0;
+  for (int64_t micro = 0; micro < cfg_.grad_accum; ++micro) {
+    // Global sample index: rank r of W reads (micro*W + r)*B .. +B-1 of this step.
+    const int64_t first = (micro * cfg_.world_size + rank()) * B;
+    data::sample_windows(*train_stream_, cfg_.seed, step, first, B, T, buf_.data());
+    if (passkeys_) data::apply_data_mix(mix_, *passkeys_, cfg_.seed, step, first, B, T, buf_.data());
+    auto w = window_tensor(buf_, B, T, dev_);
+    at::Tensor loss;
+    {
+      AutocastScope autocast(dev_);
+      loss = m_->loss(w.narrow(1, 0, T), w.narrow(1, 1, T)) / double(cfg_.grad_accum);
+    }
+    // The last micro-batch's backward starts the gradient all-reduces as buckets fill.
+    if (dp_ && micro + 1 == cfg_.grad_accum) dp_->overlap_next_backward();
+    loss.backward();
+    loss_sum += loss.item<double>();
+  }
+  // A stop signal counts once any rank has it: the flag travels with the
+  // loss, so every rank leaves the loop after the same step.
+  stopping = g_stop_signal != 0;
+  if (dp_) {
+    reduce = dp_->finish_gradients();
+    const auto sums = dp_->sum({loss_sum, stopping ? 1.0 : 0.0});
+    loss_sum = sums[0] / dp_->world();
+    stopping = sums[1] > 0;
+  }
+  return loss_sum;
+}
+
+void Trainer::stop_if_not_finite(double loss_sum, int64_t step) const {
+  if (std::isfinite(loss_sum) && step + 1 != cfg_.fault_nan_step) return;
+  const auto entries = read_manifest(run_dir_);
+  throw Error("loss is " + std::string(std::isnan(loss_sum) || step + 1 == cfg_.fault_nan_step ? "NaN" : "infinite") +
+              " at step " + std::to_string(step + 1) + "; stopped. Last good checkpoint: " +
+              (entries.empty() ? "none" : "step " + std::to_string(entries.back().step)) +
+              " (lower --lr or raise --warmup-steps, then --resume)");
+}
+
+// Rank 0 writes: the metrics record, validation, checkpoints, progress.
+void Trainer::record_step(int64_t step, double loss_sum, double lr, double grad_norm, double secs,
+                          const DataParallel::ReduceStats& reduce, bool stopping, TrainResult& result,
+                          Progress& progress) {
+  const int64_t tokens = cfg_.tokens_per_step();
+  nlohmann::json rec = {{"step", step}, {"tokens", step * tokens}, {"loss", loss_sum},
+                        {"lr", lr}, {"grad_norm", grad_norm}, {"tok_per_s", tokens / secs}};
+  if (dp_) rec["allreduce"] = {{"buckets", reduce.buckets}, {"started_in_backward", reduce.started_in_backward}};
+  result.last_loss = loss_sum;
+  if (!main_) return;
+  if (step % cfg_.eval_every == 0 || step == cfg_.max_steps) {
+    result.last_val_loss = validation_loss(m_, *val_stream_, cfg_, dev_);
+    rec["val_loss"] = result.last_val_loss;
+  }
+  io::append_jsonl(metrics_path_, rec);
+  if (schedule_->due(step) || step == cfg_.max_steps || stopping)
+    save_checkpoint(run_dir_, step, step * tokens, m_, opt_.get(), state_);
+  char detail[128];
+  std::snprintf(detail, sizeof detail, "loss %.4f | %.1fk tok/s", loss_sum, tokens / secs / 1e3);
+  progress.update(step, detail);
+}
+
+void Trainer::finish(const TrainResult& result, Progress& progress) const {
+  char detail[160];
+  std::snprintf(detail, sizeof detail, "loss %.4f, val_loss %.4f", result.last_loss, result.last_val_loss);
+  std::string line = detail;
+  if (data_.meta.contains("unigram_entropy_nats")) {
+    std::snprintf(detail, sizeof detail, " (unigram entropy of the data: %.4f)",
+                  data_.meta["unigram_entropy_nats"].get<double>());
+    line += detail;
+  }
+  progress.finish(line);
+}
+
+TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
+  return Trainer(std::move(cfg), run_dir, resume).run();
 }
 
 }  // namespace
@@ -316,14 +385,14 @@ data::PreparedData ensure_data(const TrainConfig& cfg) {
 TrainResult train_new(const TrainConfig& cfg, const std::string& run_dir) {
   cfg.validate();
   // Only rank 0 judges the directory: the others would see the config it just wrote.
-  if (dist_env_from_environment().rank == 0 && io::exists(run_dir + "/config.json"))
+  if (dist_env_from_environment().rank == 0 && io::exists(rundir::config_path(run_dir)))
     throw Error(run_dir + ": already holds a run; continue it with --resume, or choose another --out");
   io::make_dirs(run_dir);
   return run(cfg, run_dir, false);
 }
 
 TrainResult train_resume(const std::string& run_dir, int64_t max_steps) {
-  const std::string path = run_dir + "/config.json";
+  const std::string path = rundir::config_path(run_dir);
   if (!io::exists(path)) throw Error(run_dir + ": no run to resume (no config.json)");
   auto cfg = train_config_from_json(io::read_json(path));
   if (max_steps > 0 && max_steps != cfg.max_steps) {

@@ -1,4 +1,5 @@
-// The training loop (one readable function, llm.c style) and its run directory:
+// The training loop (train/trainer.cpp: a Trainer set up in named steps, then
+// one loop) and what it writes to its run directory (paths: common/run_dir.h):
 //   RUN_DIR/config.json      the resolved TrainConfig
 //   RUN_DIR/metrics.jsonl    one record per step: step, tokens, loss, lr, grad_norm, tok_per_s [, val_loss]
 //   RUN_DIR/checkpoints/     step_XXXXXXXX.pt + manifest.json

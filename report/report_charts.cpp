@@ -1,4 +1,4 @@
-#include "eval/report_charts.h"
+#include "report/report_charts.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,7 +8,8 @@
 #include <set>
 #include <tuple>
 
-#include "eval/closed_forms.h"
+#include "common/run_dir.h"
+#include "theory/closed_forms.h"
 
 namespace ropelab::report {
 
@@ -117,7 +118,7 @@ std::optional<double> t_train(const Inputs& in, const ResultRecord& r) {
   if (const auto t = number_at(r.record, {"T_train"})) return t;
   if (!r.record.contains("checkpoint") || !r.record["checkpoint"].is_string()) return std::nullopt;
   namespace fs = std::filesystem;
-  const fs::path run_dir = fs::path(r.record["checkpoint"].get<std::string>()).parent_path().parent_path();
+  const fs::path run_dir = rundir::run_of_checkpoint(r.record["checkpoint"].get<std::string>());
   std::error_code ec, ec2;
   const fs::path canon = fs::weakly_canonical(run_dir, ec);
   for (const auto& run : in.runs)

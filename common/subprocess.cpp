@@ -1,4 +1,4 @@
-#include "cli/subprocess.h"
+#include "common/subprocess.h"
 
 #include <fcntl.h>
 #include <sys/prctl.h>
@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <thread>
 
@@ -15,7 +16,7 @@
 
 extern char** environ;
 
-namespace ropelab::cli {
+namespace ropelab {
 
 std::string self_path() {
   char buf[4096];
@@ -224,4 +225,15 @@ std::string describe(int status) {
   return "exited with status " + std::to_string(WEXITSTATUS(status));
 }
 
-}  // namespace ropelab::cli
+ShellResult run_shell(const std::string& cmd) {
+  FILE* p = ::popen(cmd.c_str(), "r");
+  ShellResult r{-1, ""};
+  if (!p) return r;
+  char buf[65536];
+  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+}  // namespace ropelab

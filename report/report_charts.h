@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "eval/report.h"
+#include "report/report.h"
 
 namespace ropelab::report {
 

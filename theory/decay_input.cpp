@@ -1,4 +1,4 @@
-#include "eval/decay_input.h"
+#include "theory/decay_input.h"
 
 #include <algorithm>
 #include <cctype>
@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "common/text.h"
 
 namespace ropelab::decay_input {
 namespace {
@@ -201,8 +202,7 @@ DecayInput parse_decay_csv(const std::string& text, const std::string& source) {
     const std::string t = trim(line);
     if (t.empty() || t[0] == '#') continue;
     std::vector<std::string> fields;
-    std::stringstream ss(t);
-    for (std::string f; std::getline(ss, f, ',');) fields.push_back(trim(f));
+    for (const auto& f : text::split(t)) fields.push_back(trim(f));
     if (t.back() == ',') fields.push_back("");
     if (n_cols == 0) {  // the header
       n_cols = fields.size();

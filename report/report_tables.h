@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "eval/report.h"
+#include "report/report.h"
 
 namespace ropelab::report {
 

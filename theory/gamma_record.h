@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "eval/fit.h"
+#include "theory/fit.h"
 
 namespace ropelab {
 

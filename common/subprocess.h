@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-namespace ropelab::cli {
+namespace ropelab {
 
 std::string self_path();  // this executable, from /proc/self/exe
 
@@ -41,9 +41,17 @@ class ChildGroup {
   void signal_all(int sig);     // sends sig to every running child
 };
 
+// Runs a shell command line, capturing its standard output (exit_code -1
+// when it could not start or did not exit normally).
+struct ShellResult {
+  int exit_code;
+  std::string output;
+};
+ShellResult run_shell(const std::string& cmd);
+
 bool succeeded(int status);                          // exited with status 0
 bool interrupted(int status);                        // stopped by SIGINT/SIGTERM (or exited 130 after one)
 int exit_code_of(int status);                        // the status as a shell would report it
 std::string describe(int status);                    // "exited with status 2", "was killed by signal 9"
 
-}  // namespace ropelab::cli
+}  // namespace ropelab

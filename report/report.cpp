@@ -1,4 +1,4 @@
-#include "eval/report.h"
+#include "report/report.h"
 
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,8 +16,10 @@
 
 #include "common/error.h"
 #include "common/io.h"
-#include "eval/report_charts.h"
-#include "eval/report_tables.h"
+#include "common/run_dir.h"
+#include "common/subprocess.h"
+#include "report/report_charts.h"
+#include "report/report_tables.h"
 
 #ifndef ROPELAB_SOURCE_DIR
 #define ROPELAB_SOURCE_DIR "."
@@ -29,10 +31,6 @@ using json = nlohmann::json;
 
 // ---------------------------------------------------------------- reading inputs
 namespace {
-
-bool is_run_dir(const fs::path& p) {
-  return fs::is_regular_file(p / "config.json") && fs::is_regular_file(p / "metrics.jsonl");
-}
 
 // read_jsonl reads nothing from a file it cannot open; the report names it instead.
 void check_readable(const fs::path& path) {
@@ -81,11 +79,11 @@ class Collector {
     const auto st = fs::status(p, ec);
     if (!fs::exists(st)) throw Error("report: " + path + ": no such file or directory");
     if (fs::is_directory(st)) {
-      if (is_run_dir(p)) return add_run(p);
+      if (rundir::is_run_dir(p)) return add_run(p);
       int found = add_results_in(p);
       for (const auto& sub : sorted_entries(p)) {
         if (!fs::is_directory(sub)) continue;
-        if (is_run_dir(sub)) add_run(sub), ++found;
+        if (rundir::is_run_dir(sub)) add_run(sub), ++found;
         else found += add_results_in(sub);
       }
       if (found == 0)
@@ -116,7 +114,7 @@ class Collector {
         g.series = model_id(g.record).empty() ? "?" : model_id(g.record);
         continue;
       }
-      const fs::path run_dir = fs::path(g.record["checkpoint"].get<std::string>()).parent_path().parent_path();
+      const fs::path run_dir = rundir::run_of_checkpoint(g.record["checkpoint"].get<std::string>());
       const std::string key = run_dir.lexically_normal().string();
       if (!key_label.count(key)) labels.insert(key_label[key] = label_for_run_key(run_dir, labels));
       g.series = key_label[key];
@@ -166,18 +164,18 @@ class Collector {
     if (!first_time(dir)) return;
     Run run;
     run.dir = dir.string();
-    check_readable(dir / "config.json");
-    run.config = io::read_json((dir / "config.json").string());
-    check_readable(dir / "metrics.jsonl");
-    run.metrics = io::read_jsonl((dir / "metrics.jsonl").string());
-    const fs::path manifest = dir / "checkpoints" / "manifest.json";
+    check_readable(rundir::config_path(dir));
+    run.config = io::read_json(rundir::config_path(dir));
+    check_readable(rundir::metrics_path(dir));
+    run.metrics = io::read_jsonl(rundir::metrics_path(dir));
+    const fs::path manifest = rundir::manifest_path(dir);
     if (fs::exists(manifest)) {
       check_readable(manifest);
       run.manifest = io::read_json(manifest.string());
     }
     in.runs.push_back(std::move(run));
     for (const auto& f : sorted_entries(dir))
-      if (f.filename() != "metrics.jsonl" && f.extension() == ".jsonl" && fs::is_regular_file(f)) add_results(f);
+      if (f != fs::path(rundir::metrics_path(dir)) && f.extension() == ".jsonl" && fs::is_regular_file(f)) add_results(f);
   }
 
   // The kinds kept for charts and tables, and the fields each needs (numbers, except policy and stage: strings).
@@ -402,23 +400,16 @@ bool node_on_path() {
 // Runs vl2svg on a spec file; the SVG text, or nothing with `error` set.
 std::optional<std::string> render_svg(const std::string& vl2svg, const std::string& spec_path, std::string& error) {
   const std::string err_path = io::temp_name(spec_path) + ".err";
-  FILE* p = ::popen((shell_quote(vl2svg) + " " + shell_quote(spec_path) + " 2>" + shell_quote(err_path)).c_str(), "r");
-  if (!p) {
-    error = std::string("cannot start vl2svg: ") + std::strerror(errno);
-    return std::nullopt;
-  }
-  std::string out;
-  char buf[65536];
-  for (size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-  const int status = ::pclose(p);
+  const auto run = run_shell(shell_quote(vl2svg) + " " + shell_quote(spec_path) + " 2>" + shell_quote(err_path));
+  const std::string& out = run.output;
   std::string err;
   try {
     err = io::read_file(err_path);
   } catch (const Error&) {
   }
   std::remove(err_path.c_str());
-  if (status == 0 && out.rfind("<svg", 0) == 0) return out;
-  error = "vl2svg failed (status " + std::to_string(WIFEXITED(status) ? WEXITSTATUS(status) : -1) + ")" +
+  if (run.exit_code == 0 && out.rfind("<svg", 0) == 0) return out;
+  error = "vl2svg failed (status " + std::to_string(run.exit_code) + ")" +
           (err.empty() ? "" : ": " + err.substr(0, err.find('\n')));
   return std::nullopt;
 }

@@ -18,7 +18,7 @@
 // ropelab::Error naming it.
 //
 // Output (each file written atomically):
-//   DIR/report.html          the page: the tables (eval/report_tables.h), notes, one container per chart
+//   DIR/report.html          the page: the tables (report/report_tables.h), notes, one container per chart
 //   DIR/summary.md           the same tables and notes in Markdown
 //   DIR/report-data.json     everything the page shows, as data (inputs, rows, chart specs)
 //   DIR/figures/NAME.vl.json each chart's Vega-Lite spec, data inlined

@@ -1,11 +1,11 @@
-#include "eval/gamma_record.h"
+#include "theory/gamma_record.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 
 #include "common/error.h"
-#include "eval/closed_forms.h"
+#include "theory/closed_forms.h"
 
 namespace ropelab {
 namespace {

@@ -13,7 +13,7 @@
 #include <optional>
 #include <string>
 
-#include "eval/fit.h"
+#include "theory/fit.h"
 
 namespace ropelab::decay_input {
 

@@ -1,4 +1,4 @@
-#include "eval/report_tables.h"
+#include "report/report_tables.h"
 
 #include <algorithm>
 #include <climits>
@@ -9,8 +9,8 @@
 #include <set>
 #include <tuple>
 
-#include "eval/report_charts.h"
-#include "study/pilot.h"
+#include "common/run_dir.h"
+#include "report/report_charts.h"
 
 namespace ropelab::report {
 namespace {
@@ -25,7 +25,7 @@ std::string fmt(const std::optional<double>& v, const char* f = "%.4f") {
 }
 std::string step_cell(const std::optional<int64_t>& s) { return s ? std::to_string(*s) : "-"; }
 // θ as in run directory names: 1e4, 2.5e5, 500.
-std::string theta_cell(double theta) { return theta > 0 && std::isfinite(theta) ? study::theta_label(theta) : fmt(theta, "%g"); }
+std::string theta_cell(double theta) { return theta > 0 && std::isfinite(theta) ? rundir::theta_label(theta) : fmt(theta, "%g"); }
 
 Table gamma_summary(const std::vector<SummaryRow>& rows) {
   Table t{"summary-table", "Summary",

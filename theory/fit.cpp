@@ -1,4 +1,4 @@
-#include "eval/fit.h"
+#include "theory/fit.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,4 +1,4 @@
-#include "eval/closed_forms.h"
+#include "theory/closed_forms.h"
 
 #include <cmath>
 #include <sstream>
