@@ -534,7 +534,15 @@ struct BpeTokenizer::Impl {
   mutable std::mutex cache_mu;
   mutable std::unordered_map<std::string, std::vector<int32_t>> cache;
 
-  void define(int32_t id, const std::string& tok) {
+  // The tables above are indexed by id, so the largest id sizes them: ids may
+  // leave holes, but not more than the file has tokens (parse sets the limit),
+  // or one stray id (12655555 in a 300-token file) would allocate hundreds of MB.
+  size_t id_limit = 0;
+
+  void define(int32_t id, const std::string& tok, const std::string& field) {
+    if (static_cast<size_t>(id) >= id_limit)
+      fail(path, field, "id " + std::to_string(id) + " is far beyond the file's tokens (at most 2 x their number + 1024: " +
+                            std::to_string(id_limit - 1) + ")");
     if (static_cast<size_t>(id) >= tokens.size()) {
       tokens.resize(id + 1);
       defined.resize(id + 1, 0);
@@ -570,7 +578,7 @@ void parse_model(BpeTokenizer::Impl& t, const json& m, const std::string& file) 
       fail(file, "model.vocab", "id " + std::to_string(id) + " is given to both \"" + t.tokens[id] +
                                     "\" and \"" + it.key() + "\"");
     t.vocab[it.key()] = id;
-    t.define(id, it.key());
+    t.define(id, it.key(), "model.vocab");
   }
   const ByteMap& bm = byte_map();
   for (int b = 0; b < 256; ++b) {
@@ -635,7 +643,7 @@ void parse_added(BpeTokenizer::Impl& t, const json& root, const std::string& fil
     const std::string content = c->get<std::string>();
     if (!t.added_ids.emplace(content, id).second)
       fail(file, field + ".content", "\"" + content + "\" is added twice");
-    t.define(id, content);
+    t.define(id, content, field + ".id");
     t.special[id] = get_bool(e, "special", false, file, field);
     // tokenizers' default for "normalized" is !special
     const bool normalized = get_bool(e, "normalized", !t.special[id], file, field);
@@ -904,6 +912,11 @@ BpeTokenizer BpeTokenizer::parse(const std::string& text, const std::string& fil
   impl->path = file;
   auto model = root.find("model");
   if (model == root.end()) fail(file, "model", "missing");
+  size_t entries = 0;  // every token the file defines: the bound on its ids (Impl::define)
+  if (model->is_object())
+    if (auto v = model->find("vocab"); v != model->end() && v->is_object()) entries += v->size();
+  if (auto a = root.find("added_tokens"); a != root.end() && a->is_array()) entries += a->size();
+  impl->id_limit = 2 * entries + 1024;
   parse_model(*impl, *model, file);
   parse_added(*impl, root, file);
   parse_normalizer(*impl, root, file);
