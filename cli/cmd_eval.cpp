@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "cli/commands.h"
+#include "cli/model_flags.h"
 #include "common/error.h"
 #include "data/prepare.h"
 #include "eval/gamma_eval.h"
@@ -59,7 +60,7 @@ void add_niah_command(CLI::App& ev) {
   auto opt = std::make_shared<eval::NiahOptions>();
   auto ckpt = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
-  n->add_option("--ckpt", *ckpt, "checkpoint file")->required();
+  const auto model = add_model_flags(*n, *ckpt, opt->open);
   n->add_option("--lengths", opt->lengths, "context lengths: tokens or multiples of T_train (4x)")
       ->delimiter(',')->capture_default_str();
   n->add_option("--depths", opt->depths, "needle depths in [0,1]")->delimiter(',')->capture_default_str();
@@ -74,6 +75,7 @@ void add_niah_command(CLI::App& ev) {
   n->add_flag("--json", *json, "print the records as JSON lines instead of a table");
   n->add_option("--out", opt->out, "results .jsonl to append to");
   n->callback([=] {
+    model.require_one();
     const auto recs = eval::eval_niah(*ckpt, *opt);
     if (*json) for (const auto& r : recs) std::cout << r.dump() << "\n";
     else std::cout << eval::niah_table(recs);
@@ -86,7 +88,7 @@ void add_kv_command(CLI::App& ev) {
   auto ckpt = std::make_shared<std::string>();
   auto gamma = std::make_shared<double>(0);
   auto json = std::make_shared<bool>(false);
-  k->add_option("--ckpt", *ckpt, "checkpoint file")->required();
+  const auto model = add_model_flags(*k, *ckpt, opt->open);
   k->add_option("--policies", opt->policies, "comma list of KV policies")->capture_default_str();
   auto* ratios = k->add_option("--ratios", opt->ratios, "budgets as a fraction of the context")->delimiter(',')->capture_default_str();
   k->add_option("--budgets", opt->budgets, "budgets as token counts (instead of --ratios)")->delimiter(',')->excludes(ratios);
@@ -108,6 +110,7 @@ void add_kv_command(CLI::App& ev) {
   k->add_flag("--json", *json, "print the records as JSON lines instead of a table");
   k->add_option("--out", opt->out, "results .jsonl to append to");
   k->callback([=, gopt = g] {
+    model.require_one();
     if (gopt->count() > 0) opt->gamma = *gamma;
     const auto recs = eval::eval_kv(*ckpt, *opt);
     if (*json) for (const auto& r : recs) std::cout << r.dump() << "\n";
@@ -130,9 +133,14 @@ void add_eval_command(CLI::App& root) {
   auto T_eval = std::make_shared<double>(0);
   auto json = std::make_shared<bool>(false);
   auto& p = opt->protocol;
-  auto* ck = g->add_option("--ckpt", *ckpt, "one checkpoint file");
+  auto hf_run = std::make_shared<std::string>();
+  const auto model = add_model_flags(*g, *ckpt, opt->open, /*data=*/false);
   auto* rn = g->add_option("--run", *run, "every checkpoint of a run directory (γ-flow; resumes)");
-  ck->excludes(rn);
+  auto* hr = g->add_option("--hf-run", *hf_run, "every step folder of a HF checkpoint folder (e.g. step1000/; γ-flow; resumes)")
+                 ->check(CLI::ExistingDirectory);
+  for (auto* o : {model.ckpt, model.hf, rn}) o->excludes(hr);
+  model.ckpt->excludes(rn);
+  model.hf->excludes(rn);
   g->add_option("--corpus", *corpus, "random | text:PREPARED_DIR | text:SHARD,...")->capture_default_str();
   g->add_option("--distances", p.distances, "key distances d")->delimiter(',')->capture_default_str();
   g->add_option("--prompts", p.prompts, "prompts per distance and seed")->capture_default_str();
@@ -150,13 +158,15 @@ void add_eval_command(CLI::App& root) {
   g->add_flag("--json", *json, "print the records as JSON lines instead of a table");
   g->add_option("--out", opt->out, "results .jsonl to append to");
   g->callback([=] {
-    if (ckpt->empty() == run->empty()) throw Error("give exactly one of --ckpt or --run");
+    if (int(!ckpt->empty()) + int(!run->empty()) + int(!hf_run->empty()) != 1)
+      throw Error("give exactly one of --ckpt, --hf, --run or --hf-run");
     parse_corpus(*corpus, opt->protocol);
     if (*T_eval < 0) throw Error("--T-eval must be > 0");
     if (*T_eval > 0) opt->T_eval = *T_eval;
     std::vector<nlohmann::json> recs;
     if (!ckpt->empty()) recs.push_back(eval::eval_gamma_checkpoint(*ckpt, *opt));
-    else recs = eval::eval_gamma_run(*run, *opt);
+    else if (!run->empty()) recs = eval::eval_gamma_run(*run, *opt);
+    else recs = eval::eval_gamma_hf_run(*hf_run, *opt);
     if (*json) for (const auto& r : recs) std::cout << r.dump() << "\n";
     else {
       std::cout << gamma_table(recs);

@@ -16,7 +16,7 @@ namespace ropelab::config {
 template <class C>
 struct Field {
   using Member = std::variant<int64_t C::*, uint64_t C::*, double C::*, bool C::*, std::string C::*,
-                              std::vector<std::string> C::*>;
+                              std::vector<std::string> C::*, std::vector<double> C::*>;
   struct Rule {
     bool (*ok)(const C&) = nullptr;  // nullptr: any value
     const char* says = "";           // what `ok` wants, after the field's name: "must be > 0"

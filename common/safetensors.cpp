@@ -6,6 +6,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
@@ -73,9 +77,7 @@ void write(const std::string& path, const std::map<std::string, Tensor>& tensors
   io::commit_atomic(tmp, path);
 }
 
-File read(const std::string& path) {
-  // Read piece by piece (header, then each tensor's bytes) so that memory holds
-  // one copy of the weights, not the file and the tensors both.
+Layout read_layout(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) throw Error(path + ": no such file (or not a regular file)");
   std::ifstream in(path, std::ios::binary | std::ios::ate);
@@ -101,15 +103,15 @@ File read(const std::string& path) {
   if (!header.is_object()) throw fail("header is not a JSON object");
   const uint64_t data_start = 8 + n, data_size = file_size - data_start;
 
-  File f;
-  std::map<std::string, std::pair<uint64_t, uint64_t>> span_of;  // name -> [begin, end) in the data
+  Layout f;
+  f.file_size = file_size;
   for (const auto& [name, e] : header.items()) {
     if (name == "__metadata__") {
+      if (!e.is_object()) throw fail("__metadata__ is not a JSON object");
       for (const auto& [k, v] : e.items()) f.metadata[k] = v.is_string() ? v.get<std::string>() : v.dump();
       continue;
     }
-    Tensor t;
-    uint64_t begin = 0, end = 0;
+    Entry t;
     // Integers only: nlohmann's get<int64_t> of 1e300 is an undefined float-to-integer cast.
     const nlohmann::json& entry = e;  // (a structured binding cannot be captured in C++17)
     auto integers = [&entry](const char* key) {
@@ -122,8 +124,7 @@ File read(const std::string& path) {
       throw fail("tensor " + json_quoted(name) + " lacks dtype, shape or data_offsets [begin, end] (integers)");
     t.dtype = e["dtype"].get<std::string>();
     t.shape = e["shape"].get<std::vector<int64_t>>();
-    begin = e["data_offsets"][0].get<uint64_t>();
-    end = e["data_offsets"][1].get<uint64_t>();
+    const uint64_t begin = e["data_offsets"][0].get<uint64_t>(), end = e["data_offsets"][1].get<uint64_t>();
     int64_t elem = 0;
     try {
       elem = dtype_size(t.dtype);
@@ -132,18 +133,18 @@ File read(const std::string& path) {
     }
     const int64_t bytes = byte_size(t.shape, elem);
     if (bytes < 0) throw fail("tensor " + json_quoted(name) + " has a negative or overflowing shape");
-    const uint64_t expect = uint64_t(bytes);
     if (end < begin || end > data_size) throw fail("tensor " + json_quoted(name) + " has data_offsets outside the data");
-    if (end - begin != expect)
+    if (end - begin != uint64_t(bytes))
       throw fail("tensor " + json_quoted(name) + " spans " + std::to_string(end - begin) + " bytes, its dtype and shape need " +
-                 std::to_string(expect));
-    span_of[name] = {begin, end};  // the bytes are read once the layout is checked
+                 std::to_string(bytes));
+    t.offset = data_start + begin;
+    t.size = end - begin;
     f.tensors.emplace(name, std::move(t));
   }
   // The tensors must tile the data buffer: no overlaps, no holes, nothing after.
-  // Checked before reading, so a corrupt header cannot make us allocate more than the file.
+  // Checked before any data is read, so a corrupt header cannot make us allocate more than the file.
   std::vector<std::pair<uint64_t, uint64_t>> spans;
-  for (const auto& [name, span] : span_of) spans.push_back(span);
+  for (const auto& [name, t] : f.tensors) spans.push_back({t.offset - data_start, t.offset - data_start + t.size});
   std::sort(spans.begin(), spans.end());
   uint64_t at = 0;
   for (const auto& [b, e] : spans) {
@@ -151,14 +152,51 @@ File read(const std::string& path) {
     at = e;
   }
   if (at != data_size) throw fail(std::to_string(data_size - at) + " bytes after the last tensor");
-  for (auto& [name, t] : f.tensors) {
-    const auto [begin, end] = span_of.at(name);
-    t.bytes.assign(size_t(end - begin), '\0');
-    in.seekg(std::streamoff(data_start + begin));
+  return f;
+}
+
+File read(const std::string& path) {
+  // Read piece by piece (header, then each tensor's bytes) so that memory holds
+  // one copy of the weights, not the file and the tensors both.
+  const Layout layout = read_layout(path);
+  std::ifstream in(path, std::ios::binary);
+  File f;
+  f.metadata = layout.metadata;
+  for (const auto& [name, e] : layout.tensors) {
+    Tensor t{e.dtype, e.shape, std::string(size_t(e.size), '\0')};
+    in.seekg(std::streamoff(e.offset));
     in.read(t.bytes.data(), std::streamsize(t.bytes.size()));
     if (!in) throw Error(path + ": read failed in tensor " + json_quoted(name));
+    f.tensors.emplace(name, std::move(t));
   }
   return f;
+}
+
+MappedFile::MappedFile(const std::string& path) : path_(path), layout_(read_layout(path)) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw Error(path + ": cannot open for reading");
+  void* p = layout_.file_size > 0 ? ::mmap(nullptr, layout_.file_size, PROT_READ, MAP_PRIVATE, fd, 0) : nullptr;
+  ::close(fd);
+  if (p == MAP_FAILED) throw Error(path + ": cannot map into memory");
+  base_ = static_cast<const char*>(p);
+}
+
+MappedFile::~MappedFile() {
+  if (base_) ::munmap(const_cast<char*>(base_), layout_.file_size);
+}
+
+const char* MappedFile::data(const std::string& name) const {
+  const auto it = layout_.tensors.find(name);
+  if (it == layout_.tensors.end()) throw Error(path_ + ": has no tensor " + json_quoted(name));
+  return base_ + it->second.offset;
+}
+
+void MappedFile::release(const std::string& name) const {
+  // The pages are the file's, not anonymous memory: dropping them after the
+  // copy keeps the resident set near one copy of the weights.
+  const auto& e = layout_.tensors.at(name);
+  const uint64_t page = 4096, begin = e.offset / page * page;
+  ::madvise(const_cast<char*>(base_) + begin, e.offset + e.size - begin, MADV_DONTNEED);
 }
 
 }  // namespace ropelab::safetensors

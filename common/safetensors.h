@@ -35,4 +35,36 @@ struct File {
 };
 File read(const std::string& path);
 
+// The same checks without reading the data: each tensor's place in the file.
+struct Entry {
+  std::string dtype;
+  std::vector<int64_t> shape;
+  uint64_t offset = 0, size = 0;  // bytes, from the start of the file
+};
+struct Layout {
+  std::map<std::string, Entry> tensors;
+  std::map<std::string, std::string> metadata;
+  uint64_t file_size = 0;
+};
+Layout read_layout(const std::string& path);
+
+// A checked file mapped read-only: a tensor's bytes are read where they lie
+// (loading a model streams them into its parameters, never holding a second copy).
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path);
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  const Layout& layout() const { return layout_; }
+  const std::string& path() const { return path_; }
+  const char* data(const std::string& name) const;  // throws Error for a name it lacks
+  void release(const std::string& name) const;      // drops the tensor's pages once copied
+
+ private:
+  std::string path_;
+  Layout layout_;
+  const char* base_ = nullptr;
+};
+
 }  // namespace ropelab::safetensors

@@ -81,7 +81,9 @@ nlohmann::json prepare_data(const PrepareOptions& opt) {
   if (opt.tokenizer_path.empty() && tok.vocab_size() < opt.tokenizer.vocab_size)
     std::cerr << "prepare: note: the corpus supported only " << tok.vocab_size() << " of the "
               << opt.tokenizer.vocab_size << " requested pieces; the model will use " << tok.vocab_size() << "\n";
-  if (!opt.tokenizer_path.empty()) io::write_atomic(tmp + "/tokenizer.model", io::read_file(opt.tokenizer_path));
+  // The tokenizer travels with the data under its own kind of name (tokenizer.json stays .json).
+  const std::string tok_file = fs::path(opt.tokenizer_path).extension() == ".json" ? "tokenizer.json" : "tokenizer.model";
+  if (!opt.tokenizer_path.empty()) io::write_atomic(tmp + "/" + tok_file, io::read_file(opt.tokenizer_path));
 
   // Every k-th document is held out: deterministic and spread over sources.
   // (At least one is held out, however few documents there are.)
@@ -108,8 +110,8 @@ nlohmann::json prepare_data(const PrepareOptions& opt) {
       {"val_shards", val_files},
       {"token_bytes", token_bytes_for_vocab(tok.vocab_size())},
       {"unigram_entropy_nats", unigram_entropy(train_counts)},
-      {"tokenizer", {{"file", "tokenizer.model"},
-                     {"sha256", io::sha256_hex(io::read_file(tmp + "/tokenizer.model"))},
+      {"tokenizer", {{"file", tok_file},
+                     {"sha256", io::sha256_hex(io::read_file(tmp + "/" + tok_file))},
                      {"vocab_size", tok.vocab_size()},
                      {"model_type", opt.tokenizer_path.empty() ? opt.tokenizer.model_type : "given"},
                      {"eos_id", tok.eos_id()}}},

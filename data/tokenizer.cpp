@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "data/bpe_tokenizer.h"
 #include "data/loader.h"
 #include "data/spm_backend.h"
 
@@ -54,10 +55,23 @@ void check(const std::string& err, const std::string& what) {
 }  // namespace
 
 Tokenizer::Tokenizer() : sp_(spm_factory()()) {}
+Tokenizer::Tokenizer(std::unique_ptr<BpeTokenizer> bpe) : bpe_(std::move(bpe)) {
+  // The end-of-text token by the names the released BPE vocabularies give it.
+  for (const char* name : {"<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>"})
+    if (const auto id = bpe_->token_id(name)) {
+      bpe_eos_ = *id;
+      break;
+    }
+}
 Tokenizer::~Tokenizer() = default;
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 
 Tokenizer Tokenizer::load(const std::string& model_path) {
+  if (model_path.size() >= 5 && model_path.compare(model_path.size() - 5, 5, ".json") == 0) {
+    Tokenizer t(std::make_unique<BpeTokenizer>(BpeTokenizer::load(model_path)));
+    t.path_ = model_path;
+    return t;
+  }
   Tokenizer t;
   check(t.sp_->load(model_path), model_path + ": not a SentencePiece model");
   t.path_ = model_path;
@@ -86,18 +100,28 @@ Tokenizer Tokenizer::train(const std::vector<std::string>& docs, const Tokenizer
 }
 
 std::vector<int> Tokenizer::encode(const std::string& text) const {
+  if (bpe_) {
+    const auto ids = bpe_->encode(text);
+    return {ids.begin(), ids.end()};
+  }
   std::vector<int> ids;
   check(sp_->encode(text, &ids), "tokenizer encode failed");
   return ids;
 }
 
 std::string Tokenizer::decode(const std::vector<int>& ids) const {
+  if (bpe_) return bpe_->decode({ids.begin(), ids.end()}, /*skip_special_tokens=*/true);
   std::string out;
   check(sp_->decode(ids, &out), "tokenizer decode failed");
   return out;
 }
 
-int Tokenizer::vocab_size() const { return sp_->piece_size(); }
-int Tokenizer::eos_id() const { return sp_->eos_id(); }
+int Tokenizer::vocab_size() const { return bpe_ ? bpe_->vocab_size() : sp_->piece_size(); }
+int Tokenizer::eos_id() const {
+  if (!bpe_) return sp_->eos_id();
+  if (bpe_eos_ < 0)
+    throw Error(path_ + ": no end-of-text token (<|endoftext|>, <|end_of_text|>, </s> or <eos>) to separate documents");
+  return bpe_eos_;
+}
 
 }  // namespace ropelab::data

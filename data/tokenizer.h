@@ -1,4 +1,7 @@
-// SentencePiece, trained in-process or loaded from a .model file.
+// The one tokenizer interface: SentencePiece (trained in-process, or a
+// .model file such as Llama 2's tokenizer.model) or a Hugging Face
+// tokenizer.json byte-level BPE (GPT-NeoX/Pythia, Llama 3, Qwen2;
+// data/bpe_tokenizer.h), chosen by the file loaded.
 #pragma once
 #include <memory>
 #include <string>
@@ -7,6 +10,7 @@
 namespace ropelab::data {
 
 class SpmBackend;
+class BpeTokenizer;
 
 struct TokenizerSpec {
   int vocab_size = 2048;
@@ -17,6 +21,7 @@ struct TokenizerSpec {
 
 class Tokenizer {
  public:
+  // A path ending in .json is a tokenizer.json; anything else a SentencePiece model.
   static Tokenizer load(const std::string& model_path);
   // Trains on the documents' lines and writes the model atomically to model_path.
   static Tokenizer train(const std::vector<std::string>& documents, const TokenizerSpec& spec,
@@ -32,7 +37,10 @@ class Tokenizer {
 
  private:
   Tokenizer();
-  std::unique_ptr<SpmBackend> sp_;
+  explicit Tokenizer(std::unique_ptr<BpeTokenizer> bpe);
+  std::unique_ptr<SpmBackend> sp_;   // one of the two
+  std::unique_ptr<BpeTokenizer> bpe_;
+  int bpe_eos_ = -1;
   std::string path_;
 };
 

@@ -2,25 +2,108 @@
 
 #include <torch/version.h>
 
+#include <cctype>
 #include <filesystem>
 
+#include "common/error.h"
 #include "common/io.h"
 #include "common/run_dir.h"
+#include "model/hf_format.h"
 #include "train/checkpoint.h"
 
 namespace ropelab::eval {
+namespace fs = std::filesystem;
 
-OpenedModel open_model(const std::string& path) {
+namespace {
+
+OpenedModel open_checkpoint(const std::string& path) {
   auto loaded = train::load_model(path);
   OpenedModel m;
   m.model = loaded.model;
   m.state = std::move(loaded.state);
   m.path = path;
-  m.model_id = "ropelab:" + std::filesystem::path(rundir::run_of_checkpoint(path)).filename().string();
+  m.model_id = "ropelab:" + fs::path(rundir::run_of_checkpoint(path)).filename().string();
   return m;
 }
 
-std::string OpenedModel::data_dir() const { return state.at("data").at("dir").get<std::string>(); }
+OpenedModel open_hf(const std::string& path, const OpenOptions& open) {
+  OpenedModel m;
+  m.hf = true;
+  m.path = path;
+  m.model = model::import_hf(path, open.dtype);
+  const fs::path dir = fs::path(path).lexically_normal();
+  const std::string name = (dir.has_filename() ? dir : dir.parent_path()).filename().string();
+  const int64_t step = step_of_folder(name);
+  // A checkpoint folder (stepN/) is named by its model's folder; a model folder by itself.
+  const std::string model_name = step >= 0 ? fs::absolute(dir).parent_path().filename().string() : name;
+  m.model_id = open.model_id.empty() ? model_name : open.model_id;
+  m.state = {{"config", io::read_json(path + "/config.json")},
+             {"step", step >= 0 ? nlohmann::json(step) : nlohmann::json(nullptr)},
+             {"tokens_seen", nullptr}};
+  m.data_dir_hf = open.data_dir.empty() ? "runs/data/hf-" + model_name : open.data_dir;
+  return m;
+}
+
+// The tokenizer file of a HF directory: tokenizer.json (byte-level BPE) or tokenizer.model (SentencePiece).
+std::string hf_tokenizer(const std::string& dir) {
+  for (const char* f : {"tokenizer.json", "tokenizer.model"})
+    if (io::exists(dir + "/" + f)) return dir + "/" + f;
+  // A checkpoint folder of a sweep often keeps the tokenizer in the model's folder.
+  const auto parent = fs::path(dir).lexically_normal().parent_path().string();
+  for (const char* f : {"tokenizer.json", "tokenizer.model"})
+    if (!parent.empty() && io::exists(parent + "/" + f)) return parent + "/" + f;
+  throw Error(dir + ": has no tokenizer.json or tokenizer.model (nor has its parent folder); NIAH, KV retrieval and "
+              "perplexity need the model's tokenizer");
+}
+
+}  // namespace
+
+bool is_hf_dir(const std::string& path) { return fs::is_directory(path) && io::exists(path + "/config.json"); }
+
+int64_t step_of_folder(const std::string& name) {
+  if (name.find("step") == std::string::npos && name.find("checkpoint") == std::string::npos) return -1;
+  size_t begin = name.size();
+  while (begin > 0 && std::isdigit(static_cast<unsigned char>(name[begin - 1]))) --begin;
+  if (begin == name.size() || name.size() - begin > 15) return -1;
+  return std::stoll(name.substr(begin));
+}
+
+OpenedModel open_model(const std::string& path, const OpenOptions& open) {
+  if (fs::is_directory(path)) {
+    if (!is_hf_dir(path)) throw Error(path + ": a directory without config.json (expected a checkpoint file or a Hugging Face directory)");
+    return open_hf(path, open);
+  }
+  return open_checkpoint(path);
+}
+
+data::PreparedData OpenedModel::data() const {
+  if (!hf) return data::load_prepared(state.at("data").at("dir").get<std::string>());
+  const std::string tokenizer = hf_tokenizer(path);
+  if (!io::exists(data_dir_hf + "/meta.json")) {
+    data::PrepareOptions p;
+    p.tokenizer_path = tokenizer;
+    p.out_dir = data_dir_hf;
+    data::prepare_data(p);
+  }
+  auto d = data::load_prepared(data_dir_hf);
+  if (d.meta.at("tokenizer").at("sha256") != io::sha256_hex(io::read_file(tokenizer)))
+    throw Error(data_dir_hf + ": prepared with another tokenizer than " + tokenizer + "; pass another --data-dir");
+  return d;
+}
+
+nlohmann::json OpenedModel::arch() const {
+  const auto& c = model->cfg;
+  nlohmann::json a = {{"d_model", c.d_model}, {"n_heads", c.n_heads}, {"n_layers", c.n_layers}, {"d_head", c.d_head},
+                      {"n_kv_heads", c.n_kv_heads}, {"n_params_M", model->parameter_count() / 1e6},
+                      {"rope_theta", c.rope_theta}, {"T_train", c.T_train}, {"rotary_fraction", c.rotary_fraction},
+                      {"family", hf ? "huggingface" : "ropelab"}};
+  if (hf) {
+    a["architecture"] = model::hf_architecture_of(state.at("config"));
+    a["rope_scaling"] = c.rope_scaling;
+    a["dtype"] = c10::toString(model->tok_emb->weight.scalar_type());
+  }
+  return a;
+}
 
 nlohmann::json OpenedModel::provenance() const {
   return {{"model_id", model_id}, {"checkpoint", path}, {"step", state.at("step")}, {"versions", versions()}};

@@ -10,23 +10,44 @@
 #include <string>
 #include <vector>
 
+#include "data/prepare.h"
 #include "model/transformer.h"
 
 namespace ropelab::eval {
 
-// A model to evaluate: a ropelab checkpoint today (a Hugging Face directory
-// later), in eval mode.
+// How a Hugging Face directory is opened (a ropelab checkpoint needs none of it).
+struct OpenOptions {
+  std::string model_id;        // --model-id; default: the directory's name (its parent's too for stepN/)
+  std::string dtype = "auto";  // --dtype: auto (the weights' own), float32, bfloat16, float16
+  std::string data_dir;        // --data-dir: held-out text in the model's tokenizer; default runs/data/hf-NAME
+};
+
+// A model to evaluate, in eval mode: a ropelab checkpoint or a Hugging Face
+// directory (config.json + safetensors, model/hf_format.h).
 struct OpenedModel {
   model::Transformer model{nullptr};
-  nlohmann::json state;  // the checkpoint's: "config" (the run's TrainConfig), "step", "tokens_seen", "data"
+  nlohmann::json state;  // the checkpoint's: "config" (the run's TrainConfig), "step", "tokens_seen", "data";
+                         // for a HF directory: its config.json under "config", "step" from a stepN name or null
   std::string path;      // as given
-  std::string model_id;  // "ropelab:RUN" for RUN/checkpoints/step_X.pt
+  std::string model_id;  // "ropelab:RUN" for RUN/checkpoints/step_X.pt; for HF see OpenOptions
+  bool hf = false;
+  std::string data_dir_hf;  // HF: where its held-out text is (or will be) prepared
 
-  std::string data_dir() const;  // the prepared data the run trained on
+  // The held-out text and tokenizer: the run's prepared data, or for a HF
+  // directory the embedded corpus in the model's own tokenizer (prepared on
+  // first use into data_dir_hf, and checked to be that tokenizer's after).
+  data::PreparedData data() const;
+  // The TAF record's arch{}: sizes, θ, rotary share, family / HF architecture.
+  nlohmann::json arch() const;
   // model_id, checkpoint (the path), step and versions: what every record of it carries.
   nlohmann::json provenance() const;
 };
-OpenedModel open_model(const std::string& path);
+// PATH: a checkpoint file, or a directory holding config.json (Hugging Face).
+OpenedModel open_model(const std::string& path, const OpenOptions& open = {});
+bool is_hf_dir(const std::string& path);
+// The step a HF folder's name states ("step1000", "checkpoint-500", "global_step20"):
+// its trailing digits when the name says step or checkpoint; else -1.
+int64_t step_of_folder(const std::string& name);
 
 // ropelab's and libtorch's versions.
 nlohmann::json versions();

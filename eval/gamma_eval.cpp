@@ -3,6 +3,7 @@
 #include <torch/version.h>
 
 #include <filesystem>
+#include <functional>
 #include <set>
 
 #include "common/error.h"
@@ -17,14 +18,6 @@ namespace ropelab::eval {
 namespace fs = std::filesystem;
 
 namespace {
-
-nlohmann::json arch_of(const model::Transformer& m) {
-  const auto& c = m->cfg;
-  return {{"d_model", c.d_model}, {"n_heads", c.n_heads}, {"n_layers", c.n_layers}, {"d_head", c.d_head},
-          {"n_kv_heads", c.n_kv_heads}, {"n_params_M", m->parameter_count() / 1e6},
-          {"rope_theta", c.rope_theta}, {"T_train", c.T_train}, {"rotary_fraction", c.rotary_fraction},
-          {"family", "ropelab"}};
-}
 
 // γ per curve in a list (layers, or heads of a layer), with R²; null where a fit fails.
 nlohmann::json fit_each(const std::vector<std::vector<double>>& curves, const std::vector<double>& distances,
@@ -49,7 +42,7 @@ std::string text_corpus_label(const GammaProtocol& p) { return p.corpus == "rand
 }  // namespace
 
 nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEvalOptions& opt) {
-  auto opened = open_model(ckpt_path);
+  auto opened = open_model(ckpt_path, opt.open);
   auto& m = opened.model;
   const auto meas = measure_attention_decay(m, opt.protocol);
   const auto fit = fit::fit_gamma(meas.curve, opt.fit);
@@ -60,7 +53,7 @@ nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEv
   info.n_prompts_per_distance = static_cast<int>(opt.protocol.prompts * opt.protocol.seeds.size());
   info.T_eval = opt.T_eval;
   info.source = ckpt_path;
-  auto rec = make_gamma_record(arch_of(m), meas.curve, fit, info);
+  auto rec = make_gamma_record(opened.arch(), meas.curve, fit, info);
   rec["tokens_seen"] = opened.state.at("tokens_seen");
   auto& r = rec["ropelab"];
   r["skipped_distances"] = meas.skipped;
@@ -82,25 +75,29 @@ nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEv
   return records.take().front();
 }
 
-std::vector<nlohmann::json> eval_gamma_run(const std::string& run_dir, const GammaEvalOptions& opt) {
-  if (opt.out.empty()) throw Error("--out is required with --run (it is how a sweep resumes)");
-  const auto entries = train::read_manifest(run_dir);
-  if (entries.empty()) throw Error(run_dir + ": no checkpoints listed in checkpoints/manifest.json");
-  auto mine = [&](const nlohmann::json& rec) {
-    return rec.contains("checkpoint") &&
-           fs::path(rundir::run_of_checkpoint(rec["checkpoint"].get<std::string>())) == fs::path(run_dir);
-  };
+namespace {
+
+// One checkpoint of a sweep, and which records of `out` belong to the sweep.
+struct SweepPoint {
+  int64_t step;
+  std::string path;
+};
+
+// Measures each point whose step `out` does not hold yet (a killed sweep
+// resumes where it stopped), then returns the sweep's records by step.
+std::vector<nlohmann::json> sweep(const std::vector<SweepPoint>& points,
+                                  const std::function<bool(const nlohmann::json&)>& mine, const GammaEvalOptions& opt) {
   std::set<int64_t> done;
   for (const auto& rec : io::read_jsonl(opt.out))
-    if (mine(rec)) done.insert(rec.at("step").get<int64_t>());
-  Progress progress("gamma", static_cast<int64_t>(entries.size()));
+    if (mine(rec) && rec.at("step").is_number_integer()) done.insert(rec.at("step").get<int64_t>());
+  Progress progress("gamma", static_cast<int64_t>(points.size()));
   int64_t i = 0;
-  for (const auto& e : entries) {
+  for (const auto& p : points) {
     ++i;
-    if (done.count(e.step)) continue;
-    const auto rec = eval_gamma_checkpoint(rundir::checkpoint_path(run_dir, e.file), opt);
+    if (done.count(p.step)) continue;
+    const auto rec = eval_gamma_checkpoint(p.path, opt);
     char detail[96];
-    std::snprintf(detail, sizeof detail, "step %lld: gamma %.3f", static_cast<long long>(e.step),
+    std::snprintf(detail, sizeof detail, "step %lld: gamma %.3f", static_cast<long long>(p.step),
                   rec["measurement"]["gamma"].get<double>());
     progress.update(i, detail);
   }
@@ -109,6 +106,45 @@ std::vector<nlohmann::json> eval_gamma_run(const std::string& run_dir, const Gam
     if (mine(rec)) out.push_back(rec);
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a["step"] < b["step"]; });
   return out;
+}
+
+}  // namespace
+
+std::vector<nlohmann::json> eval_gamma_run(const std::string& run_dir, const GammaEvalOptions& opt) {
+  if (opt.out.empty()) throw Error("--out is required with --run (it is how a sweep resumes)");
+  const auto entries = train::read_manifest(run_dir);
+  if (entries.empty()) throw Error(run_dir + ": no checkpoints listed in checkpoints/manifest.json");
+  std::vector<SweepPoint> points;
+  for (const auto& e : entries) points.push_back({e.step, rundir::checkpoint_path(run_dir, e.file)});
+  return sweep(points, [&](const nlohmann::json& rec) {
+    return rec.contains("checkpoint") &&
+           fs::path(rundir::run_of_checkpoint(rec["checkpoint"].get<std::string>())) == fs::path(run_dir);
+  }, opt);
+}
+
+std::vector<nlohmann::json> eval_gamma_hf_run(const std::string& dir, const GammaEvalOptions& opt) {
+  if (opt.out.empty()) throw Error("--out is required with --hf-run (it is how a sweep resumes)");
+  if (!fs::is_directory(dir)) throw Error(dir + ": not a directory (expected a folder of checkpoint folders)");
+  std::vector<SweepPoint> points;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (!entry.is_directory() || !io::exists(entry.path().string() + "/config.json")) continue;
+    const std::string name = entry.path().filename().string();
+    const int64_t step = step_of_folder(name);
+    if (step < 0)
+      throw Error(entry.path().string() + ": a checkpoint folder whose name states no step (expected e.g. step1000)");
+    points.push_back({step, entry.path().string()});
+  }
+  if (points.empty()) throw Error(dir + ": no sub-folder with a config.json (expected step1000/, step2000/, ...)");
+  std::sort(points.begin(), points.end(), [](const auto& a, const auto& b) { return a.step < b.step; });
+  for (size_t i = 1; i < points.size(); ++i)
+    if (points[i].step == points[i - 1].step)
+      throw Error(dir + ": " + points[i - 1].path + " and " + points[i].path + " state the same step");
+  fs::path root = fs::absolute(dir).lexically_normal();
+  if (!root.has_filename()) root = root.parent_path();  // "runs/pythia/" names the same folder as "runs/pythia"
+  return sweep(points, [&](const nlohmann::json& rec) {
+    if (!rec.contains("checkpoint") || !rec["checkpoint"].is_string()) return false;
+    return fs::absolute(rec["checkpoint"].get<std::string>()).lexically_normal().parent_path() == root;
+  }, opt);
 }
 
 }  // namespace ropelab::eval

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "theory/fit.h"
+#include "eval/evaluation.h"
 #include "eval/gamma_measure.h"
 
 namespace ropelab::eval {
@@ -17,14 +18,21 @@ struct GammaEvalOptions {
   std::optional<double> T_eval;  // default: the largest fitted distance
   bool per_layer = false;
   std::string out;               // results .jsonl (appended)
+  OpenOptions open;              // a Hugging Face directory's model id and dtype
 };
 
-// Measures one checkpoint file and returns its record (also appended to out).
+// Measures one checkpoint file or Hugging Face directory and returns its
+// record (also appended to out).
 nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEvalOptions& opt);
 
 // Measures every checkpoint in RUN_DIR's manifest not already in `out`
 // (an interrupted sweep resumes), with a progress line; returns all records
 // of this run in `out`, sorted by step.
 std::vector<nlohmann::json> eval_gamma_run(const std::string& run_dir, const GammaEvalOptions& opt);
+
+// The same over a folder of Hugging Face checkpoints (one sub-folder per
+// step, e.g. Pythia's revisions step0/ .. step143000/), ordered by the step in
+// each name; resumable from `out` in the same way.
+std::vector<nlohmann::json> eval_gamma_hf_run(const std::string& dir, const GammaEvalOptions& opt);
 
 }  // namespace ropelab::eval

@@ -484,13 +484,13 @@ void query_gmm_records(const KVSetup& k, const model::ModelConfig& cfg, RecordWr
 }  // namespace
 
 std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOptions& opt) {
-  auto opened = open_model(ckpt_path);
+  auto opened = open_model(ckpt_path, opt.open);
   const auto& cfg = opened.model->cfg;
   check_kv_options(opt, cfg.T_train);
   KVSetup k(opened.model, opt);
   k.N = context_of(opt, cfg.T_train);
   k.G = cfg.n_kv_heads;
-  const auto data = data::load_prepared(opened.data_dir());
+  const auto data = opened.data();
   const data::TokenStream val(data.val_shards);
   const auto [gamma, gamma_source] = gamma_for_df(opt, ckpt_path, cfg.rope_theta, k.N);
 

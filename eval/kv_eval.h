@@ -15,11 +15,13 @@
 #include <string>
 #include <vector>
 
+#include "eval/evaluation.h"
 #include "model/transformer.h"
 
 namespace ropelab::eval {
 
 struct KVEvalOptions {
+  OpenOptions open;  // a Hugging Face directory's model id, dtype, data
   std::string policies = "full,recent,streaming,h2o,tova,snapkv,pyramidkv,keynorm,expected,df";
   std::vector<double> ratios{0.1, 0.25, 0.5, 0.75, 0.9};  // budget = ratio x N per layer (mean)
   std::vector<int64_t> budgets;  // token counts instead of ratios (then ratio = budget / N)

@@ -188,10 +188,10 @@ nlohmann::json perplexity_record(NiahData& d, const model::ScalingMethod& method
 }  // namespace
 
 std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOptions& opt) {
-  auto opened = open_model(ckpt_path);
+  auto opened = open_model(ckpt_path, opt.open);
   const auto& cfg = opened.model->cfg;
   const auto plan = plan_niah(opt, cfg);
-  const auto data = data::load_prepared(opened.data_dir());
+  const auto data = opened.data();
   if (data.tokenizer_path.empty()) throw Error(data.dir + ": NIAH needs the run's tokenizer, and there is none");
   const auto tok = data::Tokenizer::load(data.tokenizer_path);
   const data::PasskeyBuilder builder(tok);

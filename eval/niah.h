@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/evaluation.h"
 #include "model/rope_scaling.h"
 #include "model/transformer.h"
 
@@ -21,6 +22,7 @@ struct NiahOptions {
   int64_t ppl_windows = 8;     // held-out windows per (method, length); 0 = skip perplexity
   bool generation = true;      // also score greedy exact match
   std::string out;
+  OpenOptions open;            // a Hugging Face directory's model id, dtype, data
 };
 
 // Everything about the options that can be wrong, checked before any work:

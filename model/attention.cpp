@@ -10,10 +10,11 @@ namespace ropelab::model {
 namespace {
 
 at::Tensor causal_scores(const at::Tensor& q, const at::Tensor& k, const at::Tensor& q_pos,
-                         const at::Tensor& k_pos, double scale) {
+                         const at::Tensor& k_pos, double scale, int64_t window) {
   auto scores = at::matmul(q, k.transpose(-2, -1)).to(at::kFloat) * scale;
-  auto future = k_pos.unsqueeze(0) > q_pos.unsqueeze(1);  // [Tq, Tk]: key after query
-  return scores.masked_fill(future, -std::numeric_limits<float>::infinity());
+  auto hidden = k_pos.unsqueeze(0) > q_pos.unsqueeze(1);  // [Tq, Tk]: key after query
+  if (window > 0) hidden = hidden.logical_or(k_pos.unsqueeze(0) <= q_pos.unsqueeze(1) - window);
+  return scores.masked_fill(hidden, -std::numeric_limits<float>::infinity());
 }
 
 // Queries per chunk so one chunk's scores stay near 16 MB: below glibc's
@@ -28,32 +29,33 @@ int64_t query_chunk(const at::Tensor& q, int64_t Tk) {
 }  // namespace
 
 at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& q_pos,
-                  const at::Tensor& k_pos, double scale) {
+                  const at::Tensor& k_pos, double scale, int64_t window) {
   const int64_t Tq = q.size(2), chunk = query_chunk(q, k.size(2));
   std::vector<at::Tensor> outs;
   for (int64_t s = 0; s < Tq; s += chunk) {
     const int64_t n = std::min(chunk, Tq - s);
-    auto p = at::softmax(causal_scores(q.narrow(2, s, n), k, q_pos.narrow(0, s, n), k_pos, scale), -1);
+    auto p = at::softmax(causal_scores(q.narrow(2, s, n), k, q_pos.narrow(0, s, n), k_pos, scale, window), -1);
     outs.push_back(at::matmul(p.to(v.scalar_type()), v));
   }
   return outs.size() == 1 ? outs[0] : at::cat(outs, 2);
 }
 
 at::Tensor attention_probs(const at::Tensor& q_rows, const at::Tensor& k, const at::Tensor& q_pos_rows,
-                           const at::Tensor& k_pos, double scale) {
-  return at::softmax(causal_scores(q_rows, k, q_pos_rows, k_pos, scale), -1);
+                           const at::Tensor& k_pos, double scale, int64_t window) {
+  return at::softmax(causal_scores(q_rows, k, q_pos_rows, k_pos, scale, window), -1);
 }
 
-torch::nn::Linear linear(int64_t in, int64_t out) {
-  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false));
+torch::nn::Linear linear(int64_t in, int64_t out, bool bias) {
+  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
 }
 
 AttentionImpl::AttentionImpl(const ModelConfig& c)
-    : n_heads_(c.n_heads), n_kv_heads_(c.n_kv_heads), d_head_(c.d_head), rotary_dim_(c.rotary_dim()) {
-  wq = register_module("wq", linear(c.d_model, c.n_heads * c.d_head));
-  wk = register_module("wk", linear(c.d_model, c.n_kv_heads * c.d_head));
-  wv = register_module("wv", linear(c.d_model, c.n_kv_heads * c.d_head));
-  wo = register_module("wo", linear(c.n_heads * c.d_head, c.d_model));
+    : n_heads_(c.n_heads), n_kv_heads_(c.n_kv_heads), d_head_(c.d_head), rotary_dim_(c.rotary_dim()),
+      window_(c.attention_window) {
+  wq = register_module("wq", linear(c.d_model, c.n_heads * c.d_head, c.qkv_bias));
+  wk = register_module("wk", linear(c.d_model, c.n_kv_heads * c.d_head, c.qkv_bias));
+  wv = register_module("wv", linear(c.d_model, c.n_kv_heads * c.d_head, c.qkv_bias));
+  wo = register_module("wo", linear(c.n_heads * c.d_head, c.d_model, c.out_bias));
 }
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, const AttentionSettings& s,
@@ -100,7 +102,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, co
   if (probe) {
     auto rows = probe->rows.to(q.device());
     auto q_rows = q.index_select(2, rows);
-    probe->probs.push_back(attention_probs(q_rows, k, pos.index_select(0, rows), k_pos, scale));
+    probe->probs.push_back(attention_probs(q_rows, k, pos.index_select(0, rows), k_pos, scale, window_));
     const auto r = probe->rows.cpu();
     if (r.numel() == T && at::equal(r, at::arange(T, r.options()))) all_rows_probs = probe->probs.back();
     if (probe->keep_queries) {
@@ -119,12 +121,13 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, co
   // CUDA, the fused CPU kernel otherwise (the explicit path below holds the
   // whole [Tq, Tk] score matrix and a mask; measured in docs/performance.md).
   // The score multiplier is folded into q so SDPA's default 1/sqrt(D) applies.
-  if (k.size(2) == T || T == 1) {
+  const bool window_hides = window_ > 0 && k.size(2) > window_;
+  if ((k.size(2) == T || T == 1) && !window_hides) {
     y = at::scaled_dot_product_attention(q * s.score_multiplier, k, v, {}, 0.0, /*is_causal=*/T > 1);
   } else
 #endif
   {
-    y = attend(q, k, v, pos, k_pos, scale);
+    y = attend(q, k, v, pos, k_pos, scale, window_);
   }
   return wo->forward(y.transpose(1, 2).reshape({B, T, n_heads_ * d_head_}));
 }

@@ -11,8 +11,8 @@
 
 namespace ropelab::model {
 
-// A bias-free Linear layer, as every projection of the model is.
-torch::nn::Linear linear(int64_t in, int64_t out);
+// A Linear layer; ropelab's own models have no biases, released ones may.
+torch::nn::Linear linear(int64_t in, int64_t out, bool bias = false);
 
 // How positions become rotations and scores become probabilities.
 struct AttentionSettings {
@@ -44,12 +44,13 @@ struct AttentionProbe {
 
 // softmax(q k^T * scale + causal mask) v, computed in query chunks so no
 // [T, T] matrix per head is held at once. q: [B,H,Tq,D]; k,v: [B,H,Tk,D]
-// (already expanded to H heads); q_pos [Tq], k_pos [Tk] int64.
+// (already expanded to H heads); q_pos [Tq], k_pos [Tk] int64. window > 0:
+// a query at n sees only keys at positions > n - window (Mistral's sliding window).
 at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, const at::Tensor& q_pos,
-                  const at::Tensor& k_pos, double scale);
+                  const at::Tensor& k_pos, double scale, int64_t window = 0);
 // Attention probabilities of the given q rows (same math as attend).
 at::Tensor attention_probs(const at::Tensor& q_rows, const at::Tensor& k, const at::Tensor& q_pos_rows,
-                           const at::Tensor& k_pos, double scale);
+                           const at::Tensor& k_pos, double scale, int64_t window = 0);
 
 class AttentionImpl : public torch::nn::Module {
  public:
@@ -61,7 +62,7 @@ class AttentionImpl : public torch::nn::Module {
   torch::nn::Linear wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
 
  private:
-  int64_t n_heads_, n_kv_heads_, d_head_, rotary_dim_;
+  int64_t n_heads_, n_kv_heads_, d_head_, rotary_dim_, window_;
 };
 TORCH_MODULE(Attention);
 

@@ -24,6 +24,25 @@ struct ModelConfig {
   std::string norm = "rmsnorm";  // "rmsnorm" | "layernorm"
   std::string mlp = "swiglu";    // "swiglu" | "gelu"
   bool tie_embeddings = true;
+  // What released models add (GPT-NeoX/Pythia, Qwen2, Mistral); ropelab's own
+  // runs keep the defaults, which are the architecture it has always had.
+  bool qkv_bias = false;           // biases on the q, k, v projections
+  bool out_bias = false;           // bias on the attention output projection
+  bool mlp_bias = false;           // biases on the MLP's linears
+  bool parallel_residual = false;  // x + attn(norm1 x) + mlp(norm2 x) (GPT-NeoX)
+  double norm_eps = 1e-5;
+  int64_t attention_window = 0;    // >0: a query sees the last this-many keys (Mistral's sliding_window)
+  // The RoPE scaling the model was trained with (HF rope_scaling), applied by
+  // every forward as the model's own positions (model/trained_rope.h):
+  std::string rope_scaling = "none";   // none | linear | dynamic | yarn | llama3 | longrope
+  double rope_scaling_factor = 1.0;
+  int64_t rope_original_max_positions = 0;  // the pre-extension context (0: T_train)
+  double rope_low_freq_factor = 1.0;   // llama3
+  double rope_high_freq_factor = 4.0;  // llama3
+  double rope_beta_fast = 32.0;        // yarn
+  double rope_beta_slow = 1.0;         // yarn
+  double rope_attention_factor = 0.0;  // yarn, longrope: 0 = the method's default
+  std::vector<double> rope_long_factor, rope_short_factor;  // longrope: per-frequency divisors
 
   // Fills the derived fields and throws Error naming the first bad field.
   ModelConfig resolved() const;

@@ -1,11 +1,15 @@
 #include "model/hf_format.h"
 
+#include <c10/core/DefaultDtype.h>
+#include <c10/core/ScalarTypeToTypeMeta.h>
 #include <torch/nn/modules/normalization.h>
 #include <torch/utils.h>
 
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <memory>
+#include <set>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -15,94 +19,151 @@ namespace ropelab::model {
 namespace fs = std::filesystem;
 
 namespace {
-constexpr double kNormEps = 1e-5;  // ropelab's RMSNorm and LayerNorm
-
-bool is_llama(const ModelConfig& c) { return c.norm == "rmsnorm" && c.mlp == "swiglu"; }
+bool is_llama_family(const ModelConfig& c) { return c.norm == "rmsnorm" && c.mlp == "swiglu"; }
 
 // One HF tensor and the ropelab parameters it is made of.
 struct Binding {
-  enum Kind { kPlain, kFusedQKV, kZeroBias } kind;
+  enum Kind {
+    kPlain,     // one parameter
+    kFusedQKV,  // GPT-NeoX's query_key_value weight or bias: q, k, v interleaved per head
+    kZero,      // a tensor the HF layout has and m lacks: written as zeros, must be zero (or absent) on import
+  } kind;
   std::string hf;
-  std::vector<at::Tensor> params;  // kPlain: 1; kFusedQKV: wq, wk, wv
-  int64_t zero_len = 0;            // kZeroBias: its length
+  std::vector<at::Tensor> params;  // kPlain: 1; kFusedQKV: q, k, v
+  std::vector<int64_t> zero_shape;
 };
 
-std::vector<Binding> bindings(TransformerImpl& m) {
-  const auto& c = m.cfg;
-  const bool llama = is_llama(c);
-  std::vector<Binding> b;
-  auto plain = [&](std::string hf, const at::Tensor& p) { b.push_back({Binding::kPlain, std::move(hf), {p}}); };
-  auto norm = [&](std::string hf, torch::nn::AnyModule& mod) {
+class Bindings {
+ public:
+  explicit Bindings(TransformerImpl& m) : c_(m.cfg) { is_llama_family(c_) ? llama(m) : neox(m); }
+  std::vector<Binding> list;
+
+ private:
+  const ModelConfig& c_;
+  void plain(std::string hf, const at::Tensor& p) { list.push_back({Binding::kPlain, std::move(hf), {p}, {}}); }
+  void norm(const std::string& hf, torch::nn::AnyModule& mod) {
     for (const auto& p : mod.ptr()->named_parameters()) plain(hf + "." + p.key(), p.value());
-  };
-  if (llama) {
+  }
+  // A Linear's weight, and its bias: the parameter, or zeros of its size when
+  // the HF layout has one and m does not.
+  void linear(const std::string& hf, torch::nn::Linear& l, bool hf_has_bias) {
+    plain(hf + ".weight", l->weight);
+    if (l->bias.defined()) plain(hf + ".bias", l->bias);
+    else if (hf_has_bias) list.push_back({Binding::kZero, hf + ".bias", {}, {l->weight.size(0)}});
+  }
+  void llama(TransformerImpl& m) {
     plain("model.embed_tokens.weight", m.tok_emb->weight);
-    for (int64_t i = 0; i < c.n_layers; ++i) {
+    for (int64_t i = 0; i < c_.n_layers; ++i) {
       auto* blk = m.blocks[i]->as<BlockImpl>();
       const std::string L = "model.layers." + std::to_string(i) + ".";
       norm(L + "input_layernorm", blk->norm1);
-      plain(L + "self_attn.q_proj.weight", blk->attn->wq->weight);
-      plain(L + "self_attn.k_proj.weight", blk->attn->wk->weight);
-      plain(L + "self_attn.v_proj.weight", blk->attn->wv->weight);
-      plain(L + "self_attn.o_proj.weight", blk->attn->wo->weight);
+      linear(L + "self_attn.q_proj", blk->attn->wq, false);
+      linear(L + "self_attn.k_proj", blk->attn->wk, false);
+      linear(L + "self_attn.v_proj", blk->attn->wv, false);
+      linear(L + "self_attn.o_proj", blk->attn->wo, false);
       norm(L + "post_attention_layernorm", blk->norm2);
-      plain(L + "mlp.gate_proj.weight", blk->mlp->gate->weight);
-      plain(L + "mlp.up_proj.weight", blk->mlp->up->weight);
-      plain(L + "mlp.down_proj.weight", blk->mlp->down->weight);
+      linear(L + "mlp.gate_proj", blk->mlp->gate, false);
+      linear(L + "mlp.up_proj", blk->mlp->up, false);
+      linear(L + "mlp.down_proj", blk->mlp->down, false);
     }
     norm("model.norm", m.norm_f);
     if (m.lm_head) plain("lm_head.weight", m.lm_head->weight);
-    return b;
   }
-  plain("gpt_neox.embed_in.weight", m.tok_emb->weight);
-  for (int64_t i = 0; i < c.n_layers; ++i) {
-    auto* blk = m.blocks[i]->as<BlockImpl>();
-    const std::string L = "gpt_neox.layers." + std::to_string(i) + ".";
-    norm(L + "input_layernorm", blk->norm1);
-    b.push_back({Binding::kFusedQKV, L + "attention.query_key_value.weight",
-                 {blk->attn->wq->weight, blk->attn->wk->weight, blk->attn->wv->weight}});
-    b.push_back({Binding::kZeroBias, L + "attention.query_key_value.bias", {}, 3 * c.n_heads * c.d_head});
-    plain(L + "attention.dense.weight", blk->attn->wo->weight);
-    b.push_back({Binding::kZeroBias, L + "attention.dense.bias", {}, c.d_model});
-    norm(L + "post_attention_layernorm", blk->norm2);
-    plain(L + "mlp.dense_h_to_4h.weight", blk->mlp->up->weight);
-    b.push_back({Binding::kZeroBias, L + "mlp.dense_h_to_4h.bias", {}, c.d_ff});
-    plain(L + "mlp.dense_4h_to_h.weight", blk->mlp->down->weight);
-    b.push_back({Binding::kZeroBias, L + "mlp.dense_4h_to_h.bias", {}, c.d_model});
+  void neox(TransformerImpl& m) {
+    plain("gpt_neox.embed_in.weight", m.tok_emb->weight);
+    for (int64_t i = 0; i < c_.n_layers; ++i) {
+      auto* blk = m.blocks[i]->as<BlockImpl>();
+      auto& a = *blk->attn;
+      const std::string L = "gpt_neox.layers." + std::to_string(i) + ".";
+      norm(L + "input_layernorm", blk->norm1);
+      list.push_back({Binding::kFusedQKV, L + "attention.query_key_value.weight", {a.wq->weight, a.wk->weight, a.wv->weight}, {}});
+      if (a.wq->bias.defined())
+        list.push_back({Binding::kFusedQKV, L + "attention.query_key_value.bias", {a.wq->bias, a.wk->bias, a.wv->bias}, {}});
+      else
+        list.push_back({Binding::kZero, L + "attention.query_key_value.bias", {}, {3 * c_.n_heads * c_.d_head}});
+      linear(L + "attention.dense", a.wo, true);
+      norm(L + "post_attention_layernorm", blk->norm2);
+      linear(L + "mlp.dense_h_to_4h", blk->mlp->up, true);
+      linear(L + "mlp.dense_4h_to_h", blk->mlp->down, true);
+    }
+    norm("gpt_neox.final_layer_norm", m.norm_f);
+    if (m.lm_head) plain("embed_out.weight", m.lm_head->weight);
   }
-  norm("gpt_neox.final_layer_norm", m.norm_f);
-  if (m.lm_head) plain("embed_out.weight", m.lm_head->weight);
-  return b;
+};
+
+// GPT-NeoX fuses q, k, v per head: rows [h][q|k|v][d_head] (weights and biases alike).
+at::Tensor fuse_qkv(const std::vector<at::Tensor>& p, int64_t heads) {
+  auto per_head = [&](const at::Tensor& t) {
+    auto shape = t.sizes().vec();
+    shape[0] = -1;
+    shape.insert(shape.begin(), heads);
+    return t.view(shape);
+  };
+  auto shape = p[0].sizes().vec();
+  shape[0] *= 3;
+  return at::stack({per_head(p[0]), per_head(p[1]), per_head(p[2])}, 1).reshape(shape);
+}
+void split_qkv(const at::Tensor& fused, const std::vector<at::Tensor>& p, int64_t heads) {
+  auto shape = p[0].sizes().vec();
+  shape[0] = p[0].size(0) / heads;
+  shape.insert(shape.begin(), {heads, 3});
+  auto parts = fused.reshape(shape);
+  for (int j = 0; j < 3; ++j) p[j].copy_(parts.select(1, j).reshape(p[j].sizes()));
 }
 
-// GPT-NeoX fuses q, k, v per head: rows [h][q|k|v][d_head].
-at::Tensor fuse_qkv(const std::vector<at::Tensor>& p, int64_t heads) {
-  auto per_head = [&](const at::Tensor& w) { return w.view({heads, -1, w.size(1)}); };
-  return at::stack({per_head(p[0]), per_head(p[1]), per_head(p[2])}, 1).reshape({-1, p[0].size(1)});
+const std::map<std::string, at::ScalarType>& float_dtypes() {
+  static const std::map<std::string, at::ScalarType> types = {
+      {"F32", at::kFloat}, {"F16", at::kHalf}, {"BF16", at::kBFloat16}, {"F64", at::kDouble}};
+  return types;
+}
+std::string dtype_name(at::ScalarType t) {
+  for (const auto& [name, type] : float_dtypes())
+    if (type == t) return name;
+  throw Error(std::string("export hf: no safetensors name for dtype ") + c10::toString(t));
+}
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+std::string quoted(const std::string& s) {
+  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace
 
 std::string hf_architecture(const ModelConfig& config) {
   const ModelConfig c = config.resolved();
-  if (is_llama(c)) {
+  auto refuse = [](const std::string& why) { throw Error("export hf: " + why); };
+  if (c.rope_scaling != "none") refuse("rope_scaling " + c.rope_scaling + " is written back only for models loaded with it: not supported");
+  if (is_llama_family(c)) {
     if (c.rotary_dim() != c.d_head)
-      throw Error("export hf: rotary_fraction " + std::to_string(c.rotary_fraction) +
-                  ": LlamaForCausalLM rotates whole heads (use rotary_fraction 1, or the Pythia-style layernorm + gelu)");
+      refuse("rotary_fraction " + std::to_string(c.rotary_fraction) +
+             ": LlamaForCausalLM rotates whole heads (use rotary_fraction 1, or the Pythia-style layernorm + gelu)");
+    if (c.parallel_residual) refuse("parallel_residual: the Llama family's blocks are sequential");
+    if (c.qkv_bias && !c.out_bias && !c.mlp_bias && c.attention_window == 0) return "Qwen2ForCausalLM";
+    if (c.qkv_bias != c.out_bias)
+      refuse("qkv_bias without out_bias (or the reverse): Llama's attention_bias covers q, k, v and o together");
+    if (c.attention_window > 0) {
+      if (c.qkv_bias || c.mlp_bias) refuse("attention_window with biases: MistralForCausalLM has no biases");
+      return "MistralForCausalLM";
+    }
     return "LlamaForCausalLM";
   }
   if (c.norm == "layernorm" && c.mlp == "gelu") {
     if (c.n_kv_heads != c.n_heads)
-      throw Error("export hf: n_kv_heads " + std::to_string(c.n_kv_heads) + " != n_heads " + std::to_string(c.n_heads) +
-                  ": GPTNeoXForCausalLM has no grouped-query attention");
-    if (c.d_head * c.n_heads != c.d_model)
-      throw Error("export hf: d_head * n_heads must equal d_model for GPTNeoXForCausalLM");
+      refuse("n_kv_heads " + std::to_string(c.n_kv_heads) + " != n_heads " + std::to_string(c.n_heads) +
+             ": GPTNeoXForCausalLM has no grouped-query attention");
+    if (c.d_head * c.n_heads != c.d_model) refuse("d_head * n_heads must equal d_model for GPTNeoXForCausalLM");
     if (static_cast<int64_t>(c.d_head * c.rotary_fraction) != c.rotary_dim())
-      throw Error("export hf: rotary_fraction * d_head must be an even whole number for GPTNeoXForCausalLM");
+      refuse("rotary_fraction * d_head must be an even whole number for GPTNeoXForCausalLM");
+    if (c.qkv_bias != c.out_bias) refuse("qkv_bias != out_bias: GPT-NeoX's attention_bias covers both");
+    if (c.attention_window > 0) refuse("attention_window: GPTNeoXForCausalLM has no sliding window");
     return "GPTNeoXForCausalLM";
   }
-  throw Error("export hf: norm " + c.norm + " with mlp " + c.mlp +
-              " has no Hugging Face counterpart (rmsnorm + swiglu is Llama, layernorm + gelu is GPT-NeoX)");
+  refuse("norm " + c.norm + " with mlp " + c.mlp +
+         " has no Hugging Face counterpart (rmsnorm + swiglu is Llama, layernorm + gelu is GPT-NeoX)");
+  return "";
 }
 
 nlohmann::json hf_config(const ModelConfig& config) {
@@ -114,17 +175,20 @@ nlohmann::json hf_config(const ModelConfig& config) {
                       {"rope_theta", c.rope_theta}, {"tie_word_embeddings", c.tie_embeddings},
                       {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", c.rope_theta},
                                            {"partial_rotary_factor", c.rotary_fraction}}},
-                      {"torch_dtype", "float32"}, {"initializer_range", 0.02}, {"use_cache", true},
-                      {"bos_token_id", 1}, {"eos_token_id", 2}};
-  if (arch == "LlamaForCausalLM") {
-    j.update({{"model_type", "llama"}, {"num_key_value_heads", c.n_kv_heads}, {"head_dim", c.d_head},
-              {"hidden_act", "silu"}, {"rms_norm_eps", kNormEps}, {"rope_scaling", nullptr},
-              {"attention_bias", false}, {"mlp_bias", false}});
-  } else {
+                      {"initializer_range", 0.02}, {"use_cache", true}, {"bos_token_id", 1}, {"eos_token_id", 2}};
+  if (arch == "GPTNeoXForCausalLM") {
     // Both the classic keys (rotary_pct, rotary_emb_base) and the newer ones.
     j.update({{"model_type", "gpt_neox"}, {"rotary_pct", c.rotary_fraction}, {"partial_rotary_factor", c.rotary_fraction},
-              {"rotary_emb_base", c.rope_theta}, {"hidden_act", "gelu"}, {"layer_norm_eps", kNormEps},
-              {"use_parallel_residual", false}, {"attention_bias", true}});
+              {"rotary_emb_base", c.rope_theta}, {"hidden_act", "gelu"}, {"layer_norm_eps", c.norm_eps},
+              {"use_parallel_residual", c.parallel_residual}, {"attention_bias", c.qkv_bias}});
+  } else {
+    static const std::map<std::string, std::string> type = {
+        {"LlamaForCausalLM", "llama"}, {"Qwen2ForCausalLM", "qwen2"}, {"MistralForCausalLM", "mistral"}};
+    j.update({{"model_type", type.at(arch)}, {"num_key_value_heads", c.n_kv_heads}, {"head_dim", c.d_head},
+              {"hidden_act", "silu"}, {"rms_norm_eps", c.norm_eps}, {"rope_scaling", nullptr}});
+    if (arch == "LlamaForCausalLM") j.update({{"attention_bias", c.qkv_bias}, {"mlp_bias", c.mlp_bias}});
+    if (arch == "MistralForCausalLM") j["sliding_window"] = c.attention_window;
+    if (arch == "Qwen2ForCausalLM") j.update({{"use_sliding_window", false}, {"sliding_window", nullptr}});
   }
   return j;
 }
@@ -132,56 +196,61 @@ nlohmann::json hf_config(const ModelConfig& config) {
 std::map<std::string, at::Tensor> to_hf_tensors(TransformerImpl& m) {
   torch::NoGradGuard no_grad;
   std::map<std::string, at::Tensor> out;
-  for (const auto& b : bindings(m)) {
+  const auto dtype = m.tok_emb->weight.scalar_type();
+  for (const auto& b : Bindings(m).list) {
     at::Tensor t;
     if (b.kind == Binding::kPlain) t = b.params[0];
     else if (b.kind == Binding::kFusedQKV) t = fuse_qkv(b.params, m.cfg.n_heads);
-    else t = at::zeros({b.zero_len});
-    out[b.hf] = t.detach().to(at::kCPU, at::kFloat).contiguous();
+    else t = at::zeros(b.zero_shape, at::TensorOptions().dtype(dtype));
+    out[b.hf] = t.detach().to(at::kCPU).contiguous();
   }
   return out;
 }
 
-void load_hf_tensors(TransformerImpl& m, const std::map<std::string, at::Tensor>& tensors, const std::string& where) {
+void load_hf_tensors(TransformerImpl& m, const std::map<std::string, at::Tensor>& tensors, const std::string& where,
+                     const std::map<std::string, std::string>& file_of) {
   torch::NoGradGuard no_grad;
-  const auto bound = bindings(m);
-  std::map<std::string, bool> known;
-  for (const auto& b : bound) known[b.hf] = true;
-  auto ends_with = [](const std::string& s, const std::string& tail) {
-    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  auto file = [&](const std::string& name) {
+    const auto it = file_of.find(name);
+    return it == file_of.end() ? where : it->second;
   };
+  const auto bound = Bindings(m).list;
+  std::set<std::string> known;
+  for (const auto& b : bound) known.insert(b.hf);
   for (const auto& [name, t] : tensors) {
     // Buffers some checkpoints carry (GPT-NeoX's causal mask, rotary tables): not weights.
     if (ends_with(name, "rotary_emb.inv_freq") || ends_with(name, "attention.bias") ||
         ends_with(name, "attention.masked_bias"))
       continue;
     if (!known.count(name) && !(m.cfg.tie_embeddings && (name == "lm_head.weight" || name == "embed_out.weight")))
-      throw Error(where + ": tensor \"" + name + "\" has no place in a " + hf_architecture(m.cfg) + " of this config");
+      throw Error(file(name) + ": tensor " + quoted(name) + " has no place in a " +
+                  (is_llama_family(m.cfg) ? "Llama-family" : "GPT-NeoX") + " model of this config.json");
   }
   for (const auto& b : bound) {
     const auto it = tensors.find(b.hf);
-    if (it == tensors.end() && b.kind == Binding::kZeroBias) continue;  // absent (attention_bias = false): zero
-    if (it == tensors.end()) throw Error(where + ": tensor \"" + b.hf + "\" is missing");
-    const at::Tensor src = it->second.to(at::kFloat);
-    auto shape_of = [](const at::Tensor& t) { return std::vector<int64_t>(t.sizes().begin(), t.sizes().end()); };
-    auto check_shape = [&](const std::vector<int64_t>& want) {
-      if (shape_of(src) != want)
-        throw Error(where + ": tensor \"" + b.hf + "\" has shape " + c10::str(src.sizes()) + ", expected " +
-                    c10::str(at::IntArrayRef(want)));
+    if (it == tensors.end() && b.kind == Binding::kZero) continue;  // absent (attention_bias = false): zero
+    if (it == tensors.end()) throw Error(where + ": tensor " + quoted(b.hf) + " is missing");
+    const at::Tensor& src = it->second;
+    if (!at::isFloatingType(src.scalar_type()))
+      throw Error(file(b.hf) + ": tensor " + quoted(b.hf) + " has dtype " + c10::toString(src.scalar_type()) +
+                  ", not a float type");
+    auto expect = [&](const std::vector<int64_t>& want) {
+      if (src.sizes().vec() != want)
+        throw Error(file(b.hf) + ": tensor " + quoted(b.hf) + " has shape " + c10::str(src.sizes()) +
+                    ", config.json implies " + c10::str(at::IntArrayRef(want)));
     };
-    if (b.kind == Binding::kZeroBias) {
-      check_shape({b.zero_len});
+    if (b.kind == Binding::kZero) {
+      expect(b.zero_shape);
       if (src.abs().max().item<double>() != 0)
-        throw Error(where + ": bias \"" + b.hf + "\" is not zero; ropelab's linear layers have no biases, so these "
-                    "weights cannot be loaded exactly");
+        throw Error(file(b.hf) + ": bias " + quoted(b.hf) + " is not zero, but this model has none (config.json's attention_bias)");
     } else if (b.kind == Binding::kPlain) {
-      check_shape(shape_of(b.params[0]));
+      expect(b.params[0].sizes().vec());
       b.params[0].copy_(src);
     } else {
-      const int64_t hs = m.cfg.d_head, H = m.cfg.n_heads;
-      check_shape({3 * H * hs, m.cfg.d_model});
-      auto split = src.view({H, 3, hs, m.cfg.d_model});
-      for (int j = 0; j < 3; ++j) b.params[j].copy_(split.select(1, j).reshape({H * hs, m.cfg.d_model}));
+      auto want = b.params[0].sizes().vec();
+      want[0] *= 3;
+      expect(want);
+      split_qkv(src, b.params, m.cfg.n_heads);
     }
   }
 }
@@ -194,12 +263,15 @@ void export_hf(TransformerImpl& m, const std::string& dir, const std::string& to
   io::make_dirs(tmp);
   std::map<std::string, safetensors::Tensor> st;
   for (const auto& [name, t] : to_hf_tensors(m)) {
-    safetensors::Tensor s{"F32", std::vector<int64_t>(t.sizes().begin(), t.sizes().end()), {}};
-    s.bytes.assign(static_cast<const char*>(t.data_ptr()), t.numel() * sizeof(float));  // x86-64: little-endian
+    safetensors::Tensor s{dtype_name(t.scalar_type()), t.sizes().vec(), {}};
+    s.bytes.assign(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());  // x86-64: little-endian
     st.emplace(name, std::move(s));
   }
   safetensors::write(tmp + "/model.safetensors", st, {{"format", "pt"}, {"producer", "ropelab"}});
-  io::write_json_atomic(tmp + "/config.json", config);
+  nlohmann::json with_dtype = config;
+  const auto dtype = m.tok_emb->weight.scalar_type();
+  with_dtype["torch_dtype"] = dtype == at::kBFloat16 ? "bfloat16" : dtype == at::kHalf ? "float16" : "float32";
+  io::write_json_atomic(tmp + "/config.json", with_dtype);
   // ropelab's own logits on a fixed input, so any loader can be checked
   // against them (scripts/hf-check.py does it with transformers).
   {
@@ -216,9 +288,14 @@ void export_hf(TransformerImpl& m, const std::string& dir, const std::string& to
       rows.push_back(std::vector<double>(logits[t].data_ptr<double>(), logits[t].data_ptr<double>() + logits.size(1)));
     io::write_json_atomic(tmp + "/ropelab_reference.json",
                           {{"input_ids", std::vector<int64_t>(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + n)},
-                           {"logits", rows}, {"note", "ropelab's float32 logits for input_ids at export"}});
+                           {"logits", rows}, {"note", "ropelab's logits for input_ids at export"}});
   }
-  if (!tokenizer_model.empty()) {
+  if (ends_with(tokenizer_model, ".json")) {
+    // A byte-level BPE tokenizer.json (a released model's) goes back out as it came.
+    io::write_atomic(tmp + "/tokenizer.json", io::read_file(tokenizer_model));
+    io::write_json_atomic(tmp + "/tokenizer_config.json",
+                          {{"tokenizer_class", "PreTrainedTokenizerFast"}, {"model_max_length", m.cfg.T_train}});
+  } else if (!tokenizer_model.empty()) {
     io::write_atomic(tmp + "/tokenizer.model", io::read_file(tokenizer_model));
     // The slow SentencePiece tokenizer encodes exactly as ropelab does; no BOS/EOS added (ropelab trains without).
     io::write_json_atomic(tmp + "/tokenizer_config.json",
@@ -229,25 +306,101 @@ void export_hf(TransformerImpl& m, const std::string& dir, const std::string& to
   io::commit_atomic(tmp, dir);
 }
 
-Transformer import_hf(const std::string& dir) {
-  const std::string cfg_path = dir + "/config.json", st_path = dir + "/model.safetensors";
-  if (!io::exists(cfg_path)) throw Error(dir + ": no config.json (expected a Hugging Face model directory)");
-  if (!io::exists(st_path))
-    throw Error(dir + ": no model.safetensors (sharded or .bin checkpoints are not read; save with safe_serialization)");
-  Transformer m(model_config_from_hf(io::read_json(cfg_path), cfg_path));
-  auto file = safetensors::read(st_path);
-  static const std::map<std::string, at::ScalarType> types = {
-      {"F32", at::kFloat}, {"F16", at::kHalf}, {"BF16", at::kBFloat16}, {"F64", at::kDouble}};
-  std::map<std::string, at::Tensor> tensors;
-  for (auto& [name, t] : file.tensors) {
-    const auto ty = types.find(t.dtype);
-    if (ty == types.end()) throw Error(st_path + ": tensor \"" + name + "\" has dtype " + t.dtype + ", not a float type");
-    auto x = at::empty(t.shape, at::TensorOptions().dtype(ty->second));
-    std::memcpy(x.data_ptr(), t.bytes.data(), t.bytes.size());
-    std::string().swap(t.bytes);  // freed as it is converted: one copy of the weights at a time
-    tensors[name] = x;
+at::ScalarType eval_dtype(const std::string& word, const std::string& stored) {
+  static const std::map<std::string, at::ScalarType> words = {
+      {"float32", at::kFloat}, {"bfloat16", at::kBFloat16}, {"float16", at::kHalf}};
+  if (word == "auto") {
+    const auto it = float_dtypes().find(stored);
+    return it == float_dtypes().end() || it->second == at::kDouble ? at::kFloat : it->second;
   }
-  load_hf_tensors(*m, tensors, st_path);
+  const auto it = words.find(word);
+  if (it == words.end()) throw Error("--dtype " + quoted(word) + ": expected auto, float32, bfloat16 or float16");
+  return it->second;
+}
+
+namespace {
+
+// The weight files of a HF directory: model.safetensors, or the shards
+// model.safetensors.index.json lists, each checked against the index.
+std::vector<std::unique_ptr<safetensors::MappedFile>> map_weights(const std::string& dir) {
+  std::vector<std::unique_ptr<safetensors::MappedFile>> files;
+  const std::string single = dir + "/model.safetensors", index_path = dir + "/model.safetensors.index.json";
+  if (!io::exists(index_path)) {
+    if (!io::exists(single))
+      throw Error(dir + ": no model.safetensors or model.safetensors.index.json (.bin checkpoints are not read; "
+                  "save with safe_serialization)");
+    files.push_back(std::make_unique<safetensors::MappedFile>(single));
+    return files;
+  }
+  const auto index = io::read_json(index_path);
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+    throw Error(index_path + ": needs an object at \"weight_map\" (tensor name -> shard file)");
+  std::map<std::string, std::set<std::string>> listed;  // shard -> the tensors the index puts there
+  for (const auto& [name, shard] : index["weight_map"].items()) {
+    if (!shard.is_string())
+      throw Error(index_path + ": weight_map[" + quoted(name) + "] is not a file name");
+    const std::string f = shard.get<std::string>();
+    if (f.empty() || f.find('/') != std::string::npos || f == "." || f == "..")
+      throw Error(index_path + ": weight_map[" + quoted(name) + "] = " + quoted(f) + " is not a file name in " + dir);
+    listed[f].insert(name);
+  }
+  for (const auto& [shard, names] : listed) {
+    const std::string path = dir + "/" + shard;
+    if (!io::exists(path))
+      throw Error(index_path + ": shard " + quoted(shard) + " (holding " + quoted(*names.begin()) + ") is missing from " + dir);
+    files.push_back(std::make_unique<safetensors::MappedFile>(path));
+    std::set<std::string> held;
+    for (const auto& [name, e] : files.back()->layout().tensors) held.insert(name);
+    for (const auto& name : held)
+      if (!names.count(name))
+        throw Error(path + ": holds tensor " + quoted(name) + ", which " + index_path + " does not place in this shard");
+    for (const auto& name : names)
+      if (!held.count(name))
+        throw Error(index_path + ": places tensor " + quoted(name) + " in " + quoted(shard) + ", which does not hold it");
+  }
+  return files;
+}
+
+// The model's parameters are made in `t` from the start (not float32 first),
+// so a bf16 model never needs its float32 copy's memory.
+class DefaultDtypeGuard {
+ public:
+  explicit DefaultDtypeGuard(at::ScalarType t) : old_(c10::get_default_dtype()) {
+    c10::set_default_dtype(c10::scalarTypeToTypeMeta(t));
+  }
+  ~DefaultDtypeGuard() { c10::set_default_dtype(old_); }
+
+ private:
+  caffe2::TypeMeta old_;
+};
+
+}  // namespace
+
+Transformer import_hf(const std::string& dir, const std::string& dtype) {
+  const std::string cfg_path = dir + "/config.json";
+  if (!io::exists(cfg_path)) throw Error(dir + ": no config.json (expected a Hugging Face model directory)");
+  const ModelConfig cfg = model_config_from_hf(io::read_json(cfg_path), cfg_path);
+  const auto files = map_weights(dir);
+
+  std::map<std::string, at::Tensor> tensors;  // views of the mapped files: no copy yet
+  std::map<std::string, std::string> file_of;
+  std::string embedding_dtype;
+  for (const auto& f : files)
+    for (const auto& [name, e] : f->layout().tensors) {
+      const auto ty = float_dtypes().find(e.dtype);
+      if (ty == float_dtypes().end())
+        throw Error(f->path() + ": tensor " + quoted(name) + " has dtype " + e.dtype + ", not a float type");
+      if (tensors.count(name)) throw Error(f->path() + ": tensor " + quoted(name) + " is in two shards");
+      tensors[name] = at::from_blob(const_cast<char*>(f->data(name)), e.shape, at::TensorOptions().dtype(ty->second));
+      file_of[name] = f->path();
+      if (name == "model.embed_tokens.weight" || name == "gpt_neox.embed_in.weight") embedding_dtype = e.dtype;
+    }
+  Transformer m{nullptr};
+  {
+    DefaultDtypeGuard guard(eval_dtype(dtype, embedding_dtype));
+    m = Transformer(cfg);
+  }
+  load_hf_tensors(*m, tensors, dir, file_of);
   m->eval();
   return m;
 }

@@ -1,13 +1,17 @@
-// Hugging Face layouts of ropelab's decoders, so transformers, lm-eval-harness,
-// kvpress and RULER can load ropelab models and ropelab can start from theirs.
+// Hugging Face layouts of ropelab's decoders, both ways: released models
+// (Pythia, Llama, Qwen2, Mistral) load exactly, and ropelab's models export
+// so transformers, lm-eval-harness, kvpress and RULER can load them.
 //
-//   norm = rmsnorm, mlp = swiglu    -> LlamaForCausalLM  (model.layers.N.self_attn.q_proj, ...)
-//   norm = layernorm, mlp = gelu    -> GPTNeoXForCausalLM (gpt_neox.layers.N.attention.query_key_value,
-//                                      sequential residual, zero biases: ropelab's linears have none)
-// Both use the rotate-half RoPE layout ropelab uses, so q/k rows need no
+//   norm = rmsnorm, mlp = swiglu    -> LlamaForCausalLM   (model.layers.N.self_attn.q_proj, ...)
+//                                      Qwen2ForCausalLM   (the same names; q/k/v biases, no o bias)
+//                                      MistralForCausalLM (the same names; sliding window)
+//   norm = layernorm, mlp = gelu    -> GPTNeoXForCausalLM (gpt_neox.layers.N.attention.query_key_value
+//                                      fused per head, biases, parallel residual, partial rotary)
+// All use the rotate-half RoPE layout ropelab uses, so q/k rows need no
 // permutation. A configuration with no exact HF counterpart (partial rotary
 // on Llama, grouped KV heads on GPT-NeoX, mixed norm/MLP) is refused with
-// the field named rather than exported approximately.
+// the field named rather than exported approximately; config.json keys
+// ropelab cannot express are refused on import (model/hf_config.h).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -20,27 +24,36 @@
 
 namespace ropelab::model {
 
-// "LlamaForCausalLM" or "GPTNeoXForCausalLM"; throws Error naming the field
-// that has no counterpart in either.
+// The HF class a ModelConfig exports as; throws Error naming the field that
+// has no counterpart.
 std::string hf_architecture(const ModelConfig& cfg);
 
 // config.json of the HF layout.
 nlohmann::json hf_config(const ModelConfig& cfg);
-// model_config_from_hf (reading config.json) is in model/hf_config.h.
 
-// Tensors under their HF names (float32, CPU, contiguous).
+// Tensors under their HF names (CPU, contiguous, in the model's dtype).
 std::map<std::string, at::Tensor> to_hf_tensors(TransformerImpl& m);
-// Copies HF-named tensors into m. Every parameter must be present with its
-// shape; unknown names, and non-zero biases (which ropelab cannot represent),
-// throw Error naming the tensor.
-void load_hf_tensors(TransformerImpl& m, const std::map<std::string, at::Tensor>& tensors, const std::string& where);
+// Copies HF-named tensors into m (converting dtype). Every parameter must be
+// present with its shape; unknown names, and non-zero biases where m has
+// none, throw Error naming the tensor and `file_of` its file (else `where`).
+void load_hf_tensors(TransformerImpl& m, const std::map<std::string, at::Tensor>& tensors, const std::string& where,
+                     const std::map<std::string, std::string>& file_of = {});
 
 // DIR/config.json + model.safetensors + ropelab_reference.json (ropelab's
 // logits on a fixed input, for checking other loaders) (+ tokenizer.model and
 // tokenizer_config.json when tokenizer_model is given), written to a
 // temporary folder and renamed into place. DIR must not exist yet.
 void export_hf(TransformerImpl& m, const std::string& dir, const std::string& tokenizer_model);
-// Builds the model a HF directory describes and loads its weights.
-Transformer import_hf(const std::string& dir);
+
+// Builds the model a HF directory describes and loads its weights from
+// model.safetensors or the shards model.safetensors.index.json lists, memory-
+// mapped and copied tensor by tensor into a model built in `dtype`:
+// "float32", "bfloat16", "float16", or "auto" (the weights' own dtype), so
+// the peak is one copy of the weights in that dtype. In eval mode.
+Transformer import_hf(const std::string& dir, const std::string& dtype = "float32");
+
+// The scalar type a --dtype word names ("auto" resolved against `stored`,
+// a safetensors dtype name); throws Error naming the word.
+at::ScalarType eval_dtype(const std::string& word, const std::string& stored);
 
 }  // namespace ropelab::model

@@ -7,6 +7,7 @@
 #include "common/text.h"
 #include "theory/closed_forms.h"
 #include "model/rope.h"
+#include "model/trained_rope.h"
 
 namespace ropelab::model {
 
@@ -70,6 +71,14 @@ at::Tensor yarn_inv_freq(double theta, int64_t rd, double s, int64_t T_train, do
 
 AttentionSettings scaling_settings(const ScalingMethod& m, const ModelConfig& cfg, int64_t seq_len,
                                    int64_t target_length, double gamma_target) {
+  if (cfg.rope_scaling != "none") {
+    // A model trained with a RoPE scaling (Llama 3.1's llama3, YaRN, ...) is
+    // evaluated as trained: another method on top would be a new method.
+    if (m.kind != "none")
+      throw Error("scaling method \"" + m.label() + "\": the model applies its own rope_scaling (" + cfg.rope_scaling +
+                  ") from config.json; ropelab evaluates such a model with --scaling none only");
+    return trained_attention(cfg, seq_len);
+  }
   AttentionSettings s;
   s.rope_theta = cfg.rope_theta;
   const int64_t rd = cfg.rotary_dim();

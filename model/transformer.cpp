@@ -8,6 +8,8 @@
 
 #include <cmath>
 
+#include "model/trained_rope.h"
+
 namespace ropelab::model {
 namespace F = torch::nn::functional;
 
@@ -24,15 +26,15 @@ at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
 namespace {
 torch::nn::AnyModule make_norm(const ModelConfig& c) {
   if (c.norm == "layernorm")
-    return torch::nn::AnyModule(torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model}).eps(1e-5)));
-  return torch::nn::AnyModule(RMSNorm(c.d_model));
+    return torch::nn::AnyModule(torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.d_model}).eps(c.norm_eps)));
+  return torch::nn::AnyModule(RMSNorm(c.d_model, c.norm_eps));
 }
 }  // namespace
 
 MLPImpl::MLPImpl(const ModelConfig& c) {
-  up = register_module("up", linear(c.d_model, c.d_ff));
-  if (c.mlp == "swiglu") gate = register_module("gate", linear(c.d_model, c.d_ff));
-  down = register_module("down", linear(c.d_ff, c.d_model));
+  up = register_module("up", linear(c.d_model, c.d_ff, c.mlp_bias));
+  if (c.mlp == "swiglu") gate = register_module("gate", linear(c.d_model, c.d_ff, c.mlp_bias));
+  down = register_module("down", linear(c.d_ff, c.d_model, c.mlp_bias));
 }
 
 at::Tensor MLPImpl::forward(const at::Tensor& x) {
@@ -40,7 +42,7 @@ at::Tensor MLPImpl::forward(const at::Tensor& x) {
   return down->forward(F::gelu(up->forward(x)));
 }
 
-BlockImpl::BlockImpl(const ModelConfig& c) : norm1(make_norm(c)), norm2(make_norm(c)) {
+BlockImpl::BlockImpl(const ModelConfig& c) : norm1(make_norm(c)), norm2(make_norm(c)), parallel(c.parallel_residual) {
   register_module("norm1", norm1.ptr());
   attn = register_module("attn", Attention(c));
   register_module("norm2", norm2.ptr());
@@ -49,7 +51,9 @@ BlockImpl::BlockImpl(const ModelConfig& c) : norm1(make_norm(c)), norm2(make_nor
 
 at::Tensor BlockImpl::forward(const at::Tensor& x, const at::Tensor& pos, const AttentionSettings& s,
                               LayerKV* cache, AttentionProbe* probe) {
-  auto h = x + attn->forward(norm1.forward(x), pos, s, cache, probe);
+  auto a = attn->forward(norm1.forward(x), pos, s, cache, probe);
+  if (parallel) return x + a + mlp->forward(norm2.forward(x));  // GPT-NeoX: both branches read x
+  auto h = x + a;
   return h + mlp->forward(norm2.forward(h));
 }
 
@@ -74,8 +78,11 @@ at::Tensor TransformerImpl::forward(const at::Tensor& idx, KVCache* cache, Atten
     probe->queries_pre_rope.clear();
   }
   auto x = tok_emb->forward(idx);
+  // Without settings: the model's own positions (θ, or the RoPE scaling it was trained with).
+  const AttentionSettings own = cfg.rope_scaling == "none" ? attention : trained_attention(cfg, start + T);
+  const AttentionSettings& s = settings ? *settings : own;
   for (int64_t l = 0; l < cfg.n_layers; ++l)
-    x = blocks[l]->as<BlockImpl>()->forward(x, pos, settings ? *settings : attention, cache ? &cache->layers[l] : nullptr, probe);
+    x = blocks[l]->as<BlockImpl>()->forward(x, pos, s, cache ? &cache->layers[l] : nullptr, probe);
   if (cache) cache->next_pos += T;
   x = norm_f.forward(x);
   return lm_head ? lm_head->forward(x) : at::matmul(x, tok_emb->weight.t());
@@ -101,7 +108,10 @@ Transformer make_model(const ModelConfig& cfg, uint64_t seed) {
   for (auto& item : m->named_parameters()) {
     const auto& name = item.key();
     auto& p = item.value();
-    if (p.dim() < 2) continue;  // norms keep their ones/zeros
+    if (p.dim() < 2) {  // norms keep their ones/zeros; linear biases start at zero
+      if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) p.zero_();
+      continue;
+    }
     const bool resid = name.find("attn.wo") != std::string::npos || name.find("mlp.down") != std::string::npos;
     torch::nn::init::normal_(p, 0.0, resid ? resid_std : 0.02);
   }

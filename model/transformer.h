@@ -1,6 +1,7 @@
 // A decoder-only RoPE transformer, the whole architecture on one screen:
-//   tokens -> embedding -> n_layers x [x + attn(norm(x)); x + mlp(norm(x))]
+//   tokens -> embedding -> n_layers x [x + attn(norm1 x); x + mlp(norm2 x)]
 //          -> final norm -> LM head (tied to the embedding or not)
+// (GPT-NeoX's parallel residual: x + attn(norm1 x) + mlp(norm2 x).)
 #pragma once
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
@@ -38,6 +39,7 @@ class BlockImpl : public torch::nn::Module {
   torch::nn::AnyModule norm1, norm2;
   Attention attn{nullptr};
   MLP mlp{nullptr};
+  bool parallel;  // parallel residual (GPT-NeoX)
 };
 TORCH_MODULE(Block);
 
@@ -55,7 +57,8 @@ class TransformerImpl : public torch::nn::Module {
   int64_t parameter_count() const;
 
   ModelConfig cfg;
-  AttentionSettings attention;  // the defaults, from cfg (an evaluation passes its own to forward)
+  AttentionSettings attention;  // the defaults, from cfg (an evaluation passes its own to forward);
+                                // a model trained with rope_scaling uses model/trained_rope.h instead
   torch::nn::Embedding tok_emb{nullptr};
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::AnyModule norm_f;

@@ -110,7 +110,9 @@ class Collector {
     for (const auto& r : in.runs) labels.insert(r.label);
     for (auto& g : in.gamma) {
       if (!in_run(g)) continue;
-      if (!g.record.contains("checkpoint") || !g.record["checkpoint"].is_string()) {
+      // A Hugging Face model's checkpoints (step folders) are one series, its model_id.
+      const bool hf = g.record.contains("arch") && g.record["arch"].value("family", "") == "huggingface";
+      if (hf || !g.record.contains("checkpoint") || !g.record["checkpoint"].is_string()) {
         g.series = model_id(g.record).empty() ? "?" : model_id(g.record);
         continue;
       }

@@ -15,6 +15,7 @@
 
 #include "common/error.h"
 #include "data/bpe_tokenizer.h"
+#include "bpe_fixture.h"
 
 using ropelab::Error;
 using ropelab::data::BpeTokenizer;
@@ -22,34 +23,8 @@ using json = nlohmann::json;
 using Ids = std::vector<int32_t>;
 
 namespace {
-
-// GPT-2's byte-to-unicode map, written out again here from its definition:
-// printable bytes stand for themselves, the other 68 become U+0100.. in order.
-std::string byte_char(int b) {
-  const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
-  int cp = b;
-  if (!printable) {
-    int n = 0;
-    for (int k = 0; k < b; ++k)
-      if (!((k >= '!' && k <= '~') || (k >= 0xA1 && k <= 0xAC) || (k >= 0xAE && k <= 0xFF))) ++n;
-    cp = 0x100 + n;
-  }
-  std::string s;
-  if (cp < 0x80) {
-    s += char(cp);
-  } else {
-    s += char(0xC0 | (cp >> 6));
-    s += char(0x80 | (cp & 0x3F));
-  }
-  return s;
-}
-
-// A token in the byte-level alphabet: "Ġ" for space, "Ċ" for newline.
-std::string bl(const std::string& raw) {
-  std::string s;
-  for (unsigned char c : raw) s += byte_char(c);
-  return s;
-}
+using ropelab::test::bl;
+using ropelab::test::byte_char;
 
 std::string scratch(const std::string& name) {
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();

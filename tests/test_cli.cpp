@@ -37,5 +37,5 @@ TEST(Cli, EvalRefusesMissingCheckpointAndBadCorpus) {
   const auto dir = ropelab::test::scratch_dir();
   expect_refusal("eval gamma --ckpt " + dir + "/none.pt", "none.pt: no such checkpoint");
   expect_refusal("eval gamma --ckpt x.pt --corpus wiki", "--corpus must be random");
-  expect_refusal("eval gamma", "exactly one of --ckpt or --run");
+  expect_refusal("eval gamma", "exactly one of --ckpt, --hf, --run or --hf-run");
 }

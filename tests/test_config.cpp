@@ -62,6 +62,19 @@ train::TrainConfig all_set() {
   m.norm = "layernorm";
   m.mlp = "gelu";
   m.tie_embeddings = false;
+  m.qkv_bias = m.out_bias = m.mlp_bias = m.parallel_residual = true;
+  m.norm_eps = 1e-6;
+  m.attention_window = 48;
+  m.rope_scaling = "longrope";  // rotary_dim 16: 8 factors each
+  m.rope_scaling_factor = 3;
+  m.rope_original_max_positions = 32;
+  m.rope_low_freq_factor = 2;
+  m.rope_high_freq_factor = 8;
+  m.rope_beta_fast = 16;
+  m.rope_beta_slow = 2;
+  m.rope_attention_factor = 1.2;
+  m.rope_long_factor = {1, 1.5, 2, 3, 4, 6, 8, 10};
+  m.rope_short_factor = {1, 1, 1, 1.2, 1.4, 1.6, 1.8, 2};
   return c;
 }
 

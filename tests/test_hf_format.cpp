@@ -27,11 +27,30 @@ ModelConfig llama_cfg() {
   c.rope_theta = 500.0; c.T_train = 16;
   return c.resolved();
 }
+// ropelab's own GPT-NeoX-style model: no biases, sequential residual.
 ModelConfig neox_cfg() {
   ModelConfig c = llama_cfg();
   c.norm = "layernorm"; c.mlp = "gelu"; c.n_kv_heads = 4; c.d_head = 6; c.rotary_fraction = 2.0 / 3.0;
   c.tie_embeddings = false;
   return c.resolved();
+}
+// Pythia's: biases everywhere, parallel residual.
+ModelConfig pythia_cfg() {
+  ModelConfig c = neox_cfg();
+  c.qkv_bias = c.out_bias = c.mlp_bias = c.parallel_residual = true;
+  return c.resolved();
+}
+// Qwen2's: q/k/v biases, grouped KV heads, tied head.
+ModelConfig qwen2_cfg() {
+  ModelConfig c = llama_cfg();
+  c.qkv_bias = true; c.norm_eps = 1e-6;
+  return c.resolved();
+}
+// Biases start at zero; random ones make a round trip mean something.
+void randomize_biases(TransformerImpl& m) {
+  torch::NoGradGuard ng;
+  for (auto& p : m.named_parameters())
+    if (p.key().find(".bias") != std::string::npos) p.value().normal_(0, 0.5);
 }
 
 // The test's own reader: 8-byte little-endian length, JSON header, raw data.
@@ -129,9 +148,11 @@ TEST(HfFormat, GptNeoxFusesQkvPerHeadWithZeroBiases) {
 }
 
 TEST(HfFormat, ExportThenImportGivesIdenticalWeightsAndLogits) {
-  for (const auto& c : {llama_cfg(), neox_cfg()}) {
-    const auto dir = scratch_dir(c.norm) + "/hf";
+  int i = 0;
+  for (const auto& c : {llama_cfg(), pythia_cfg(), qwen2_cfg()}) {
+    const auto dir = scratch_dir(c.norm + std::to_string(i++)) + "/hf";
     auto m = make_model(c, 11);
+    randomize_biases(*m);
     m->eval();
     export_hf(*m, dir, "");
     auto back = import_hf(dir);
@@ -165,10 +186,25 @@ TEST(HfFormat, RefusesWhatHasNoExactCounterpart) {
   export_hf(*m, root + "/hf", "");
   EXPECT_NE(error_of([&] { export_hf(*m, root + "/hf", ""); }).find("already exists"), std::string::npos);
 
-  // A real Pythia has biases and a parallel residual: both refused, named.
+  // What the model cannot compute exactly is refused by its key.
   auto cfg = ropelab::io::read_json(root + "/hf/config.json");
-  cfg.erase("use_parallel_residual");
-  EXPECT_NE(error_of([&] { model_config_from_hf(cfg, "c.json"); }).find("use_parallel_residual"), std::string::npos);
+  EXPECT_EQ(cfg["attention_bias"], false);  // ropelab's bias-free model says so (zero biases are written too)
+  auto bad = cfg;
+  bad["hidden_act"] = "gelu_new";
+  EXPECT_NE(error_of([&] { model_config_from_hf(bad, "c.json"); }).find("hidden_act \"gelu_new\""), std::string::npos);
+  bad = cfg;
+  bad["rope_scaling"] = {{"rope_type", "mrope"}, {"factor", 2.0}};
+  EXPECT_NE(error_of([&] { model_config_from_hf(bad, "c.json"); }).find("but rope_parameters says"), std::string::npos);
+  bad.erase("rope_parameters");
+  EXPECT_NE(error_of([&] { model_config_from_hf(bad, "c.json"); }).find("rope type \"mrope\""), std::string::npos);
+  bad = cfg;
+  bad["architectures"] = {"Qwen2ForCausalLM"};
+  bad.update({{"hidden_act", "silu"}, {"use_sliding_window", true}, {"partial_rotary_factor", 1.0}});
+  bad.erase("rope_parameters");
+  EXPECT_NE(error_of([&] { model_config_from_hf(bad, "c.json"); }).find("use_sliding_window"), std::string::npos);
+  bad = cfg;
+  bad["architectures"] = {"PhiForCausalLM"};
+  EXPECT_NE(error_of([&] { model_config_from_hf(bad, "c.json"); }).find("\"PhiForCausalLM\""), std::string::npos);
   auto file = ropelab::safetensors::read(root + "/hf/model.safetensors");
   auto& bias = file.tensors.at("gpt_neox.layers.0.attention.dense.bias");
   const float one = 1.0f;
@@ -184,14 +220,19 @@ TEST(HfFormat, RefusesWhatHasNoExactCounterpart) {
   ropelab::safetensors::write(root + "/hf/model.safetensors", file.tensors);
   EXPECT_NE(error_of([&] { import_hf(root + "/hf"); }).find("\"gpt_neox.layers.0.attention.dense.weight\" is missing"),
             std::string::npos);
-  // transformers v5 keeps θ in rope_parameters: it wins over the legacy keys, and scaling types are refused.
+  // transformers v5 keeps θ in rope_parameters: it wins over the legacy keys; its scaling type is read.
   cfg = ropelab::io::read_json(root + "/hf/config.json");
   cfg["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 5e5}, {"partial_rotary_factor", 0.5}};
   const auto v5 = model_config_from_hf(cfg, "c.json");
   EXPECT_EQ(v5.rope_theta, 5e5);
   EXPECT_EQ(v5.rotary_fraction, 0.5);
-  cfg["rope_parameters"]["rope_type"] = "yarn";
-  EXPECT_NE(error_of([&] { model_config_from_hf(cfg, "c.json"); }).find("rope_type \"yarn\""), std::string::npos);
+  cfg["rope_parameters"].update({{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 8}});
+  const auto yarn = model_config_from_hf(cfg, "c.json");
+  EXPECT_EQ(yarn.rope_scaling, "yarn");
+  EXPECT_EQ(yarn.rope_scaling_factor, 4.0);
+  EXPECT_EQ(yarn.rope_original_max_positions, 8);
+  cfg["rope_parameters"]["mscale"] = 1.0;
+  EXPECT_NE(error_of([&] { model_config_from_hf(cfg, "c.json"); }).find("mscale"), std::string::npos);
 }
 
 TEST(HfFormat, SafetensorsReaderNamesTheFault) {

@@ -1,0 +1,557 @@
+// Released Hugging Face architectures, loaded exactly. Each test writes a tiny
+// random model in the HF layout itself (its own safetensors writer, its own
+// bf16 rounding, its own shards and index), and compares ropelab's logits
+// with a float64 forward written here from the HF modeling code's
+// definitions, by the HF tensor names (not through ropelab's model):
+//   GPT-NeoX/Pythia: fused per-head q|k|v with biases, partial rotary,
+//                    LayerNorm with bias, parallel residual, exact gelu,
+//                    untied embed_out
+//   Qwen2:           q/k/v biases (no o bias), grouped KV heads, RMSNorm
+//                    eps 1e-6, SwiGLU, tied head
+//   Mistral:         the sliding window
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "bpe_fixture.h"
+#include "common/io.h"
+#include "common/safetensors.h"
+#include "data/prepare.h"
+#include "eval/gamma_eval.h"
+#include "eval/kv_eval.h"
+#include "eval/niah.h"
+#include "model/hf_format.h"
+#include "model/trained_rope.h"
+#include "test_util.h"
+
+using namespace ropelab;
+using json = nlohmann::json;
+using test::error_of;
+using test::scratch_dir;
+
+namespace {
+
+using Weights = std::map<std::string, at::Tensor>;  // HF name -> float64 values
+
+// ---- The test's own writer of the HF layout ----
+
+// float -> bfloat16 bits, round to nearest even (the weights are stored so).
+uint16_t bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7FFF + ((u >> 16) & 1);
+  return uint16_t(u >> 16);
+}
+double from_bf16(uint16_t b) {
+  const uint32_t u = uint32_t(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Rounds every weight to what `dtype` stores, so the float64 reference sees the stored values.
+void round_to(Weights& w, const std::string& dtype) {
+  for (auto& [name, t] : w) {
+    auto f = t.to(at::kFloat).contiguous();
+    if (dtype == "BF16") {
+      auto out = at::empty_like(t);
+      for (int64_t i = 0; i < f.numel(); ++i) out.data_ptr<double>()[i] = from_bf16(bf16_bits(f.data_ptr<float>()[i]));
+      t = out;
+    } else {
+      t = f.to(at::kDouble);
+    }
+  }
+}
+
+// One safetensors file: 8-byte length, JSON header padded with spaces, data in name order.
+void write_safetensors(const std::string& path, const Weights& w, const std::string& dtype) {
+  json header = {{"__metadata__", {{"format", "pt"}}}};
+  std::string data;
+  for (const auto& [name, t] : w) {
+    auto f = t.to(at::kFloat).contiguous();
+    const size_t begin = data.size();
+    for (int64_t i = 0; i < f.numel(); ++i) {
+      const float v = f.data_ptr<float>()[i];
+      if (dtype == "BF16") {
+        const uint16_t b = bf16_bits(v);
+        data.append(reinterpret_cast<const char*>(&b), 2);
+      } else {
+        data.append(reinterpret_cast<const char*>(&v), 4);
+      }
+    }
+    header[name] = {{"dtype", dtype}, {"shape", t.sizes().vec()}, {"data_offsets", {begin, data.size()}}};
+  }
+  std::string h = header.dump();
+  h.append((8 - h.size() % 8) % 8, ' ');
+  const uint64_t n = h.size();
+  std::ofstream out(path, std::ios::binary);
+  for (int i = 0; i < 8; ++i) out.put(char((n >> (8 * i)) & 0xFF));
+  out << h << data;
+}
+
+// config.json, the weights (one file, or `shards` files and the index), and a byte-level tokenizer.json.
+void write_hf_dir(const std::string& dir, const json& config, const Weights& w, const std::string& dtype, int shards) {
+  std::filesystem::create_directories(dir);
+  io::write_json_atomic(dir + "/config.json", config);
+  if (shards == 1) {
+    write_safetensors(dir + "/model.safetensors", w, dtype);
+  } else {
+    std::vector<Weights> parts(shards);
+    json map = json::object();
+    int i = 0;
+    for (const auto& [name, t] : w) {
+      const int s = i++ % shards;
+      parts[s][name] = t;
+      map[name] = "model-0000" + std::to_string(s + 1) + "-of-0000" + std::to_string(shards) + ".safetensors";
+    }
+    for (int s = 0; s < shards; ++s)
+      write_safetensors(dir + "/model-0000" + std::to_string(s + 1) + "-of-0000" + std::to_string(shards) + ".safetensors",
+                        parts[s], dtype);
+    io::write_json_atomic(dir + "/model.safetensors.index.json", {{"metadata", {{"total_size", 0}}}, {"weight_map", map}});
+  }
+  json vocab = json::object();
+  for (int b = 0; b < 256; ++b) vocab[test::byte_char(b)] = b;
+  const json byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
+  const json tokenizer = {
+      {"version", "1.0"},
+      {"added_tokens", json::array({{{"id", 256}, {"content", "<|endoftext|>"}, {"special", true}, {"normalized", false},
+                                     {"single_word", false}, {"lstrip", false}, {"rstrip", false}}})},
+      {"normalizer", nullptr}, {"pre_tokenizer", byte_level}, {"post_processor", byte_level}, {"decoder", byte_level},
+      {"model", {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", ""},
+                 {"end_of_word_suffix", ""}, {"fuse_unk", false}, {"byte_fallback", false}, {"vocab", vocab},
+                 {"merges", json::array()}}}};
+  io::write_json_atomic(dir + "/tokenizer.json", tokenizer);
+}
+
+at::Tensor rnd(std::vector<int64_t> shape, double std, at::Generator& g) {
+  return at::normal(0.0, std, shape, g, at::TensorOptions().dtype(at::kDouble));
+}
+
+// ---- Tiny models of each architecture: config.json and random weights ----
+
+constexpr int64_t V = 260, D = 32, L = 2, H = 4, DH = 8, FF = 48;
+
+json pythia_config() {
+  return {{"architectures", {"GPTNeoXForCausalLM"}}, {"model_type", "gpt_neox"}, {"vocab_size", V}, {"hidden_size", D},
+          {"intermediate_size", FF}, {"num_hidden_layers", L}, {"num_attention_heads", H},
+          {"max_position_embeddings", 64}, {"rotary_pct", 0.25}, {"rotary_emb_base", 10000}, {"hidden_act", "gelu"},
+          {"layer_norm_eps", 1e-5}, {"use_parallel_residual", true}, {"tie_word_embeddings", false},
+          {"torch_dtype", "bfloat16"}};
+}
+Weights pythia_weights(uint64_t seed) {
+  auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  Weights w;
+  w["gpt_neox.embed_in.weight"] = rnd({V, D}, 1.0, g);
+  for (int l = 0; l < L; ++l) {
+    const std::string p = "gpt_neox.layers." + std::to_string(l) + ".";
+    for (const char* n : {"input_layernorm", "post_attention_layernorm"}) {
+      w[p + n + ".weight"] = 1.0 + rnd({D}, 0.1, g);
+      w[p + n + ".bias"] = rnd({D}, 0.1, g);
+    }
+    w[p + "attention.query_key_value.weight"] = rnd({3 * D, D}, 0.2, g);
+    w[p + "attention.query_key_value.bias"] = rnd({3 * D}, 0.2, g);
+    w[p + "attention.dense.weight"] = rnd({D, D}, 0.2, g);
+    w[p + "attention.dense.bias"] = rnd({D}, 0.1, g);
+    w[p + "mlp.dense_h_to_4h.weight"] = rnd({FF, D}, 0.2, g);
+    w[p + "mlp.dense_h_to_4h.bias"] = rnd({FF}, 0.1, g);
+    w[p + "mlp.dense_4h_to_h.weight"] = rnd({D, FF}, 0.2, g);
+    w[p + "mlp.dense_4h_to_h.bias"] = rnd({D}, 0.1, g);
+  }
+  w["gpt_neox.final_layer_norm.weight"] = 1.0 + rnd({D}, 0.1, g);
+  w["gpt_neox.final_layer_norm.bias"] = rnd({D}, 0.1, g);
+  w["embed_out.weight"] = rnd({V, D}, 0.2, g);
+  return w;
+}
+
+constexpr int64_t KV = 2;  // Qwen2's grouped KV heads
+json qwen2_config() {
+  return {{"architectures", {"Qwen2ForCausalLM"}}, {"model_type", "qwen2"}, {"vocab_size", V}, {"hidden_size", D},
+          {"intermediate_size", FF}, {"num_hidden_layers", L}, {"num_attention_heads", H},
+          {"num_key_value_heads", KV}, {"max_position_embeddings", 64}, {"rope_theta", 1e6}, {"hidden_act", "silu"},
+          {"rms_norm_eps", 1e-6}, {"tie_word_embeddings", true}, {"use_sliding_window", false},
+          {"sliding_window", 32768}, {"max_window_layers", 2}, {"torch_dtype", "float32"}};
+}
+Weights llama_family_weights(uint64_t seed, bool qkv_bias) {
+  auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
+  Weights w;
+  w["model.embed_tokens.weight"] = rnd({V, D}, 1.0, g);
+  for (int l = 0; l < L; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    w[p + "input_layernorm.weight"] = 1.0 + rnd({D}, 0.1, g);
+    w[p + "post_attention_layernorm.weight"] = 1.0 + rnd({D}, 0.1, g);
+    w[p + "self_attn.q_proj.weight"] = rnd({H * DH, D}, 0.2, g);
+    w[p + "self_attn.k_proj.weight"] = rnd({KV * DH, D}, 0.2, g);
+    w[p + "self_attn.v_proj.weight"] = rnd({KV * DH, D}, 0.2, g);
+    if (qkv_bias) {
+      w[p + "self_attn.q_proj.bias"] = rnd({H * DH}, 0.2, g);
+      w[p + "self_attn.k_proj.bias"] = rnd({KV * DH}, 0.2, g);
+      w[p + "self_attn.v_proj.bias"] = rnd({KV * DH}, 0.2, g);
+    }
+    w[p + "self_attn.o_proj.weight"] = rnd({D, H * DH}, 0.2, g);
+    w[p + "mlp.gate_proj.weight"] = rnd({FF, D}, 0.2, g);
+    w[p + "mlp.up_proj.weight"] = rnd({FF, D}, 0.2, g);
+    w[p + "mlp.down_proj.weight"] = rnd({D, FF}, 0.2, g);
+  }
+  w["model.norm.weight"] = 1.0 + rnd({D}, 0.1, g);
+  return w;
+}
+
+// ---- The float64 reference, from the HF definitions ----
+
+at::Tensor linear(const Weights& w, const std::string& name, const at::Tensor& x) {
+  auto y = x.matmul(w.at(name + ".weight").t());
+  return w.count(name + ".bias") ? y + w.at(name + ".bias") : y;
+}
+at::Tensor layer_norm(const Weights& w, const std::string& name, const at::Tensor& x, double eps) {
+  auto mu = x.mean(-1, true), var = (x - mu).pow(2).mean(-1, true);
+  return (x - mu) / at::sqrt(var + eps) * w.at(name + ".weight") + w.at(name + ".bias");
+}
+at::Tensor rms_norm(const Weights& w, const std::string& name, const at::Tensor& x, double eps) {
+  return x / at::sqrt(x.pow(2).mean(-1, true) + eps) * w.at(name + ".weight");
+}
+// Rotate-half on the first rd dims of each head, one scalar at a time: pair (i, i + rd/2) turns by t·base^(-2i/rd).
+at::Tensor rotate(at::Tensor x /*[T, heads, dh]*/, int64_t rd, double base) {
+  x = x.clone();
+  auto a = x.accessor<double, 3>();
+  for (int64_t t = 0; t < x.size(0); ++t)
+    for (int64_t h = 0; h < x.size(1); ++h)
+      for (int64_t i = 0; i < rd / 2; ++i) {
+        const double ang = t * std::pow(base, -2.0 * i / rd), c = std::cos(ang), s = std::sin(ang);
+        const double x1 = a[t][h][i], x2 = a[t][h][i + rd / 2];
+        a[t][h][i] = x1 * c - x2 * s;
+        a[t][h][i + rd / 2] = x2 * c + x1 * s;
+      }
+  return x;
+}
+// softmax(q k^T / sqrt(dh)) v per head, query t seeing keys s <= t (and t - s < window when window > 0).
+at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window = 0) {
+  const int64_t T = q.size(0), heads = q.size(1), group = heads / k.size(1), dh = q.size(2);
+  auto out = at::zeros_like(q);
+  for (int64_t h = 0; h < heads; ++h) {
+    auto s = q.select(1, h).matmul(k.select(1, h / group).t()) / std::sqrt(double(dh));
+    for (int64_t i = 0; i < T; ++i)
+      for (int64_t j = 0; j < T; ++j)
+        if (j > i || (window > 0 && i - j >= window)) s[i][j] = -INFINITY;
+    out.select(1, h).copy_(at::softmax(s, -1).matmul(v.select(1, h / group)));
+  }
+  return out;
+}
+
+at::Tensor pythia_reference(const Weights& w, const std::vector<int64_t>& ids) {
+  const int64_t T = ids.size(), rd = int64_t(DH * 0.25);
+  auto x = w.at("gpt_neox.embed_in.weight").index_select(0, at::tensor(ids, at::kLong));
+  for (int l = 0; l < L; ++l) {
+    const std::string p = "gpt_neox.layers." + std::to_string(l) + ".";
+    auto h = layer_norm(w, p + "input_layernorm", x, 1e-5);
+    auto qkv = linear(w, p + "attention.query_key_value", h).view({T, H, 3 * DH});  // HF: [T, heads, q|k|v]
+    auto q = rotate(qkv.narrow(2, 0, DH), rd, 10000), k = rotate(qkv.narrow(2, DH, DH), rd, 10000);
+    auto a = linear(w, p + "attention.dense", attention(q, k, qkv.narrow(2, 2 * DH, DH)).reshape({T, D}));
+    auto up = linear(w, p + "mlp.dense_h_to_4h", layer_norm(w, p + "post_attention_layernorm", x, 1e-5));
+    auto m = linear(w, p + "mlp.dense_4h_to_h", 0.5 * up * (1 + at::erf(up / std::sqrt(2.0))));
+    x = x + a + m;  // parallel residual: both branches read x
+  }
+  return linear(w, "embed_out", layer_norm(w, "gpt_neox.final_layer_norm", x, 1e-5));
+}
+
+at::Tensor llama_family_reference(const Weights& w, const std::vector<int64_t>& ids, double base, double eps,
+                                  bool tied, int64_t window = 0) {
+  const int64_t T = ids.size();
+  auto x = w.at("model.embed_tokens.weight").index_select(0, at::tensor(ids, at::kLong));
+  for (int l = 0; l < L; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    auto h = rms_norm(w, p + "input_layernorm", x, eps);
+    auto q = rotate(linear(w, p + "self_attn.q_proj", h).view({T, H, DH}), DH, base);
+    auto k = rotate(linear(w, p + "self_attn.k_proj", h).view({T, KV, DH}), DH, base);
+    auto v = linear(w, p + "self_attn.v_proj", h).view({T, KV, DH});
+    x = x + linear(w, p + "self_attn.o_proj", attention(q, k, v, window).reshape({T, H * DH}));
+    auto h2 = rms_norm(w, p + "post_attention_layernorm", x, eps);
+    auto gate = linear(w, p + "mlp.gate_proj", h2);
+    x = x + linear(w, p + "mlp.down_proj", gate / (1 + at::exp(-gate)) * linear(w, p + "mlp.up_proj", h2));
+  }
+  x = rms_norm(w, "model.norm", x, eps);
+  return x.matmul((tied ? w.at("model.embed_tokens.weight") : w.at("lm_head.weight")).t());
+}
+
+std::vector<int64_t> some_ids(int64_t n) {
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < n; ++i) ids.push_back((i * 37 + 11) % V);
+  return ids;
+}
+
+at::Tensor logits_of(model::Transformer& m, const std::vector<int64_t>& ids) {
+  torch::NoGradGuard ng;
+  return m->forward(at::tensor(ids, at::kLong).unsqueeze(0))[0].to(at::kDouble);
+}
+
+double max_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+}  // namespace
+
+TEST(HfModels, PythiaShapedBf16TwoShardsEqualsTheFloat64Reference) {
+  const auto dir = scratch_dir() + "/pythia-tiny";
+  auto w = pythia_weights(1);
+  round_to(w, "BF16");
+  write_hf_dir(dir, pythia_config(), w, "BF16", 2);
+  const auto ids = some_ids(24);
+  const auto ref = pythia_reference(w, ids);
+  ASSERT_GT(ref.abs().max().item<double>(), 1.0);  // logits of a size where 1e-5 means something
+
+  // Computed in float32 from the stored bf16 values: the reference to float32 rounding.
+  auto m32 = model::import_hf(dir, "float32");
+  EXPECT_TRUE(m32->cfg.parallel_residual && m32->cfg.qkv_bias && m32->cfg.mlp_bias);
+  EXPECT_EQ(m32->cfg.rotary_dim(), 2);
+  EXPECT_LT(max_diff(logits_of(m32, ids), ref), 1e-5);
+
+  // Kept in bf16 (auto): every parameter stays bf16, and the logits follow within bf16's precision.
+  auto m16 = model::import_hf(dir, "auto");
+  for (const auto& p : m16->parameters()) ASSERT_EQ(p.scalar_type(), at::kBFloat16);
+  EXPECT_LT(max_diff(logits_of(m16, ids), ref), 0.05 * ref.abs().max().item<double>());
+}
+
+TEST(HfModels, Qwen2ShapedEqualsTheFloat64Reference) {
+  const auto dir = scratch_dir() + "/qwen2-tiny";
+  auto w = llama_family_weights(2, /*qkv_bias=*/true);
+  round_to(w, "F32");
+  write_hf_dir(dir, qwen2_config(), w, "F32", 1);
+  const auto ids = some_ids(20);
+  auto m = model::import_hf(dir, "auto");
+  EXPECT_EQ(m->cfg.n_kv_heads, KV);
+  EXPECT_TRUE(m->cfg.qkv_bias && !m->cfg.out_bias && m->cfg.tie_embeddings);
+  EXPECT_LT(max_diff(logits_of(m, ids), llama_family_reference(w, ids, 1e6, 1e-6, true)), 1e-5);
+}
+
+TEST(HfModels, MistralSlidingWindowIsHonoured) {
+  const auto dir = scratch_dir() + "/mistral-tiny";
+  auto w = llama_family_weights(3, false);
+  round_to(w, "F32");
+  json cfg = qwen2_config();
+  cfg.update({{"architectures", {"MistralForCausalLM"}}, {"model_type", "mistral"}, {"sliding_window", 5},
+              {"rope_theta", 1e4}, {"tie_word_embeddings", true}, {"rms_norm_eps", 1e-5}});
+  cfg.erase("use_sliding_window");
+  write_hf_dir(dir, cfg, w, "F32", 1);
+  const auto ids = some_ids(16);
+  auto m = model::import_hf(dir);
+  EXPECT_EQ(m->cfg.attention_window, 5);
+  const auto windowed = llama_family_reference(w, ids, 1e4, 1e-5, true, 5);
+  EXPECT_LT(max_diff(logits_of(m, ids), windowed), 1e-5);
+  // The window matters at this length: the full-causal reference differs.
+  EXPECT_GT(max_diff(windowed, llama_family_reference(w, ids, 1e4, 1e-5, true, 0)), 1e-3);
+  // Incremental decoding sees the same window through the cache.
+  torch::NoGradGuard ng;
+  model::KVCache cache;
+  auto t = at::tensor(ids, at::kLong).unsqueeze(0);
+  m->forward(t.narrow(1, 0, 10), &cache);
+  auto last = m->forward(t.narrow(1, 10, 6), &cache)[0][-1].to(at::kDouble);
+  EXPECT_LT(max_diff(last, windowed[-1]), 1e-5);
+}
+
+TEST(HfModels, ExportWritesBiasesAndParallelResidualBack) {
+  const auto root = scratch_dir();
+  auto w = pythia_weights(4);
+  round_to(w, "F32");
+  write_hf_dir(root + "/in", pythia_config(), w, "F32", 1);
+  auto m = model::import_hf(root + "/in");
+  model::export_hf(*m, root + "/out", root + "/in/tokenizer.json");
+  const auto cfg = io::read_json(root + "/out/config.json");
+  EXPECT_EQ(cfg["use_parallel_residual"], true);
+  EXPECT_EQ(cfg["attention_bias"], true);
+  EXPECT_TRUE(io::exists(root + "/out/tokenizer.json"));
+  // The written tensors are the reference's, name by name (biases included).
+  auto back = safetensors::read(root + "/out/model.safetensors");
+  for (const auto& [name, t] : w) {
+    ASSERT_TRUE(back.tensors.count(name)) << name;
+    const auto& b = back.tensors.at(name);
+    auto got = at::from_blob(const_cast<char*>(b.bytes.data()), b.shape, at::kFloat).to(at::kDouble);
+    EXPECT_EQ(max_diff(got, t), 0.0) << name;
+  }
+  auto again = model::import_hf(root + "/out");
+  const auto ids = some_ids(12);
+  EXPECT_LT(max_diff(logits_of(again, ids), pythia_reference(w, ids)), 1e-5);
+}
+
+TEST(HfModels, TrainedRopeScalingFollowsTheHfFormulas) {
+  // Llama 3.1's: factor 8, low 1, high 4, original 8192, θ 5e5, head 128 — the
+  // frequencies written out here from the HF definition, one at a time.
+  model::ModelConfig c;
+  c.d_model = 512; c.n_heads = 4; c.rope_theta = 5e5; c.T_train = 131072;
+  c.rope_scaling = "llama3"; c.rope_scaling_factor = 8; c.rope_low_freq_factor = 1; c.rope_high_freq_factor = 4;
+  c.rope_original_max_positions = 8192;
+  c = c.resolved();
+  auto inv = model::trained_attention(c, 100).inv_freq;
+  ASSERT_EQ(inv.numel(), 64);
+  for (int i = 0; i < 64; ++i) {
+    const double f = std::pow(5e5, -2.0 * i / 128), wavelen = 2 * M_PI / f;
+    double want = f;
+    if (wavelen > 8192.0 / 1) want = f / 8;
+    else if (wavelen >= 8192.0 / 4) {
+      const double smooth = (8192.0 / wavelen - 1) / (4 - 1);
+      want = (1 - smooth) * f / 8 + smooth * f;
+    }
+    EXPECT_NEAR(inv[i].item<double>(), want, 1e-12 * std::max(1.0, want)) << i;
+  }
+  // YaRN (factor 4, original 64, dims 16, θ 1e4, β 32/1): the ramp over dim index between
+  // floor/ceil of dim·ln(L/(2πβ))/(2 ln θ), and logits scaled by (0.1 ln 4 + 1)².
+  model::ModelConfig y;
+  y.d_model = 64; y.n_heads = 4; y.rope_theta = 1e4; y.T_train = 256;
+  y.rope_scaling = "yarn"; y.rope_scaling_factor = 4; y.rope_original_max_positions = 64;
+  y = y.resolved();
+  const auto s = model::trained_attention(y, 10);
+  const double lo = std::floor(16 * std::log(64 / (32 * 2 * M_PI)) / (2 * std::log(1e4)));
+  const double hi = std::ceil(16 * std::log(64 / (1 * 2 * M_PI)) / (2 * std::log(1e4)));
+  for (int i = 0; i < 8; ++i) {
+    const double f = std::pow(1e4, -2.0 * i / 16);
+    const double ramp = std::min(1.0, std::max(0.0, (i - std::max(lo, 0.0)) / (std::min(hi, 15.0) - std::max(lo, 0.0))));
+    EXPECT_NEAR(s.inv_freq[i].item<double>(), f / 4 * ramp + f * (1 - ramp), 1e-15) << i;
+  }
+  EXPECT_NEAR(s.score_multiplier, std::pow(0.1 * std::log(4.0) + 1, 2), 1e-15);
+  // Evaluation-time scaling on top of a trained one is refused by name.
+  EXPECT_NE(error_of([&] { model::scaling_settings(model::parse_scaling_methods("ntk:4")[0], y, 10, 10); })
+                .find("rope_scaling (yarn)"),
+            std::string::npos);
+}
+
+TEST(HfModels, BadDirectoriesAreRefusedNamingFileAndField) {
+  const auto root = scratch_dir();
+  auto w = pythia_weights(5);
+  write_hf_dir(root + "/m", pythia_config(), w, "F32", 2);
+  const std::string index = root + "/m/model.safetensors.index.json";
+  const auto good_index = io::read_json(index);
+
+  // A shard the index names that is not there.
+  std::filesystem::rename(root + "/m/model-00002-of-00002.safetensors", root + "/m/moved");
+  auto e = error_of([&] { model::import_hf(root + "/m"); });
+  EXPECT_NE(e.find("model-00002-of-00002.safetensors"), std::string::npos) << e;
+  EXPECT_NE(e.find("is missing"), std::string::npos) << e;
+  std::filesystem::rename(root + "/m/moved", root + "/m/model-00002-of-00002.safetensors");
+
+  // The index places a tensor in a shard that does not hold it.
+  auto bad = good_index;
+  const std::string moved = "gpt_neox.embed_in.weight";
+  const std::string other = bad["weight_map"][moved] == "model-00001-of-00002.safetensors"
+                                ? "model-00002-of-00002.safetensors" : "model-00001-of-00002.safetensors";
+  bad["weight_map"][moved] = other;
+  io::write_json_atomic(index, bad);
+  e = error_of([&] { model::import_hf(root + "/m"); });
+  EXPECT_NE(e.find(moved), std::string::npos) << e;
+  io::write_json_atomic(index, good_index);
+
+  // A shape that disagrees with config.json names the file and the tensor.
+  auto cfg = pythia_config();
+  cfg["intermediate_size"] = FF + 8;
+  io::write_json_atomic(root + "/m/config.json", cfg);
+  e = error_of([&] { model::import_hf(root + "/m"); });
+  EXPECT_NE(e.find("mlp.dense_h_to_4h"), std::string::npos) << e;
+  EXPECT_NE(e.find(".safetensors"), std::string::npos) << e;
+
+  // An unknown architecture, and a config key ropelab cannot compute.
+  cfg = pythia_config();
+  cfg["architectures"] = {"FalconForCausalLM"};
+  io::write_json_atomic(root + "/m/config.json", cfg);
+  e = error_of([&] { model::import_hf(root + "/m"); });
+  EXPECT_NE(e.find("config.json"), std::string::npos) << e;
+  EXPECT_NE(e.find("FalconForCausalLM"), std::string::npos) << e;
+
+  // No weights at all.
+  std::filesystem::create_directories(root + "/empty");
+  io::write_json_atomic(root + "/empty/config.json", pythia_config());
+  EXPECT_NE(error_of([&] { model::import_hf(root + "/empty"); }).find("no model.safetensors"), std::string::npos);
+}
+
+TEST(HfModels, EvalGammaNiahAndKvRunOnAHfDirectory) {
+  const auto root = scratch_dir();
+  auto w = pythia_weights(6);
+  write_hf_dir(root + "/pythia-tiny", pythia_config(), w, "BF16", 2);
+  // Held-out text in the model's tokenizer, from a small corpus (the default is the embedded one).
+  std::string docs;
+  for (int d = 0; d < 40; ++d) docs += json({{"text", test::synthetic_text(200, d + 1)}}).dump() + "\n";
+  test::write_text(root + "/text.jsonl", docs);
+  data::PrepareOptions prep;
+  prep.inputs = {root + "/text.jsonl"};
+  prep.tokenizer_path = root + "/pythia-tiny/tokenizer.json";
+  prep.out_dir = root + "/data";
+  data::prepare_data(prep);
+
+  eval::GammaEvalOptions g;
+  g.protocol.distances = {4, 8, 16};
+  g.protocol.prompts = 6;
+  g.protocol.seeds = {1};
+  g.protocol.tail = 4;
+  g.fit.bootstrap_resamples = 20;
+  g.fit.fit_min_d = 1;
+  g.out = root + "/gamma.jsonl";
+  const auto rec = eval::eval_gamma_checkpoint(root + "/pythia-tiny", g);
+  EXPECT_EQ(rec["model_id"], "pythia-tiny");
+  EXPECT_EQ(rec["arch"]["family"], "huggingface");
+  EXPECT_EQ(rec["arch"]["architecture"], "GPTNeoXForCausalLM");
+  EXPECT_EQ(rec["arch"]["dtype"], "BFloat16");
+  EXPECT_TRUE(rec["measurement"].contains("gamma"));
+
+  eval::NiahOptions n;
+  n.lengths = {"128"};  // byte-level tokens: the question and needle alone take ~80
+  n.depths = {0.5};
+  n.trials = 2;
+  n.scaling = "none,ntk:4";
+  n.ppl_windows = 1;
+  n.open.data_dir = root + "/data";
+  n.open.model_id = "EleutherAI/pythia-tiny";
+  const auto niah = eval::eval_niah(root + "/pythia-tiny", n);
+  ASSERT_EQ(niah.size(), 4u);  // 2 methods x (1 cell + perplexity)
+  EXPECT_EQ(niah[0]["model_id"], "EleutherAI/pythia-tiny");
+  EXPECT_TRUE(std::isfinite(niah[1]["perplexity"].get<double>()));
+
+  eval::KVEvalOptions k;
+  k.open.data_dir = root + "/data";
+  k.policies = "full,streaming";
+  k.ratios = {0.5};
+  k.context = 40;
+  k.decode = 8;
+  k.windows = 1;
+  k.niah_trials = 0;
+  k.gmm_max_k = 0;
+  const auto kv = eval::eval_kv(root + "/pythia-tiny", k);
+  EXPECT_FALSE(kv.empty());
+  EXPECT_EQ(kv[0]["model_id"], "pythia-tiny");
+
+  // A data directory of another tokenizer is refused, not silently used.
+  std::filesystem::create_directories(root + "/other");
+  write_hf_dir(root + "/other", pythia_config(), w, "F32", 1);
+  auto tok = io::read_json(root + "/other/tokenizer.json");
+  tok["added_tokens"][0]["content"] = "<|end_of_text|>";
+  io::write_json_atomic(root + "/other/tokenizer.json", tok);
+  EXPECT_NE(error_of([&] { eval::eval_niah(root + "/other", n); }).find("prepared with another tokenizer"), std::string::npos);
+}
+
+TEST(HfModels, GammaFlowOverStepFoldersResumes) {
+  const auto root = scratch_dir() + "/pythia-tiny";
+  for (int step : {1000, 0, 143000}) {
+    auto w = pythia_weights(10 + step);
+    write_hf_dir(root + "/step" + std::to_string(step), pythia_config(), w, "F32", 1);
+  }
+  eval::GammaEvalOptions g;
+  g.protocol.distances = {4, 8, 16};
+  g.protocol.prompts = 4;
+  g.protocol.seeds = {1};
+  g.protocol.tail = 4;
+  g.fit.bootstrap_resamples = 10;
+  g.fit.fit_min_d = 1;
+  g.out = root + "/../gamma.jsonl";
+  auto recs = eval::eval_gamma_hf_run(root, g);
+  ASSERT_EQ(recs.size(), 3u);
+  EXPECT_EQ(recs[0]["step"], 0);
+  EXPECT_EQ(recs[1]["step"], 1000);
+  EXPECT_EQ(recs[2]["step"], 143000);
+  EXPECT_EQ(recs[2]["model_id"], "pythia-tiny");
+  // A second call finds every step done: nothing is measured or appended again.
+  const auto lines_before = io::read_jsonl(g.out).size();
+  recs = eval::eval_gamma_hf_run(root + "/", g);
+  EXPECT_EQ(recs.size(), 3u);
+  EXPECT_EQ(io::read_jsonl(g.out).size(), lines_before);
+  // A folder whose name states no step is refused by name.
+  write_hf_dir(root + "/final", pythia_config(), pythia_weights(1), "F32", 1);
+  EXPECT_NE(error_of([&] { eval::eval_gamma_hf_run(root, g); }).find("final"), std::string::npos);
+}
