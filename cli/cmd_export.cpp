@@ -33,7 +33,7 @@ void add_export_command(CLI::App& root) {
   hf->callback([=] {
     model.require_one();
     if (model.hf->count() > 0) {
-      auto m = model::import_hf(*ckpt, open->dtype);
+      auto m = model::import_hf(*ckpt, open->dtype, /*to_compute=*/false);
       std::string tokenizer;
       for (const char* f : {"tokenizer.json", "tokenizer.model"})
         if (tokenizer.empty() && !*no_tokenizer && io::exists(*ckpt + "/" + f)) tokenizer = *ckpt + "/" + f;

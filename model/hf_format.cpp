@@ -5,7 +5,10 @@
 #include <torch/nn/modules/normalization.h>
 #include <torch/utils.h>
 
+#include <torch/version.h>
+
 #include <cmath>
+#include <iostream>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -208,7 +211,8 @@ std::map<std::string, at::Tensor> to_hf_tensors(TransformerImpl& m) {
 }
 
 void load_hf_tensors(TransformerImpl& m, const std::map<std::string, at::Tensor>& tensors, const std::string& where,
-                     const std::map<std::string, std::string>& file_of) {
+                     const std::map<std::string, std::string>& file_of,
+                     const std::function<void(const std::string&)>& copied) {
   torch::NoGradGuard no_grad;
   auto file = [&](const std::string& name) {
     const auto it = file_of.find(name);
@@ -252,6 +256,7 @@ void load_hf_tensors(TransformerImpl& m, const std::map<std::string, at::Tensor>
       expect(want);
       split_qkv(src, b.params, m.cfg.n_heads);
     }
+    if (copied) copied(b.hf);
   }
 }
 
@@ -273,8 +278,9 @@ void export_hf(TransformerImpl& m, const std::string& dir, const std::string& to
   with_dtype["torch_dtype"] = dtype == at::kBFloat16 ? "bfloat16" : dtype == at::kHalf ? "float16" : "float32";
   io::write_json_atomic(tmp + "/config.json", with_dtype);
   // ropelab's own logits on a fixed input, so any loader can be checked
-  // against them (scripts/hf-check.py does it with transformers).
-  {
+  // against them (scripts/hf-check.py does it with transformers); not where
+  // the CPU cannot compute in the model's dtype (float16 on libtorch 1.13).
+  if (cpu_computes_in(m.tok_emb->weight.scalar_type()) || m.tok_emb->weight.is_cuda()) {
     torch::NoGradGuard no_grad;
     const bool was_training = m.is_training();
     m.eval();
@@ -316,6 +322,19 @@ at::ScalarType eval_dtype(const std::string& word, const std::string& stored) {
   const auto it = words.find(word);
   if (it == words.end()) throw Error("--dtype " + quoted(word) + ": expected auto, float32, bfloat16 or float16");
   return it->second;
+}
+
+bool cpu_computes_in(at::ScalarType t) {
+  try {
+    torch::NoGradGuard no_grad;
+    auto x = at::ones({2, 4}, at::TensorOptions().dtype(t));
+    auto y = at::layer_norm(x, {4}, at::ones({4}, x.options()), at::zeros({4}, x.options()), 1e-5);
+    y = at::gelu(at::matmul(y, x.t())) + at::silu(y.sum());
+    (void)at::softmax(y.to(at::kFloat), -1);
+    return true;
+  } catch (const c10::Error&) {
+    return false;
+  }
 }
 
 namespace {
@@ -376,7 +395,7 @@ class DefaultDtypeGuard {
 
 }  // namespace
 
-Transformer import_hf(const std::string& dir, const std::string& dtype) {
+Transformer import_hf(const std::string& dir, const std::string& dtype, bool to_compute) {
   const std::string cfg_path = dir + "/config.json";
   if (!io::exists(cfg_path)) throw Error(dir + ": no config.json (expected a Hugging Face model directory)");
   const ModelConfig cfg = model_config_from_hf(io::read_json(cfg_path), cfg_path);
@@ -384,6 +403,7 @@ Transformer import_hf(const std::string& dir, const std::string& dtype) {
 
   std::map<std::string, at::Tensor> tensors;  // views of the mapped files: no copy yet
   std::map<std::string, std::string> file_of;
+  std::map<std::string, const safetensors::MappedFile*> mapped_in;
   std::string embedding_dtype;
   for (const auto& f : files)
     for (const auto& [name, e] : f->layout().tensors) {
@@ -393,14 +413,26 @@ Transformer import_hf(const std::string& dir, const std::string& dtype) {
       if (tensors.count(name)) throw Error(f->path() + ": tensor " + quoted(name) + " is in two shards");
       tensors[name] = at::from_blob(const_cast<char*>(f->data(name)), e.shape, at::TensorOptions().dtype(ty->second));
       file_of[name] = f->path();
+      mapped_in[name] = f.get();
       if (name == "model.embed_tokens.weight" || name == "gpt_neox.embed_in.weight") embedding_dtype = e.dtype;
     }
+  at::ScalarType t = eval_dtype(dtype, embedding_dtype);
+  if (to_compute && !cpu_computes_in(t)) {
+    if (dtype != "auto")
+      throw Error("--dtype " + dtype + ": this libtorch (" + TORCH_VERSION + ") cannot compute the model in " +
+                  c10::toString(t) + " on the CPU; use --dtype float32 or bfloat16");
+    std::cerr << dir << ": " << embedding_dtype << " weights, but this libtorch (" << TORCH_VERSION
+              << ") cannot compute in them on the CPU: evaluating in float32 (--dtype bfloat16 halves the memory)\n";
+    t = at::kFloat;
+  }
   Transformer m{nullptr};
   {
-    DefaultDtypeGuard guard(eval_dtype(dtype, embedding_dtype));
+    DefaultDtypeGuard guard(t);
     m = Transformer(cfg);
   }
-  load_hf_tensors(*m, tensors, dir, file_of);
+  // Each tensor's file pages are dropped once copied: the resident set stays
+  // near the model's own copy instead of the model plus the whole mapped file.
+  load_hf_tensors(*m, tensors, dir, file_of, [&](const std::string& name) { mapped_in.at(name)->release(name); });
   m->eval();
   return m;
 }

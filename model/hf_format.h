@@ -15,6 +15,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -36,8 +37,10 @@ std::map<std::string, at::Tensor> to_hf_tensors(TransformerImpl& m);
 // Copies HF-named tensors into m (converting dtype). Every parameter must be
 // present with its shape; unknown names, and non-zero biases where m has
 // none, throw Error naming the tensor and `file_of` its file (else `where`).
+// `copied(name)` is called once a tensor is in m (the loader drops its pages then).
 void load_hf_tensors(TransformerImpl& m, const std::map<std::string, at::Tensor>& tensors, const std::string& where,
-                     const std::map<std::string, std::string>& file_of = {});
+                     const std::map<std::string, std::string>& file_of = {},
+                     const std::function<void(const std::string&)>& copied = nullptr);
 
 // DIR/config.json + model.safetensors + ropelab_reference.json (ropelab's
 // logits on a fixed input, for checking other loaders) (+ tokenizer.model and
@@ -49,11 +52,17 @@ void export_hf(TransformerImpl& m, const std::string& dir, const std::string& to
 // model.safetensors or the shards model.safetensors.index.json lists, memory-
 // mapped and copied tensor by tensor into a model built in `dtype`:
 // "float32", "bfloat16", "float16", or "auto" (the weights' own dtype), so
-// the peak is one copy of the weights in that dtype. In eval mode.
-Transformer import_hf(const std::string& dir, const std::string& dtype = "float32");
+// the peak is one copy of the weights in that dtype. In eval mode. A dtype
+// the CPU cannot compute in is refused (auto falls back to float32) unless
+// `to_compute` is false (export only rewrites the weights).
+Transformer import_hf(const std::string& dir, const std::string& dtype = "float32", bool to_compute = true);
 
 // The scalar type a --dtype word names ("auto" resolved against `stored`,
 // a safetensors dtype name); throws Error naming the word.
 at::ScalarType eval_dtype(const std::string& word, const std::string& stored);
+
+// Whether this libtorch computes the model's operations in `t` on the CPU
+// (libtorch 1.13 has no float16 LayerNorm or matmul there; 2.x has).
+bool cpu_computes_in(at::ScalarType t);
 
 }  // namespace ropelab::model
