@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "model/linear_cross_entropy.h"
 #include "model/trained_rope.h"
 
 namespace ropelab::model {
@@ -69,6 +70,12 @@ TransformerImpl::TransformerImpl(const ModelConfig& config) : cfg(config.resolve
 
 at::Tensor TransformerImpl::forward(const at::Tensor& idx, KVCache* cache, AttentionProbe* probe,
                                    const AttentionSettings* settings) {
+  auto x = hidden(idx, cache, probe, settings);
+  return lm_head ? lm_head->forward(x) : at::matmul(x, tok_emb->weight.t());
+}
+
+at::Tensor TransformerImpl::hidden(const at::Tensor& idx, KVCache* cache, AttentionProbe* probe,
+                                  const AttentionSettings* settings) {
   const int64_t T = idx.size(1), start = cache ? cache->next_pos : 0;
   auto pos = at::arange(start, start + T, idx.options().dtype(at::kLong));
   if (cache && cache->layers.empty()) cache->layers.resize(cfg.n_layers);
@@ -84,11 +91,15 @@ at::Tensor TransformerImpl::forward(const at::Tensor& idx, KVCache* cache, Atten
   for (int64_t l = 0; l < cfg.n_layers; ++l)
     x = blocks[l]->as<BlockImpl>()->forward(x, pos, s, cache ? &cache->layers[l] : nullptr, probe);
   if (cache) cache->next_pos += T;
-  x = norm_f.forward(x);
-  return lm_head ? lm_head->forward(x) : at::matmul(x, tok_emb->weight.t());
+  return norm_f.forward(x);
 }
 
-at::Tensor TransformerImpl::loss(const at::Tensor& idx, const at::Tensor& targets, const AttentionSettings* settings) {
+at::Tensor TransformerImpl::loss(const at::Tensor& idx, const at::Tensor& targets, const AttentionSettings* settings,
+                                 int64_t ce_chunk) {
+  if (ce_chunk > 0) {
+    auto h = hidden(idx, nullptr, nullptr, settings);
+    return linear_cross_entropy(h.reshape({-1, h.size(-1)}), head_weight(), targets.reshape({-1}), ce_chunk);
+  }
   auto logits = forward(idx, nullptr, nullptr, settings);
   return F::cross_entropy(logits.reshape({-1, logits.size(-1)}).to(at::kFloat), targets.reshape({-1}));
 }

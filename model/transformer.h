@@ -52,8 +52,15 @@ class TransformerImpl : public torch::nn::Module {
   // (RoPE scaling, query scaling) replaces `attention` for this pass.
   at::Tensor forward(const at::Tensor& idx, KVCache* cache = nullptr, AttentionProbe* probe = nullptr,
                      const AttentionSettings* settings = nullptr);
+  // The final-norm hidden states [B, T, d_model] (forward without the LM head).
+  at::Tensor hidden(const at::Tensor& idx, KVCache* cache = nullptr, AttentionProbe* probe = nullptr,
+                    const AttentionSettings* settings = nullptr);
   // Mean next-token cross-entropy of logits(idx) against targets, in float32.
-  at::Tensor loss(const at::Tensor& idx, const at::Tensor& targets, const AttentionSettings* settings = nullptr);
+  // ce_chunk > 0: the head and the loss computed together over that many rows
+  // at a time, never holding the whole batch's logits (model/linear_cross_entropy.h).
+  at::Tensor loss(const at::Tensor& idx, const at::Tensor& targets, const AttentionSettings* settings = nullptr,
+                  int64_t ce_chunk = 0);
+  const at::Tensor& head_weight() const { return lm_head ? lm_head->weight : tok_emb->weight; }
   int64_t parameter_count() const;
 
   ModelConfig cfg;

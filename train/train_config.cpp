@@ -60,6 +60,16 @@ const std::vector<config::Field<TrainConfig>>& train_fields() {
       {"dist_bucket_mb", "dist-bucket-mb", &C::dist_bucket_mb, "run",
        "gradient all-reduce bucket (MB), overlapped with backward", {[](const C& c) { return c.dist_bucket_mb > 0; }, "must be > 0"},
        kOptional},
+      {"autocast", "autocast", &C::autocast, "speed", "auto (bf16 on CUDA, off on the CPU), bf16 or off",
+       {[](const C& c) { return c.autocast == "auto" || c.autocast == "bf16" || c.autocast == "off"; },
+        "must be auto, bf16 or off"}, kOptional},
+      {"fused_adamw", "fused-adamw", &C::fused_adamw, "speed", "one fused AdamW kernel where libtorch has it", {},
+       kOptional},
+      {"ce_chunk", "ce-chunk", &C::ce_chunk, "speed",
+       "rows per chunk of the fused LM head + cross-entropy (-1: 4096 on CUDA, off on the CPU; 0: off)",
+       {[](const C& c) { return c.ce_chunk >= -1; }, "must be -1, 0 or a row count"}, kOptional},
+      {"cuda_graph", "cuda-graph", &C::cuda_graph, "speed", "replay the step as one CUDA graph (CUDA, 1 rank, grad-accum 1)",
+       {}, kOptional},
       {"fault_nan_step", "fault-nan-step", &C::fault_nan_step, "run", "testing: treat the loss at this step as NaN"},
       {"fault_kill_at", "fault-kill-at", &C::fault_kill_at, "run",
        "testing: RANK:STEP[:TERM], that rank kills itself (SIGKILL) or sends itself SIGTERM",
@@ -69,6 +79,16 @@ const std::vector<config::Field<TrainConfig>>& train_fields() {
       {"world_size", nullptr, &C::world_size, "", "", {}, kOptional},  // set by the trainer
   };
   return fields;
+}
+
+std::string TrainConfig::autocast_on(const std::string& dev) const {
+  if (autocast == "auto") return dev == "cuda" ? "bf16" : "off";
+  return autocast;
+}
+
+int64_t TrainConfig::ce_chunk_on(const std::string& dev) const {
+  if (ce_chunk == -1) return dev == "cuda" ? 4096 : 0;
+  return ce_chunk;
 }
 
 void TrainConfig::validate() const {

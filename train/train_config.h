@@ -46,6 +46,14 @@ struct TrainConfig {
   int64_t world_size = 1;             // ranks the run was started with (set by the trainer)
   int64_t dist_timeout_s = 60;        // a collective waiting longer than this fails
   double dist_bucket_mb = 25;         // gradient all-reduce bucket size (overlapped with backward)
+  // The speed pieces of a step, each with its own switch so each is measured alone:
+  std::string autocast = "auto";      // auto: bf16 on CUDA, off on the CPU | bf16 | off
+  bool fused_adamw = true;            // at::_fused_adamw_ where this libtorch has it for the device
+  int64_t ce_chunk = -1;              // rows per chunk of the fused head + cross-entropy; -1: 4096 on CUDA, off on the CPU; 0: off
+  bool cuda_graph = true;             // capture the step as one CUDA graph (CUDA, one rank, grad_accum 1)
+
+  std::string autocast_on(const std::string& dev) const;  // "bf16" or "off" for that device
+  int64_t ce_chunk_on(const std::string& dev) const;      // the chunk (0: off) for that device
 
   void validate() const;              // throws Error naming the field
   // Tokens per optimizer step over all ranks.

@@ -5,9 +5,7 @@
 #include <torch/utils.h>
 #include <torch/version.h>
 
-#if TORCH_VERSION_MAJOR >= 2
 #include <ATen/autocast_mode.h>
-#endif
 
 #include <atomic>
 #include <chrono>
@@ -24,6 +22,7 @@
 #include "data/loader.h"
 #include "data/passkey.h"
 #include "model/hf_format.h"
+#include "train/adamw.h"
 #include "train/checkpoint.h"
 #include "train/distributed.h"
 #include "train/schedule.h"
@@ -34,40 +33,33 @@ namespace {
 std::atomic<int> g_stop_signal{0};
 void on_signal(int sig) { g_stop_signal = sig; }
 
-// bf16 autocast for the forward pass on CUDA (libtorch 2.x); the CPU trains in fp32.
-struct AutocastScope {
-  explicit AutocastScope(const at::Device& dev) {
-#if TORCH_VERSION_MAJOR >= 2
-    on = dev.is_cuda();
-    if (on) {
-      at::autocast::set_autocast_enabled(at::kCUDA, true);
-      at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
-    }
-#else
-    (void)dev;
-#endif
-  }
-  ~AutocastScope() {
-#if TORCH_VERSION_MAJOR >= 2
-    if (on) {
-      at::autocast::set_autocast_enabled(at::kCUDA, false);
-      at::autocast::clear_cache();
-    }
-#endif
-  }
-  bool on = false;
-};
+// bf16 autocast for the forward pass (--autocast: on CUDA by default; on the
+// CPU when asked, where it is a check of the same numerics, not a speed-up).
+class AutocastScope {
+ public:
+  AutocastScope(const at::Device& dev, bool on) : on_(on), cuda_(dev.is_cuda()) { set(true); }
+  ~AutocastScope() { set(false); }
 
-// Weight decay on matrices only; norms' gains are not pulled towards zero.
-torch::optim::AdamW make_optimizer(model::Transformer& m, const TrainConfig& c) {
-  std::vector<at::Tensor> decay, no_decay;
-  for (auto& p : m->parameters()) (p.dim() >= 2 ? decay : no_decay).push_back(p);
-  auto opts = torch::optim::AdamWOptions(c.lr).betas({c.beta1, c.beta2}).eps(1e-8);
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(c.weight_decay)));
-  groups.emplace_back(no_decay, std::make_unique<torch::optim::AdamWOptions>(opts.weight_decay(0.0)));
-  return torch::optim::AdamW(std::move(groups), opts);
-}
+ private:
+  void set(bool enable) {
+    if (!on_) return;
+#if TORCH_VERSION_MAJOR >= 2
+    const auto type = cuda_ ? at::kCUDA : at::kCPU;
+    at::autocast::set_autocast_enabled(type, enable);
+    if (enable) at::autocast::set_autocast_dtype(type, at::kBFloat16);
+#else
+    if (cuda_) {
+      at::autocast::set_enabled(enable);
+      if (enable) at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    } else {
+      at::autocast::set_cpu_enabled(enable);
+      if (enable) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    }
+#endif
+    if (!enable) at::autocast::clear_cache();
+  }
+  bool on_, cuda_;
+};
 
 at::Tensor window_tensor(std::vector<int64_t>& buf, int64_t B, int64_t T, const at::Device& dev) {
   return torch::from_blob(buf.data(), {B, T + 1}, at::kLong).to(dev, /*non_blocking=*/false, /*copy=*/true);
@@ -240,6 +232,12 @@ void Trainer::start_or_resume() {
     io::write_json_atomic(rundir::config_path(run_dir_), to_json(cfg_));
     std::cerr << "model: " << m_->parameter_count() << " parameters (" << cfg_.model.n_layers << " layers, d_model "
               << cfg_.model.d_model << ", theta " << cfg_.model.rope_theta << ", T_train " << cfg_.model.T_train << ")\n";
+    std::cerr << "step: autocast " << cfg_.autocast_on(cfg_.device) << ", AdamW "
+              << (!cfg_.fused_adamw ? "unfused (--fused-adamw 0)"
+                  : fused_adamw_available(dev_) ? "fused" : "unfused (this libtorch has no fused kernel here)")
+              << ", cross-entropy " << (cfg_.ce_chunk_on(cfg_.device) > 0
+                                            ? "fused with the head, " + std::to_string(cfg_.ce_chunk_on(cfg_.device)) + " rows a chunk"
+                                            : std::string("over full logits")) << "\n";
     if (schedule_->due(0)) save_checkpoint(run_dir_, 0, 0, m_, opt_.get(), state_);
   }
   if (dp_) {
@@ -266,7 +264,7 @@ TrainResult Trainer::run() {
     stop_if_not_finite(loss_sum, step_);
     const double grad_norm =
         torch::nn::utils::clip_grad_norm_(m_->parameters(), cfg_.grad_clip > 0 ? cfg_.grad_clip : 1e30);
-    opt_->step();
+    adamw_step(*opt_, cfg_.fused_adamw);
     ++step_;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     record_step(step_, loss_sum, lr, grad_norm, secs, reduce, stopping, result, progress);
@@ -298,8 +296,9 @@ double Trainer::step_loss(int64_t step, bool& stopping, DataParallel::ReduceStat
     auto w = window_tensor(buf_, B, T, dev_);
     at::Tensor loss;
     {
-      AutocastScope autocast(dev_);
-      loss = m_->loss(w.narrow(1, 0, T), w.narrow(1, 1, T)) / double(cfg_.grad_accum);
+      AutocastScope autocast(dev_, cfg_.autocast_on(cfg_.device) == "bf16");
+      loss = m_->loss(w.narrow(1, 0, T), w.narrow(1, 1, T), nullptr, cfg_.ce_chunk_on(cfg_.device)) /
+             double(cfg_.grad_accum);
     }
     // The last micro-batch's backward starts the gradient all-reduces as buckets fill.
     if (dp_ && micro + 1 == cfg_.grad_accum) dp_->overlap_next_backward();
