@@ -32,13 +32,15 @@ def main(root):
         meta = json.load(open(meta_path))
         cuda = meta.get("device", "cuda") == "cuda"
         metrics = [json.loads(l) for l in open(os.path.join(d, "ropelab", "metrics.jsonl")) if l.strip()]
-        ours = [m["loss"] for m in metrics]
-        ours_rate = statistics.median([m["tok_per_s"] for m in metrics[10:]] or [m["tok_per_s"] for m in metrics])
+        # By step: a CUDA-graph run reads its loss back every --log-every steps only,
+        # and each of its records' tok/s covers the steps since the previous one.
+        ours = {m["step"]: m["loss"] for m in metrics}
+        ours_rate = statistics.median([m["tok_per_s"] for m in metrics if m["step"] > 10] or [m["tok_per_s"] for m in metrics])
         fpt = flops_per_token(meta, meta["T"])
         rows.append((label, "ropelab", ours_rate, 1.0, cuda and ours_rate * fpt / PEAK, meta.get("ropelab_peak_mem_gb"), 0.0))
         ref_path = os.path.join(d, "torch.jsonl")
         for rec in ([json.loads(l) for l in open(ref_path)] if os.path.exists(ref_path) else []):
-            dloss = max(abs(a - b) for a, b in zip(ours, rec["losses"]))
+            dloss = max(abs(loss - rec["losses"][step - 1]) for step, loss in ours.items() if step <= len(rec["losses"]))
             r = rec["tok_per_s_median"]
             rows.append((label, rec["impl"], r, ours_rate / r, cuda and r * fpt / PEAK, rec["peak_mem_gb"], dloss))
     print(f"{'config':<8} {'implementation':<16} {'tok/s':>10} {'ropelab ×':>10} {'MFU':>7} {'peak GiB':>9} {'max |Δloss|':>12}")

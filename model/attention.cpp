@@ -67,7 +67,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, co
   auto v = heads(wv->forward(x), n_kv_heads_);
 
   const at::Tensor q_pre_rope = probe && probe->keep_queries ? q : at::Tensor();
-  const auto inv_freq = s.inv_freq.defined() ? s.inv_freq : rope_inv_freq(s.rope_theta, rotary_dim_);
+  const auto inv_freq = s.inv_freq.defined() ? s.inv_freq : rope_inv_freq(s.rope_theta, rotary_dim_, x.device());
   const auto tables = rope_tables(inv_freq, pos, s.position_scale, q.scalar_type());
   q = apply_rope(q, tables);
   k = apply_rope(k, tables);

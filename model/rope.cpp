@@ -2,8 +2,8 @@
 
 namespace ropelab::model {
 
-at::Tensor rope_inv_freq(double theta, int64_t rotary_dim) {
-  auto i = at::arange(0, rotary_dim, 2, at::kDouble);
+at::Tensor rope_inv_freq(double theta, int64_t rotary_dim, const at::Device& device) {
+  auto i = at::arange(0, rotary_dim, 2, at::TensorOptions().dtype(at::kDouble).device(device));
   return at::pow(theta, -i / static_cast<double>(rotary_dim));
 }
 
@@ -11,8 +11,8 @@ RopeTables rope_tables(const at::Tensor& inv_freq, const at::Tensor& positions, 
                        at::ScalarType dtype) {
   // Angles in float64: at 1e5 positions float32 angles lose the low frequencies' phase.
   auto pos = positions.to(at::kDouble) / position_scale;
-  auto angles = at::outer(pos.cpu(), inv_freq.to(at::kDouble).cpu());
-  return {at::cos(angles).to(positions.device(), dtype), at::sin(angles).to(positions.device(), dtype)};
+  auto angles = at::outer(pos, inv_freq.to(positions.device(), at::kDouble));
+  return {at::cos(angles).to(dtype), at::sin(angles).to(dtype)};
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const RopeTables& t) {

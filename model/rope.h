@@ -7,10 +7,12 @@
 
 namespace ropelab::model {
 
-// [rotary_dim/2] float64: theta^(-2i/rotary_dim).
-at::Tensor rope_inv_freq(double theta, int64_t rotary_dim);
+// [rotary_dim/2] float64: theta^(-2i/rotary_dim), made on `device` (no host
+// copy inside a forward: a CUDA graph capture forbids one).
+at::Tensor rope_inv_freq(double theta, int64_t rotary_dim, const at::Device& device = at::kCPU);
 
-// cos and sin of positions x inv_freq, both [T, rotary_dim/2] in `dtype`.
+// cos and sin of positions x inv_freq, both [T, rotary_dim/2] in `dtype`,
+// computed in float64 on the positions' device.
 // positions: int64 [T]; position_scale divides positions (linear interpolation).
 struct RopeTables { at::Tensor cos, sin; };
 RopeTables rope_tables(const at::Tensor& inv_freq, const at::Tensor& positions, double position_scale,

@@ -48,6 +48,10 @@ train::TrainConfig all_set() {
   c.world_size = 2;
   c.dist_timeout_s = 30;
   c.dist_bucket_mb = 1.5;
+  c.autocast = "bf16";
+  c.fused_adamw = false;
+  c.ce_chunk = 64;
+  c.cuda_graph = false;
   auto& m = c.model;
   m.vocab_size = 300;
   m.d_model = 96;

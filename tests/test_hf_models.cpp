@@ -27,6 +27,7 @@
 #include "eval/niah.h"
 #include "model/hf_format.h"
 #include "model/trained_rope.h"
+#include "reference_model.h"
 #include "test_util.h"
 
 using namespace ropelab;
@@ -214,20 +215,6 @@ at::Tensor layer_norm(const Weights& w, const std::string& name, const at::Tenso
 at::Tensor rms_norm(const Weights& w, const std::string& name, const at::Tensor& x, double eps) {
   return x / at::sqrt(x.pow(2).mean(-1, true) + eps) * w.at(name + ".weight");
 }
-// Rotate-half on the first rd dims of each head, one scalar at a time: pair (i, i + rd/2) turns by t·base^(-2i/rd).
-at::Tensor rotate(at::Tensor x /*[T, heads, dh]*/, int64_t rd, double base) {
-  x = x.clone();
-  auto a = x.accessor<double, 3>();
-  for (int64_t t = 0; t < x.size(0); ++t)
-    for (int64_t h = 0; h < x.size(1); ++h)
-      for (int64_t i = 0; i < rd / 2; ++i) {
-        const double ang = t * std::pow(base, -2.0 * i / rd), c = std::cos(ang), s = std::sin(ang);
-        const double x1 = a[t][h][i], x2 = a[t][h][i + rd / 2];
-        a[t][h][i] = x1 * c - x2 * s;
-        a[t][h][i + rd / 2] = x2 * c + x1 * s;
-      }
-  return x;
-}
 // softmax(q k^T / sqrt(dh)) v per head, query t seeing keys s <= t (and t - s < window when window > 0).
 at::Tensor attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, int64_t window = 0) {
   const int64_t T = q.size(0), heads = q.size(1), group = heads / k.size(1), dh = q.size(2);
@@ -249,7 +236,7 @@ at::Tensor pythia_reference(const Weights& w, const std::vector<int64_t>& ids) {
     const std::string p = "gpt_neox.layers." + std::to_string(l) + ".";
     auto h = layer_norm(w, p + "input_layernorm", x, 1e-5);
     auto qkv = linear(w, p + "attention.query_key_value", h).view({T, H, 3 * DH});  // HF: [T, heads, q|k|v]
-    auto q = rotate(qkv.narrow(2, 0, DH), rd, 10000), k = rotate(qkv.narrow(2, DH, DH), rd, 10000);
+    auto q = test::rope_ref(qkv.narrow(2, 0, DH), 10000, rd), k = test::rope_ref(qkv.narrow(2, DH, DH), 10000, rd);
     auto a = linear(w, p + "attention.dense", attention(q, k, qkv.narrow(2, 2 * DH, DH)).reshape({T, D}));
     auto up = linear(w, p + "mlp.dense_h_to_4h", layer_norm(w, p + "post_attention_layernorm", x, 1e-5));
     auto m = linear(w, p + "mlp.dense_4h_to_h", 0.5 * up * (1 + at::erf(up / std::sqrt(2.0))));
@@ -265,8 +252,8 @@ at::Tensor llama_family_reference(const Weights& w, const std::vector<int64_t>& 
   for (int l = 0; l < L; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     auto h = rms_norm(w, p + "input_layernorm", x, eps);
-    auto q = rotate(linear(w, p + "self_attn.q_proj", h).view({T, H, DH}), DH, base);
-    auto k = rotate(linear(w, p + "self_attn.k_proj", h).view({T, KV, DH}), DH, base);
+    auto q = test::rope_ref(linear(w, p + "self_attn.q_proj", h).view({T, H, DH}), base, DH);
+    auto k = test::rope_ref(linear(w, p + "self_attn.k_proj", h).view({T, KV, DH}), base, DH);
     auto v = linear(w, p + "self_attn.v_proj", h).view({T, KV, DH});
     x = x + linear(w, p + "self_attn.o_proj", attention(q, k, v, window).reshape({T, H * DH}));
     auto h2 = rms_norm(w, p + "post_attention_layernorm", x, eps);
@@ -289,6 +276,19 @@ at::Tensor logits_of(model::Transformer& m, const std::vector<int64_t>& ids) {
 }
 
 double max_diff(const at::Tensor& a, const at::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+// The γ protocol at the tiny models' scale (distances within T_train 64).
+eval::GammaEvalOptions tiny_gamma(const std::string& out) {
+  eval::GammaEvalOptions g;
+  g.protocol.distances = {4, 8, 16};
+  g.protocol.prompts = 4;
+  g.protocol.seeds = {1};
+  g.protocol.tail = 4;
+  g.fit.bootstrap_resamples = 10;
+  g.fit.fit_min_d = 1;
+  g.out = out;
+  return g;
+}
 
 }  // namespace
 
@@ -476,14 +476,7 @@ TEST(HfModels, EvalGammaNiahAndKvRunOnAHfDirectory) {
   prep.out_dir = root + "/data";
   data::prepare_data(prep);
 
-  eval::GammaEvalOptions g;
-  g.protocol.distances = {4, 8, 16};
-  g.protocol.prompts = 6;
-  g.protocol.seeds = {1};
-  g.protocol.tail = 4;
-  g.fit.bootstrap_resamples = 20;
-  g.fit.fit_min_d = 1;
-  g.out = root + "/gamma.jsonl";
+  const auto g = tiny_gamma(root + "/gamma.jsonl");
   const auto rec = eval::eval_gamma_checkpoint(root + "/pythia-tiny", g);
   EXPECT_EQ(rec["model_id"], "pythia-tiny");
   EXPECT_EQ(rec["arch"]["family"], "huggingface");
@@ -532,14 +525,7 @@ TEST(HfModels, GammaFlowOverStepFoldersResumes) {
     auto w = pythia_weights(10 + step);
     write_hf_dir(root + "/step" + std::to_string(step), pythia_config(), w, "F32", 1);
   }
-  eval::GammaEvalOptions g;
-  g.protocol.distances = {4, 8, 16};
-  g.protocol.prompts = 4;
-  g.protocol.seeds = {1};
-  g.protocol.tail = 4;
-  g.fit.bootstrap_resamples = 10;
-  g.fit.fit_min_d = 1;
-  g.out = root + "/../gamma.jsonl";
+  const auto g = tiny_gamma(root + "/../gamma.jsonl");
   auto recs = eval::eval_gamma_hf_run(root, g);
   ASSERT_EQ(recs.size(), 3u);
   EXPECT_EQ(recs[0]["step"], 0);

@@ -2,6 +2,9 @@
 
 #include <torch/version.h>
 
+#include <string>
+#include <type_traits>
+
 namespace ropelab::train {
 
 torch::optim::AdamW make_optimizer(model::Transformer& m, const TrainConfig& c) {
@@ -24,6 +27,27 @@ bool fused_adamw_available(const at::Device& device) {
 #endif
 }
 
+namespace {
+// libtorch 1.x keys optimizer state by the TensorImpl's address as a string, 2.x by the address.
+template <class Key>
+Key state_key(const at::Tensor& p) {
+  if constexpr (std::is_same_v<Key, std::string>) return c10::guts::to_string(p.unsafeGetTensorImpl());
+  else return p.unsafeGetTensorImpl();
+}
+}  // namespace
+
+torch::optim::AdamWParamState& adamw_state(torch::optim::AdamW& opt, const at::Tensor& p) {
+  auto& slot = opt.state()[state_key<typename std::decay_t<decltype(opt.state())>::key_type>(p)];
+  if (!slot) {
+    auto s = std::make_unique<torch::optim::AdamWParamState>();
+    s->step(0);
+    s->exp_avg(at::zeros_like(p, at::MemoryFormat::Preserve));
+    s->exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
+    slot = std::move(s);
+  }
+  return static_cast<torch::optim::AdamWParamState&>(*slot);
+}
+
 void adamw_step(torch::optim::AdamW& opt, bool fused) {
   const auto& first = opt.param_groups().front().params();
   if (!fused || first.empty() || !fused_adamw_available(first.front().device())) {
@@ -37,16 +61,7 @@ void adamw_step(torch::optim::AdamW& opt, bool fused) {
     std::vector<at::Tensor> params, grads, exp_avgs, exp_avg_sqs, steps;
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
-      // The state torch::optim::AdamW keeps (and checkpoints), made as it makes it.
-      auto& slot = opt.state()[p.unsafeGetTensorImpl()];
-      if (!slot) {
-        auto s = std::make_unique<torch::optim::AdamWParamState>();
-        s->step(0);
-        s->exp_avg(at::zeros_like(p, at::MemoryFormat::Preserve));
-        s->exp_avg_sq(at::zeros_like(p, at::MemoryFormat::Preserve));
-        slot = std::move(s);
-      }
-      auto& s = static_cast<torch::optim::AdamWParamState&>(*slot);
+      auto& s = adamw_state(opt, p);
       s.step(s.step() + 1);
       params.push_back(p);
       grads.push_back(p.grad());

@@ -16,6 +16,10 @@ torch::optim::AdamW make_optimizer(model::Transformer& m, const TrainConfig& c);
 // (CUDA from 2.0; the CPU from 2.4; none in 1.13).
 bool fused_adamw_available(const at::Device& device);
 
+// p's state in opt, made as torch::optim::AdamW makes it on first use (step
+// 0, zero moments), so every stepper shares the state a checkpoint saves.
+torch::optim::AdamWParamState& adamw_state(torch::optim::AdamW& opt, const at::Tensor& p);
+
 // One AdamW step with the group's current lr: fused when `fused` (and
 // available), else torch::optim::AdamW::step().
 void adamw_step(torch::optim::AdamW& opt, bool fused);

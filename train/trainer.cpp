@@ -24,6 +24,7 @@
 #include "model/hf_format.h"
 #include "train/adamw.h"
 #include "train/checkpoint.h"
+#include "train/cuda_graph_step.h"
 #include "train/distributed.h"
 #include "train/schedule.h"
 
@@ -139,10 +140,20 @@ class Trainer {
   void setup_data();
   void setup_model();
   void start_or_resume();
+  // What one optimizer step leaves: its loss and gradient norm when they were
+  // read back (a CUDA-graph step reads them only every --log-every steps).
+  struct StepOutcome {
+    double loss = 0, grad_norm = 0;
+    bool stopping = false, read = true;
+    DataParallel::ReduceStats reduce;
+  };
+  StepOutcome eager_step(double lr);
+  StepOutcome graph_step(double lr);
+  bool reads_back(int64_t next_step, bool stopping) const;
   double step_loss(int64_t step, bool& stopping, DataParallel::ReduceStats& reduce);
   void stop_if_not_finite(double loss_sum, int64_t step) const;
-  void record_step(int64_t step, double loss_sum, double lr, double grad_norm, double secs,
-                   const DataParallel::ReduceStats& reduce, bool stopping, TrainResult& result, Progress& progress);
+  void record_step(int64_t step, const StepOutcome& out, double lr, double tok_per_s, TrainResult& result,
+                   Progress& progress);
   void finish(const TrainResult& result, Progress& progress) const;
   int64_t rank() const { return dp_ ? dp_->rank() : 0; }
 
@@ -160,6 +171,7 @@ class Trainer {
   std::unique_ptr<data::PasskeyBuilder> passkeys_;   // null without --data-mix passkey
   model::Transformer m_{nullptr};
   std::unique_ptr<torch::optim::AdamW> opt_;
+  std::unique_ptr<CudaGraphStep> graph_;  // the captured step, when cuda_graph_why_not() allows it
   std::unique_ptr<CheckpointSchedule> schedule_;
   std::string metrics_path_;
   nlohmann::json state_;  // what every checkpoint carries besides the weights
@@ -253,22 +265,25 @@ TrainResult Trainer::run() {
   TrainResult result;
   Progress progress("train", cfg_.max_steps, cfg_.log_every);
   m_->train();
+  const std::string why_not = cuda_graph_why_not(cfg_, dp_ != nullptr);
+  if (why_not.empty()) graph_ = std::make_unique<CudaGraphStep>(m_, *opt_, cfg_, dev_);
+  else if (cfg_.device == "cuda" && main_) std::cerr << "step: not captured as a CUDA graph: " << why_not << "\n";
+  // Throughput over the steps since the loss was last read (every step, unless captured).
+  auto since = std::chrono::steady_clock::now();
+  int64_t steps_since = 0;
   while (step_ < cfg_.max_steps) {
     if (kill_ && step_ == kill_->step && rank() == kill_->rank) std::raise(kill_->term ? SIGTERM : SIGKILL);
-    const auto t0 = std::chrono::steady_clock::now();
     const double lr = lr_at(step_, cfg_.lr, cfg_.min_lr, cfg_.warmup_steps, cfg_.max_steps);
-    for (auto& g : opt_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
-    bool stopping = false;
-    DataParallel::ReduceStats reduce;
-    const double loss_sum = step_loss(step_, stopping, reduce);
-    stop_if_not_finite(loss_sum, step_);
-    const double grad_norm =
-        torch::nn::utils::clip_grad_norm_(m_->parameters(), cfg_.grad_clip > 0 ? cfg_.grad_clip : 1e30);
-    adamw_step(*opt_, cfg_.fused_adamw);
+    const StepOutcome out = graph_ ? graph_step(lr) : eager_step(lr);
     ++step_;
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    record_step(step_, loss_sum, lr, grad_norm, secs, reduce, stopping, result, progress);
-    if (stopping) {
+    ++steps_since;
+    if (!out.read) continue;
+    const auto now = std::chrono::steady_clock::now();
+    const double secs = std::chrono::duration<double>(now - since).count();
+    record_step(step_, out, lr, double(cfg_.tokens_per_step() * steps_since) / secs, result, progress);
+    since = now;
+    steps_since = 0;
+    if (out.stopping) {
       std::cerr << "\nstopped by a signal after saving step " << step_
                 << "; continue with: ropelab train --resume " << run_dir_ << "\n";
       result.interrupted = true;
@@ -280,6 +295,40 @@ TrainResult Trainer::run() {
   result.final_step = step_;
   if (!result.interrupted && main_) finish(result, progress);
   return result;
+}
+
+Trainer::StepOutcome Trainer::eager_step(double lr) {
+  for (auto& g : opt_->param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+  StepOutcome out;
+  out.loss = step_loss(step_, out.stopping, out.reduce);
+  stop_if_not_finite(out.loss, step_);
+  out.grad_norm = torch::nn::utils::clip_grad_norm_(m_->parameters(), cfg_.grad_clip > 0 ? cfg_.grad_clip : 1e30);
+  adamw_step(*opt_, cfg_.fused_adamw);
+  return out;
+}
+
+// The captured step (one rank, one micro-batch): the windows in, one replay,
+// and the loss read back only when it is due.
+Trainer::StepOutcome Trainer::graph_step(double lr) {
+  const int64_t B = cfg_.batch_size, T = cfg_.model.T_train;
+  data::sample_windows(*train_stream_, cfg_.seed, step_, 0, B, T, buf_.data());
+  if (passkeys_) data::apply_data_mix(mix_, *passkeys_, cfg_.seed, step_, 0, B, T, buf_.data());
+  graph_->run(torch::from_blob(buf_.data(), {B, T + 1}, at::kLong), lr);
+  StepOutcome out;
+  out.stopping = g_stop_signal != 0;
+  out.read = reads_back(step_ + 1, out.stopping);
+  if (out.read) {
+    out.loss = graph_->loss();
+    out.grad_norm = graph_->grad_norm();
+    stop_if_not_finite(out.loss, step_);
+  }
+  return out;
+}
+
+// A step whose loss must be on the host: logged, validated, checkpointed, the last, or stopping.
+bool Trainer::reads_back(int64_t next_step, bool stopping) const {
+  return stopping || next_step == cfg_.max_steps || next_step % cfg_.log_every == 0 ||
+         next_step % cfg_.eval_every == 0 || schedule_->due(next_step) || next_step == cfg_.fault_nan_step;
 }
 
 // Forward and backward over the step's micro-batches; the loss summed over
@@ -327,13 +376,15 @@ void Trainer::stop_if_not_finite(double loss_sum, int64_t step) const {
 }
 
 // Rank 0 writes: the metrics record, validation, checkpoints, progress.
-void Trainer::record_step(int64_t step, double loss_sum, double lr, double grad_norm, double secs,
-                          const DataParallel::ReduceStats& reduce, bool stopping, TrainResult& result,
+void Trainer::record_step(int64_t step, const StepOutcome& out, double lr, double tok_per_s, TrainResult& result,
                           Progress& progress) {
   const int64_t tokens = cfg_.tokens_per_step();
+  const double loss_sum = out.loss;
+  const bool stopping = out.stopping;
   nlohmann::json rec = {{"step", step}, {"tokens", step * tokens}, {"loss", loss_sum},
-                        {"lr", lr}, {"grad_norm", grad_norm}, {"tok_per_s", tokens / secs}};
-  if (dp_) rec["allreduce"] = {{"buckets", reduce.buckets}, {"started_in_backward", reduce.started_in_backward}};
+                        {"lr", lr}, {"grad_norm", out.grad_norm}, {"tok_per_s", tok_per_s}};
+  if (dp_) rec["allreduce"] = {{"buckets", out.reduce.buckets}, {"started_in_backward", out.reduce.started_in_backward}};
+  if (graph_) rec["cuda_graph"] = true;
   result.last_loss = loss_sum;
   if (!main_) return;
   if (step % cfg_.eval_every == 0 || step == cfg_.max_steps) {
@@ -341,10 +392,11 @@ void Trainer::record_step(int64_t step, double loss_sum, double lr, double grad_
     rec["val_loss"] = result.last_val_loss;
   }
   io::append_jsonl(metrics_path_, rec);
+  if (graph_ && (schedule_->due(step) || step == cfg_.max_steps || stopping)) graph_->sync_optimizer(*opt_);
   if (schedule_->due(step) || step == cfg_.max_steps || stopping)
     save_checkpoint(run_dir_, step, step * tokens, m_, opt_.get(), state_);
   char detail[128];
-  std::snprintf(detail, sizeof detail, "loss %.4f | %.1fk tok/s", loss_sum, tokens / secs / 1e3);
+  std::snprintf(detail, sizeof detail, "loss %.4f | %.1fk tok/s", loss_sum, tok_per_s / 1e3);
   progress.update(step, detail);
 }
 
