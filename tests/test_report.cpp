@@ -584,3 +584,21 @@ TEST_F(ReportTest, HeadlessChromiumDrawsEveryChart) {
 }
 
 }  // namespace
+
+// A Hugging Face model's γ-flow (one record per step folder) is one series,
+// named by its model_id, not by the folder its step folders sit in.
+TEST_F(ReportTest, HuggingFaceStepFoldersAreOneSeriesNamedByModelId) {
+  const std::string file = root + "/hf-gamma.jsonl";
+  std::string s;
+  for (int step : {1000, 2000}) {
+    json rec = gamma_record({{"rope_theta", 10000.0}, {"family", "huggingface"}, {"architecture", "GPTNeoXForCausalLM"}},
+                            kFitD, planted(kFitD, 0.5 + step / 1e4, 0.7, 3), "EleutherAI/pythia-70m");
+    rec["checkpoint"] = root + "/models/pythia-70m/step" + std::to_string(step);
+    rec["step"] = step;
+    s += rec.dump() + "\n";
+  }
+  ropelab::io::write_atomic(file, s);
+  const auto in = report::collect_inputs({file});
+  ASSERT_EQ(in.gamma.size(), 2u);
+  for (const auto& g : in.gamma) EXPECT_EQ(g.series, "EleutherAI/pythia-70m");
+}

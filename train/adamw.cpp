@@ -2,6 +2,7 @@
 
 #include <torch/version.h>
 
+#include <sstream>
 #include <string>
 #include <type_traits>
 
@@ -31,8 +32,13 @@ namespace {
 // libtorch 1.x keys optimizer state by the TensorImpl's address as a string, 2.x by the address.
 template <class Key>
 Key state_key(const at::Tensor& p) {
-  if constexpr (std::is_same_v<Key, std::string>) return c10::guts::to_string(p.unsafeGetTensorImpl());
-  else return p.unsafeGetTensorImpl();
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream s;  // what 1.x's c10::guts::to_string writes
+    s << p.unsafeGetTensorImpl();
+    return s.str();
+  } else {
+    return p.unsafeGetTensorImpl();
+  }
 }
 }  // namespace
 
