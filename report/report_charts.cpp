@@ -564,17 +564,20 @@ std::optional<Chart> alpha_sweep_chart(const Inputs& in) {
     if (fixed[row["panel"].get<std::string>()].size() >= 2) values.push_back(row);
   if (values.empty()) return std::nullopt;
   const json x = axis("factor", "α (NTK θ' = αθ) or scale S (YaRN, PI)", "log");
-  const json colour = {{"field", "length"}, {"type", "ordinal"}, {"title", "length (tokens)"}};
+  // Nominal, not ordinal: a sequential ramp makes neighbouring lengths look alike.
+  const json colour = {{"field", "length"}, {"type", "nominal"}, {"title", "length (tokens)"}};
   const json tooltip = {nominal("method", "method"), axis("length", "length"), axis("factor", "factor"),
                         axis("accuracy", "rank accuracy"), axis("lo", "CI95 lo"), axis("hi", "CI95 hi"),
                         axis("trials", "prompts"), axis("step", "step")};
   const json is_fixed = {{"filter", "datum.source == 'fixed'"}}, is_closed = {{"filter", "datum.source != 'fixed'"}};
   const json y = {{"field", "accuracy"}, {"type", "quantitative"}, {"title", "rank accuracy (depths pooled)"},
                   {"scale", {{"domain", {0, 1}}}}};
+  json y_lo = y;  // the CI bars share the axis and its title
+  y_lo["field"] = "lo";
   json curve = {{"transform", json::array({is_fixed})}, {"mark", {{"type", "line"}, {"point", true}}},
                 {"encoding", {{"x", x}, {"y", y}, {"color", colour}, {"tooltip", tooltip}}}};
   json bars = {{"transform", json::array({{{"filter", "isValid(datum.lo)"}}})}, {"mark", {{"type", "rule"}, {"opacity", 0.5}}},
-               {"encoding", {{"x", x}, {"y", axis("lo", "rank accuracy")}, {"y2", {{"field", "hi"}}}, {"color", colour}}}};
+               {"encoding", {{"x", x}, {"y", y_lo}, {"y2", {{"field", "hi"}}}, {"color", colour}}}};
   json marks = {{"transform", json::array({is_closed})}, {"mark", {{"type", "point"}, {"filled", true}, {"size", 160}}},
                 {"encoding", {{"x", x}, {"y", y}, {"color", colour}, {"tooltip", tooltip},
                               {"shape", {{"field", "source"}, {"type", "nominal"}, {"title", "closed form"},
