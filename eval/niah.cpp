@@ -136,6 +136,9 @@ NiahPlan plan_niah(const NiahOptions& opt, const model::ModelConfig& cfg) {
   for (const auto& m : plan.methods)
     if (m.measured_gamma && opt.gamma_from.empty())
       throw Error("--scaling " + m.label() + " needs --gamma-from (a γ results .jsonl written by `ropelab eval gamma`)");
+  // read_jsonl reads a missing file as empty, which would read as "no record for this checkpoint".
+  if (!opt.gamma_from.empty() && !io::exists(opt.gamma_from))
+    throw Error("--gamma-from " + opt.gamma_from + ": no such file");
   return plan;
 }
 

@@ -175,6 +175,8 @@ TEST(Niah, SweepIsPairedAndComparesBothClosedForms) {
     EXPECT_NE(std::string(e.what()).find(dir + "/gamma.jsonl: no γ record"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("\"step\": 3"), std::string::npos) << e.what();
   }
+  o.gamma_from = dir + "/missing.jsonl";
+  EXPECT_THROW(eval::plan_niah(o, cfg.model.resolved()), Error);
   o.gamma_from.clear();
   o.scaling = "ntk:alpha_opt_measured";
   try {
