@@ -220,12 +220,13 @@ nlohmann::json perplexity_record(NiahData& d, const model::ScalingMethod& method
 nlohmann::json measured_gamma(NiahPlan& plan, const NiahOptions& opt, const OpenedModel& om) {
   if (std::none_of(plan.methods.begin(), plan.methods.end(), [](const auto& m) { return m.measured_gamma; }))
     return nullptr;
-  const int64_t step = om.state.at("step").get<int64_t>();
+  const nlohmann::json s = om.state.value("step", nlohmann::json());  // null for a HF directory not named stepN
+  const std::optional<int64_t> step = s.is_number_integer() ? std::optional<int64_t>(s.get<int64_t>()) : std::nullopt;
   const auto rec = find_gamma_record(io::read_jsonl(opt.gamma_from), om.model_id, om.path, step);
   if (!rec)
     throw Error(opt.gamma_from + ": no γ record for " + om.path + " (expected one with a measurement.gamma and " +
-                "\"checkpoint\": \"" + om.path + "\", or \"model_id\": \"" + om.model_id + "\" with \"step\": " +
-                std::to_string(step) + " or without a step)");
+                "\"checkpoint\": \"" + om.path + "\", or \"model_id\": \"" + om.model_id + "\"" +
+                (step ? " with \"step\": " + std::to_string(*step) + " or" : "") + " without a step)");
   const auto& meas = (*rec)["measurement"];
   for (auto& m : plan.methods)
     if (m.measured_gamma) m.gamma = meas["gamma"].get<double>();

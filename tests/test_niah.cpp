@@ -104,6 +104,11 @@ TEST(Niah, FindsTheCheckpointsGammaRecord) {
   EXPECT_EQ(find({other, model_level}), 0.2);
   EXPECT_EQ(find({by_step, model_level, no_gamma}), 0.3);
   EXPECT_EQ(find({by_file, by_step, model_level}), 0.4);
+  // A model without a step (a HF directory) matches its file or a model-level record, not a stepped one.
+  nlohmann::json null_step = model_level;
+  null_step["step"] = nullptr;
+  EXPECT_FALSE(find_gamma_record({by_step}, "ropelab:a", "elsewhere.pt", std::nullopt));
+  EXPECT_EQ((*find_gamma_record({by_step, null_step}, "ropelab:a", "elsewhere.pt", std::nullopt))["measurement"]["gamma"], 0.2);
 }
 
 // A sweep on a tiny model: every α sees the same prompts (ntk:1 is the

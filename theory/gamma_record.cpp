@@ -132,7 +132,7 @@ bool same_file(const std::string& a, const std::string& b) {
 
 std::optional<nlohmann::json> find_gamma_record(const std::vector<nlohmann::json>& records,
                                                 const std::string& model_id, const std::string& checkpoint,
-                                                int64_t step) {
+                                                std::optional<int64_t> step) {
   // 0: same checkpoint file, 1: same model and step, 2: same model, no step.
   std::optional<nlohmann::json> best[3];
   for (const auto& r : records) {
@@ -143,9 +143,9 @@ std::optional<nlohmann::json> find_gamma_record(const std::vector<nlohmann::json
     const bool has_step = r.contains("step") && r["step"].is_number_integer();
     if (r.contains("checkpoint") && r["checkpoint"].is_string() && same_file(r["checkpoint"], checkpoint))
       best[0] = r;
-    else if (same_model && has_step && r["step"].get<int64_t>() == step)
+    else if (same_model && has_step && step && r["step"].get<int64_t>() == *step)
       best[1] = r;
-    else if (same_model && !r.contains("step"))
+    else if (same_model && (!r.contains("step") || r["step"].is_null()))
       best[2] = r;
   }
   for (const auto& b : best)

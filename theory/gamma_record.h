@@ -36,11 +36,12 @@ nlohmann::json make_gamma_record(const nlohmann::json& arch, const fit::DecayCur
 
 // The γ record in `records` that measured one checkpoint: the last record with
 // a number at measurement.gamma whose "checkpoint" is the same file, else whose
-// model_id and step match, else whose model_id matches and which has no step (a
-// model-level record, as `fit gamma` writes). nullopt when none does.
+// model_id and step match, else whose model_id matches and which has no step
+// (absent or null: a model-level record). `step` is absent for a model without
+// one (a Hugging Face directory not named stepN). nullopt when none matches.
 std::optional<nlohmann::json> find_gamma_record(const std::vector<nlohmann::json>& records,
                                                 const std::string& model_id, const std::string& checkpoint,
-                                                int64_t step);
+                                                std::optional<int64_t> step);
 
 // An aligned plain-text table of records for the terminal, one row each:
 // model/step (model_id, "@step" when the record has a top-level "step"), γ, CI95,
