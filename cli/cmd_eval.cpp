@@ -65,10 +65,13 @@ void add_niah_command(CLI::App& ev) {
       ->delimiter(',')->capture_default_str();
   n->add_option("--depths", opt->depths, "needle depths in [0,1]")->delimiter(',')->capture_default_str();
   n->add_option("--trials", opt->trials, "trials per (method, length, depth)")->capture_default_str();
-  n->add_option("--scaling", opt->scaling, "none,pi:S,ntk:A|alpha_opt,ntk-aware:A,dynamic[:S],yarn:S,logn")
+  n->add_option("--scaling", opt->scaling,
+                "none,pi:S,ntk:A|alpha_opt|alpha_opt_measured,ntk-aware:A,dynamic[:S],yarn:S,logn; "
+                "sweeps KIND-sweep:LO..HI:xR, e.g. ntk-sweep:0.25..64:x2")
       ->capture_default_str();
   n->add_option("--keys", opt->n_keys, "needles per prompt (>1: multi-key, one asked)")->capture_default_str();
   n->add_option("--gamma-target", opt->gamma_target, "γ target of α_opt")->capture_default_str();
+  n->add_option("--gamma-from", opt->gamma_from, "γ results .jsonl holding this checkpoint's record (alpha_opt_measured)");
   n->add_option("--seed", opt->seed)->capture_default_str();
   n->add_option("--ppl-windows", opt->ppl_windows, "held-out windows for perplexity (0 = skip)")->capture_default_str();
   n->add_flag("!--no-generation", opt->generation, "skip greedy exact-match scoring");

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <set>
 #include <sstream>
 
 #include "common/error.h"
@@ -14,7 +15,9 @@
 #include "data/loader.h"
 #include "data/passkey.h"
 #include "data/prepare.h"
+#include "eval/alpha_star.h"
 #include "eval/evaluation.h"
+#include "theory/gamma_record.h"
 #include "train/checkpoint.h"
 
 namespace ropelab::eval {
@@ -93,6 +96,27 @@ std::pair<double, double> wilson95(int64_t k, int64_t n) {
   return {k == 0 ? 0.0 : std::max(0.0, centre - half), k == n ? 1.0 : std::min(1.0, centre + half)};
 }
 
+namespace {
+
+// Each swept family with a closed form (ntk, ntk-aware, yarn) gets its α_opt
+// points, so the α* table has the accuracy at them; a label listed twice runs once.
+std::vector<model::ScalingMethod> with_closed_forms(std::vector<model::ScalingMethod> methods, bool measured) {
+  std::vector<std::string> labels;
+  for (const auto& m : methods)
+    if (!m.sweep.empty() && m.kind != "pi") {
+      labels.push_back(m.kind + ":alpha_opt");
+      if (measured) labels.push_back(m.kind + ":alpha_opt_measured");
+    }
+  for (const auto& l : labels) methods.push_back(model::parse_scaling_methods(l).at(0));
+  std::vector<model::ScalingMethod> once;
+  std::set<std::string> seen;
+  for (auto& m : methods)
+    if (seen.insert(m.label()).second) once.push_back(std::move(m));
+  return once;
+}
+
+}  // namespace
+
 NiahPlan plan_niah(const NiahOptions& opt, const model::ModelConfig& cfg) {
   NiahPlan plan;
   if (opt.trials <= 0) throw Error("--trials must be > 0");
@@ -108,7 +132,13 @@ NiahPlan plan_niah(const NiahOptions& opt, const model::ModelConfig& cfg) {
                   std::to_string(int64_t(forward_bytes(cfg, L) / (1 << 20))) + " MiB, more than this machine's memory allows");
     plan.lengths.push_back(L);
   }
-  plan.methods = model::parse_scaling_methods(opt.scaling);
+  plan.methods = with_closed_forms(model::parse_scaling_methods(opt.scaling), !opt.gamma_from.empty());
+  for (const auto& m : plan.methods)
+    if (m.measured_gamma && opt.gamma_from.empty())
+      throw Error("--scaling " + m.label() + " needs --gamma-from (a γ results .jsonl written by `ropelab eval gamma`)");
+  // read_jsonl reads a missing file as empty, which would read as "no record for this checkpoint".
+  if (!opt.gamma_from.empty() && !io::exists(opt.gamma_from))
+    throw Error("--gamma-from " + opt.gamma_from + ": no such file");
   return plan;
 }
 
@@ -185,12 +215,93 @@ nlohmann::json perplexity_record(NiahData& d, const model::ScalingMethod& method
   return {{"kind", "perplexity"}, {"windows", opt.ppl_windows}, {"nll", nll / n}, {"perplexity", std::exp(nll / n)}};
 }
 
+// The checkpoint's measured γ from --gamma-from, set into every
+// alpha_opt_measured method; what the records say about it (null when no method needs it).
+nlohmann::json measured_gamma(NiahPlan& plan, const NiahOptions& opt, const OpenedModel& om) {
+  if (std::none_of(plan.methods.begin(), plan.methods.end(), [](const auto& m) { return m.measured_gamma; }))
+    return nullptr;
+  const nlohmann::json s = om.state.value("step", nlohmann::json());  // null for a HF directory not named stepN
+  const std::optional<int64_t> step = s.is_number_integer() ? std::optional<int64_t>(s.get<int64_t>()) : std::nullopt;
+  const auto rec = find_gamma_record(io::read_jsonl(opt.gamma_from), om.model_id, om.path, step);
+  if (!rec)
+    throw Error(opt.gamma_from + ": no γ record for " + om.path + " (expected one with a measurement.gamma and " +
+                "\"checkpoint\": \"" + om.path + "\", or \"model_id\": \"" + om.model_id + "\"" +
+                (step ? " with \"step\": " + std::to_string(*step) + " or" : "") + " without a step)");
+  const auto& meas = (*rec)["measurement"];
+  for (auto& m : plan.methods)
+    if (m.measured_gamma) m.gamma = meas["gamma"].get<double>();
+  return {{"gamma", meas["gamma"]}, {"ci95", {meas.value("gamma_ci95_lo", nlohmann::json()), meas.value("gamma_ci95_hi", nlohmann::json())}},
+          {"from", opt.gamma_from}, {"record_step", rec->value("step", nlohmann::json())}};
+}
+
+std::string alpha_source(const model::ScalingMethod& m) {
+  return !m.alpha_opt ? "fixed" : m.measured_gamma ? "alpha_opt_measured" : "alpha_opt";
+}
+
+// One method's prompts at one length, pooled over depths.
+nlohmann::json pooled_record(const model::ScalingMethod& method, const eval::AlphaPoint& p, int64_t exact_hits,
+                             const NiahOptions& opt) {
+  const auto rci = wilson95(p.hits, p.n), eci = wilson95(exact_hits, p.n);
+  nlohmann::json rec = {{"kind", "niah_pooled"}, {"method", method.label()}, {"family", method.kind},
+                        {"alpha_source", p.source}, {"scaling_factor", p.factor}, {"length", p.length},
+                        {"depths", opt.depths}, {"trials", p.n}, {"rank_hits", p.hits},
+                        {"rank_accuracy", double(p.hits) / p.n}, {"rank_ci95", {rci.first, rci.second}},
+                        {"rank_chance", 0.1}};
+  if (!method.sweep.empty()) rec["sweep"] = method.sweep;
+  if (method.alpha_opt) rec["alpha_opt_gamma"] = p.gamma;
+  if (opt.generation)
+    rec.update({{"exact_accuracy", double(exact_hits) / p.n}, {"exact_ci95", {eci.first, eci.second}}});
+  return rec;
+}
+
+// One (method, length): a record per depth, the depths pooled, then perplexity.
+// A method that cannot be applied at this length (α_opt undefined for its γ,
+// or outside its kind's domain) is skipped and says why.
+AlphaPoint measure_at_length(NiahData& d, const model::ScalingMethod& method, int64_t L, RecordWriter& records,
+                             Progress& progress, int64_t& done) {
+  const auto& opt = d.opt;
+  AlphaPoint p{method.kind, alpha_source(method)};
+  p.length = L;
+  if (method.alpha_opt) p.gamma = method.measured_gamma ? method.gamma.value_or(NAN) : opt.gamma_target;
+  p.unavailable = model::scaling_unavailable(method, d.m->cfg, L, opt.gamma_target);
+  const bool defined = !method.alpha_opt || (p.gamma > -1 && p.gamma < 1);  // else θ_design has no value
+  if (defined) p.factor = model::scaling_factor(method, d.m->cfg, L, opt.gamma_target);
+  if (!p.unavailable.empty()) {
+    std::fprintf(stderr, "niah: skipping %s at length %lld: %s\n", method.label().c_str(), (long long)L,
+                 p.unavailable.c_str());
+    progress.update(done += int64_t(opt.depths.size()), method.label() + " skipped");
+    return p;
+  }
+  const nlohmann::json where = {{"method", method.label()}, {"scaling_factor", p.factor}, {"length", L}};
+  int64_t exact_hits = 0;
+  for (size_t di = 0; di < opt.depths.size(); ++di) {
+    auto rec = niah_cell(d, method, L, di);
+    rec.update(where);
+    records.write(rec);
+    p.hits += std::llround(rec["rank_accuracy"].get<double>() * opt.trials);
+    exact_hits += std::llround(rec.value("exact_accuracy", 0.0) * opt.trials);
+    p.n += opt.trials;
+    char detail[96];
+    std::snprintf(detail, sizeof detail, "%s L=%lld: rank acc %.2f", method.label().c_str(), (long long)L,
+                  rec["rank_accuracy"].get<double>());
+    progress.update(++done, detail);
+  }
+  records.write(pooled_record(method, p, exact_hits, opt));
+  if (opt.ppl_windows > 0) {
+    auto rec = perplexity_record(d, method, L);
+    rec.update(where);
+    records.write(rec);
+  }
+  return p;
+}
+
 }  // namespace
 
 std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOptions& opt) {
   auto opened = open_model(ckpt_path, opt.open);
   const auto& cfg = opened.model->cfg;
-  const auto plan = plan_niah(opt, cfg);
+  auto plan = plan_niah(opt, cfg);
+  const auto gamma = measured_gamma(plan, opt, opened);
   const auto data = opened.data();
   if (data.tokenizer_path.empty()) throw Error(data.dir + ": NIAH needs the run's tokenizer, and there is none");
   const auto tok = data::Tokenizer::load(data.tokenizer_path);
@@ -202,29 +313,17 @@ std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOp
   auto shared = opened.provenance();
   shared.update({{"T_train", cfg.T_train}, {"rope_theta", cfg.rope_theta}, {"seed", opt.seed},
                  {"gamma_target", opt.gamma_target}});
+  if (opened.state.contains("config") && opened.state["config"].contains("seed"))
+    shared["train_seed"] = opened.state["config"]["seed"];
+  if (!gamma.is_null()) shared["gamma_measured"] = gamma;
   RecordWriter records(opt.out, shared);
   torch::NoGradGuard no_grad;
   Progress progress("niah", int64_t(plan.methods.size() * plan.lengths.size() * opt.depths.size()));
   int64_t done = 0;
+  std::vector<AlphaPoint> points;
   for (const auto& method : plan.methods)
-    for (int64_t L : plan.lengths) {
-      const double factor = model::scaling_factor(method, cfg, L, opt.gamma_target);
-      const nlohmann::json where = {{"method", method.label()}, {"scaling_factor", factor}, {"length", L}};
-      for (size_t di = 0; di < opt.depths.size(); ++di) {
-        auto rec = niah_cell(d, method, L, di);
-        rec.update(where);
-        records.write(rec);
-        char detail[96];
-        std::snprintf(detail, sizeof detail, "%s L=%lld: rank acc %.2f", method.label().c_str(), (long long)L,
-                      rec["rank_accuracy"].get<double>());
-        progress.update(++done, detail);
-      }
-      if (opt.ppl_windows > 0) {
-        auto rec = perplexity_record(d, method, L);
-        rec.update(where);
-        records.write(rec);
-      }
-    }
+    for (int64_t L : plan.lengths) points.push_back(measure_at_length(d, method, L, records, progress, done));
+  for (const auto& a : find_alpha_star(points)) records.write(alpha_star_record(a));
   progress.finish(std::to_string(records.records().size()) + " records");
   return records.take();
 }
@@ -233,6 +332,7 @@ std::string niah_table(const std::vector<nlohmann::json>& records) {
   // method -> length -> (sum rank acc, sum exact acc, cells, ppl)
   std::map<std::string, std::map<int64_t, std::array<double, 4>>> t;
   for (const auto& r : records) {
+    if (r["kind"] != "niah" && r["kind"] != "perplexity") continue;
     auto& c = t[r["method"].get<std::string>()][r["length"].get<int64_t>()];
     if (r["kind"] == "niah") {
       c[0] += r["rank_accuracy"].get<double>();
@@ -244,15 +344,17 @@ std::string niah_table(const std::vector<nlohmann::json>& records) {
   }
   std::ostringstream out;
   char line[160];
-  std::snprintf(line, sizeof line, "%-16s %8s %10s %10s %10s\n", "method", "length", "rank acc", "exact acc", "ppl");
+  std::snprintf(line, sizeof line, "%-24s %8s %10s %10s %10s\n", "method", "length", "rank acc", "exact acc", "ppl");
   out << line;
   for (const auto& [method, by_len] : t)
     for (const auto& [L, c] : by_len) {
-      std::snprintf(line, sizeof line, "%-16s %8lld %10.3f %10.3f %10.2f\n", method.c_str(), (long long)L,
+      std::snprintf(line, sizeof line, "%-24s %8lld %10.3f %10.3f %10.2f\n", method.c_str(), (long long)L,
                     c[2] > 0 ? c[0] / c[2] : NAN, c[2] > 0 ? c[1] / c[2] : NAN, c[3]);
       out << line;
     }
   out << "chance: rank accuracy 0.100 (true key vs 9 wrong keys); accuracies are means over depths\n";
+  const std::string alpha = alpha_star_table(records);
+  if (!alpha.empty()) out << "\n" << alpha;
   return out.str();
 }
 

@@ -18,6 +18,7 @@ struct NiahOptions {
   std::string scaling = "none,ntk:alpha_opt";
   int n_keys = 1;              // > 1: the multi-key variant
   double gamma_target = 0.85;  // for α_opt
+  std::string gamma_from;      // γ results .jsonl (`eval gamma`) holding this checkpoint's record: alpha_opt_measured
   uint64_t seed = 1234;
   int64_t ppl_windows = 8;     // held-out windows per (method, length); 0 = skip perplexity
   bool generation = true;      // also score greedy exact match
@@ -27,6 +28,8 @@ struct NiahOptions {
 
 // Everything about the options that can be wrong, checked before any work:
 // lengths (format, and memory), depths in [0,1], methods, trials.
+// A sweep of ntk, ntk-aware or yarn brings its closed forms along, scored on
+// the same prompts: KIND:alpha_opt, and KIND:alpha_opt_measured with --gamma-from.
 struct NiahPlan {
   std::vector<int64_t> lengths;
   std::vector<model::ScalingMethod> methods;
@@ -45,11 +48,16 @@ bool key_ranks_first(model::Transformer& m, const model::KVCache& ctx, const at:
 std::pair<double, double> wilson95(int64_t k, int64_t n);
 
 // Runs the evaluation on one checkpoint; returns the records (also appended
-// to opt.out): kind "niah" (one per method, length, depth) and kind
-// "perplexity" (one per method, length).
+// to opt.out): kind "niah" (one per method, length, depth), kind "niah_pooled"
+// (one per method, length: the depths pooled, with the factor applied), kind
+// "perplexity" (one per method, length), and kind "alpha_star" (one per
+// family and length with two or more fixed factors: eval/alpha_star.h).
+// Every method sees the same prompts (they depend on seed, length, depth and
+// trial only), so the accuracies along a sweep are paired.
 std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOptions& opt);
 
-// Terminal view: accuracy per method and length (mean over depths), with chance.
+// Terminal view: accuracy per method and length (mean over depths), with
+// chance, then the α* table when there are "alpha_star" records.
 std::string niah_table(const std::vector<nlohmann::json>& records);
 
 }  // namespace ropelab::eval

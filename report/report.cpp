@@ -190,6 +190,8 @@ class Collector {
     static const std::vector<KeptKind> k = {
         {"niah", {"length", "depth", "rank_accuracy"}, &Inputs::niah},
         {"perplexity", {"length", "perplexity"}, &Inputs::perplexity},
+        {"niah_pooled", {"length", "scaling_factor", "rank_accuracy"}, &Inputs::niah_pooled},
+        {"alpha_star", {"length", "best_factor"}, &Inputs::alpha_star},
         {"kv", {"policy", "ratio", "rel_loss_increase"}, &Inputs::kv},
         {"kv_summary", {"policy"}, &Inputs::kv_summary},  // smallest_ratio_within_epsilon is null when none was
         {"query_gmm", {"layer", "kv_head", "best_K", "delta_BIC_vs_K1"}, &Inputs::query_gmm},

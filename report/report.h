@@ -10,8 +10,8 @@
 //   a .jsonl file      result records, one JSON object a line
 // A γ record is any record with a number at measurement.gamma: those of
 // `ropelab eval gamma` (with step and checkpoint) and of `ropelab fit gamma`
-// (without) alike. Records of kind niah, perplexity, kv, kv_summary and query_gmm (those
-// of `ropelab eval niah|perplexity|kv`) are kept for their charts and tables, and
+// (without) alike. Records of kind niah, niah_pooled, alpha_star, perplexity, kv, kv_summary
+// and query_gmm (those of `ropelab eval niah|kv`) are kept for their charts and tables, and
 // pilot_stage records (`ropelab pilot`'s stage log) for the stages table. Other records
 // are counted by kind and listed in a note.
 // A path that does not exist, cannot be read, or is none of the above throws
@@ -73,6 +73,8 @@ struct Inputs {
   // By "kind", each with the numbers its chart needs (else counted as unknown):
   std::vector<ResultRecord> niah;        // length, depth, rank_accuracy
   std::vector<ResultRecord> perplexity;  // length, perplexity
+  std::vector<ResultRecord> niah_pooled; // length, scaling_factor, rank_accuracy (one method's depths pooled)
+  std::vector<ResultRecord> alpha_star;  // length, best_factor (eval/alpha_star.h)
   std::vector<ResultRecord> kv;          // ratio, rel_loss_increase, policy
   std::vector<ResultRecord> kv_summary;  // policy; smallest_ratio_within_epsilon (null: none within ε)
   std::vector<ResultRecord> query_gmm;   // layer, kv_head, best_K, delta_BIC_vs_K1

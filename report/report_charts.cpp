@@ -536,12 +536,76 @@ std::optional<Chart> kv_quality_chart(const Inputs& in) {
                spec};
 }
 
+// Data: "niah_pooled" records, the newest step per model, method and length; only panels
+// (family, model) with at least two fixed factors (a curve) are drawn, so none and logn are not.
+std::optional<Chart> alpha_sweep_chart(const Inputs& in) {
+  const auto recs = newest_per(in.niah_pooled, [](const ResultRecord& r) {
+    return r.model + "|" + str_at(r.record, "method") + "|" + num_key(number_at(r.record, {"length"}));
+  });
+  const bool several = several_models(in.niah_pooled);
+  std::map<std::string, std::set<double>> fixed;  // panel -> factors on its curve (none, logn: one)
+  json rows = json::array();
+  for (const auto* r : recs) {
+    const json& j = r->record;
+    const std::string family = str_at(j, "family", ""), source = str_at(j, "alpha_source", "fixed");
+    const double factor = *number_at(j, {"scaling_factor"});
+    if (!(factor > 0)) continue;
+    const std::string panel = family + (several ? " · " + r->model : "");
+    if (source == "fixed") fixed[panel].insert(factor);
+    json row = {{"panel", panel}, {"method", str_at(j, "method")}, {"source", source}, {"factor", factor},
+                {"length", *number_at(j, {"length"})}, {"accuracy", *number_at(j, {"rank_accuracy"})},
+                {"trials", number_at(j, {"trials"}) ? json(*number_at(j, {"trials"})) : json()},
+                {"step", r->step ? json(*r->step) : json()}};
+    add_ci(row, j, "rank_ci95", "lo", "hi");
+    rows.push_back(row);
+  }
+  json values = json::array();
+  for (const auto& row : rows)
+    if (fixed[row["panel"].get<std::string>()].size() >= 2) values.push_back(row);
+  if (values.empty()) return std::nullopt;
+  const json x = axis("factor", "α (NTK θ' = αθ) or scale S (YaRN, PI)", "log");
+  // Nominal, not ordinal: a sequential ramp makes neighbouring lengths look alike.
+  const json colour = {{"field", "length"}, {"type", "nominal"}, {"title", "length (tokens)"}};
+  const json tooltip = {nominal("method", "method"), axis("length", "length"), axis("factor", "factor"),
+                        axis("accuracy", "rank accuracy"), axis("lo", "CI95 lo"), axis("hi", "CI95 hi"),
+                        axis("trials", "prompts"), axis("step", "step")};
+  const json is_fixed = {{"filter", "datum.source == 'fixed'"}}, is_closed = {{"filter", "datum.source != 'fixed'"}};
+  const json y = {{"field", "accuracy"}, {"type", "quantitative"}, {"title", "rank accuracy (depths pooled)"},
+                  {"scale", {{"domain", {0, 1}}}}};
+  json y_lo = y;  // the CI bars share the axis and its title
+  y_lo["field"] = "lo";
+  json curve = {{"transform", json::array({is_fixed})}, {"mark", {{"type", "line"}, {"point", true}}},
+                {"encoding", {{"x", x}, {"y", y}, {"color", colour}, {"tooltip", tooltip}}}};
+  json bars = {{"transform", json::array({{{"filter", "isValid(datum.lo)"}}})}, {"mark", {{"type", "rule"}, {"opacity", 0.5}}},
+               {"encoding", {{"x", x}, {"y", y_lo}, {"y2", {{"field", "hi"}}}, {"color", colour}}}};
+  json marks = {{"transform", json::array({is_closed})}, {"mark", {{"type", "point"}, {"filled", true}, {"size", 160}}},
+                {"encoding", {{"x", x}, {"y", y}, {"color", colour}, {"tooltip", tooltip},
+                              {"shape", {{"field", "source"}, {"type", "nominal"}, {"title", "closed form"},
+                                         {"scale", {{"domain", {"alpha_opt", "alpha_opt_measured"}},
+                                                    {"range", {"diamond", "triangle-up"}}}}}}}}};
+  json chance = {{"mark", {{"type", "rule"}, {"color", "#777"}, {"strokeDash", {4, 4}}}},
+                 {"encoding", {{"y", {{"datum", 0.1}}}}}};
+  json spec = base_spec("NIAH accuracy against the scaling factor, with α_opt marked");
+  spec.erase("width"), spec.erase("height");
+  spec["data"] = {{"values", values}};
+  spec["facet"] = nominal("panel", "family · model");
+  spec["columns"] = 2;
+  spec["resolve"] = {{"scale", {{"x", "independent"}}}};
+  spec["spec"] = {{"width", 360}, {"height", 220}, {"layer", json::array({curve, bars, marks, chance})}};
+  return Chart{"alpha-sweep", "NIAH accuracy vs α, with α_opt marked",
+               "rank_accuracy of \"niah_pooled\" records (ropelab eval niah; each method's depths pooled, Wilson "
+               "CI95 bars) against the factor applied, log axis, one line per length. Diamonds: NTK/YaRN at the "
+               "closed-form α_opt(θ, L, γ_t); triangles: α_opt with the checkpoint's measured γ (--gamma-from). "
+               "Every factor was scored on the same prompts. Dashed: chance (0.1). Newest step per point.",
+               spec};
+}
+
 const std::vector<ChartBuilder>& chart_builders() {
   // Page order; a later chart is one more function here.
   static const std::vector<ChartBuilder> builders = {loss_curves_chart,    gamma_fit_chart,
                                                      gamma_flow_chart,     gamma_vs_theta_chart,
                                                      niah_heatmap_chart,   perplexity_vs_length_chart,
-                                                     kv_quality_chart};
+                                                     alpha_sweep_chart,    kv_quality_chart};
   return builders;
 }
 

@@ -44,6 +44,11 @@ std::optional<Chart> perplexity_vs_length_chart(const Inputs& in);
 //    retained_mass vs ratio with df's measured and predicted mass ("kv" records)
 std::optional<Chart> kv_quality_chart(const Inputs& in);
 
+// 8. NIAH rank accuracy (depths pooled, CI95 bars) vs the scaling factor on a log axis,
+//    one line per length, one panel per family (ntk, ntk-aware, yarn, pi) and model, with
+//    the closed-form α_opt points (γ_t and measured γ) marked ("niah_pooled" records)
+std::optional<Chart> alpha_sweep_chart(const Inputs& in);
+
 // The charts, in page order. A later chart is one more function of this shape
 // appended to the list in report_charts.cpp: it reads its records from Inputs
 // (add the record kind to Inputs and to the reader's classification in

@@ -126,6 +126,61 @@ Table niah_table(const Inputs& in) {
   return t;
 }
 
+// A two-number array field (an interval, a span) as text, "-" when it is not one.
+std::string pair_cell(const json& r, const char* key, const char* f) {
+  if (!r.contains(key) || !r[key].is_array() || r[key].size() != 2 || !r[key][0].is_number() || !r[key][1].is_number())
+    return "-";
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, r[key][0].get<double>(), r[key][1].get<double>());
+  return buf;
+}
+
+// The closed form's α at one (model, family, length) beside the measured best:
+// its value, the accuracy there ("*": inside the best's Wilson interval), and α*/α_opt.
+std::vector<std::string> closed_form_cells(const json& r, const char* form) {
+  if (!r.contains(form) || !r[form].is_object()) return {"-", "-", "-"};
+  const json& c = r[form];
+  const auto value = number_at(c, {"value"});
+  const std::string gamma = number_at(c, {"gamma"}) ? " (γ " + fmt(number_at(c, {"gamma"}), "%.3g") + ")" : "";
+  if (!value) return {"undefined" + gamma, "-", "-"};
+  const auto acc = number_at(c, {"accuracy"});
+  const bool within = c.value("within_best_interval", false);
+  return {fmt(value, "%.3g") + gamma, acc ? fmt(acc, "%.2f") + (within ? "*" : "") : "not run",
+          fmt(number_at(c, {"ratio_best_to_value"}), "%.3g")};
+}
+
+// α* against α_opt over every run given ("alpha_star" records of eval niah sweeps).
+Table alpha_star_table(const Inputs& in) {
+  Table t{"alpha-star-table", "Measured best α against α_opt",
+          "Per model, family and length: α* = the swept factor with the highest NIAH rank accuracy (depths pooled; "
+          "the smallest on a tie), its accuracy and Wilson 95% interval; near-best = the span of swept factors whose "
+          "accuracy lies inside that interval. Then α_opt(θ, L, γ_t) and α_opt with the checkpoint's measured γ: "
+          "value (γ), the accuracy measured there on the same prompts (* = inside the best's interval), and "
+          "α*/α_opt. \"undefined\": α_opt has no value at that γ (γ ≥ 1); \"not run\": outside the family's "
+          "domain (a YaRN scale below 1).",
+          {"model", "step", "θ", "family", "length", "α*", "acc at α*", "near-best span", "α_opt (γ_t)", "acc",
+           "α*/α_opt", "α_opt (measured γ)", "acc", "α*/α_opt"},
+          {false, true, true, false, true, true, true, false, true, true, true, true, true, true},
+          {},
+          ""};
+  const auto newest = newest_per(in.alpha_star, [](const ResultRecord& k) {
+    return k.model + "|" + str_at(k.record, "family", "?") + "|" + num_key(number_at(k.record, {"length"}));
+  });
+  for (const ResultRecord* k : newest) {
+    const json& r = k->record;
+    const auto theta = number_at(r, {"rope_theta"});
+    const std::string acc = fmt(number_at(r, {"best_accuracy"}), "%.2f") + " " + pair_cell(r, "best_ci95", "[%.2f, %.2f]");
+    std::vector<std::string> row = {k->model, step_cell(k->step), theta ? theta_cell(*theta) : "-",
+                                    str_at(r, "family", "?"), fmt(number_at(r, {"length"}), "%g"),
+                                    fmt(number_at(r, {"best_factor"}), "%.3g"), acc,
+                                    pair_cell(r, "near_best_span", "%.3g – %.3g")};
+    for (const char* form : {"alpha_opt", "alpha_opt_measured"})
+      for (auto& c : closed_form_cells(r, form)) row.push_back(c);
+    t.rows.push_back(row);
+  }
+  return t;
+}
+
 // Retrieval on the compressed cache (and the loss change) per policy and kept ratio.
 Table kv_retrieval_table(const Inputs& in) {
   struct Cell { std::optional<double> retrieval, rel_loss; };
@@ -251,8 +306,9 @@ Table stages_table(const Inputs& in) {
 }  // namespace
 
 std::vector<Table> build_tables(const Inputs& in, const std::vector<SummaryRow>& summary) {
-  return {gamma_summary(summary), seed_spread_table(summary), niah_table(in),    kv_retrieval_table(in),
-          df_table(in),           kv_budget_table(in),          query_gmm_table(in), stages_table(in)};
+  return {gamma_summary(summary), seed_spread_table(summary), niah_table(in),    alpha_star_table(in),
+          kv_retrieval_table(in), df_table(in),                 kv_budget_table(in), query_gmm_table(in),
+          stages_table(in)};
 }
 
 }  // namespace ropelab::report

@@ -45,6 +45,13 @@ bool has_flag(const Study& s, const std::string& stage, const std::string& key) 
   if (it == s.flags.end()) return false;
   return std::any_of(it->second.begin(), it->second.end(), [&](const auto& kv) { return kv.first == key; });
 }
+// Whether the stage's flag `key` is given and its value contains `text`.
+bool flag_mentions(const Study& s, const std::string& stage, const std::string& key, const std::string& text) {
+  const auto it = s.flags.find(stage);
+  if (it == s.flags.end()) return false;
+  return std::any_of(it->second.begin(), it->second.end(),
+                     [&](const auto& kv) { return kv.first == key && kv.second.find(text) != std::string::npos; });
+}
 }  // namespace
 
 Study load_study(const std::string& path) {
@@ -225,7 +232,10 @@ Step plan_step(const Study& s, const std::string& stage, const Member& m) {
   }
   st.args = {"eval", stage, "--ckpt", final_ckpt};
   append_flags(s, stage, st.args);
-  if (stage == "kv" && !has_flag(s, "kv", "gamma") && !has_flag(s, "kv", "gamma-from") &&
+  // kv's D_f, and niah's α_opt from the measured γ (a sweep brings it along), read the gamma stage's records.
+  const bool wants_gamma = stage == "kv" || (stage == "niah" && (flag_mentions(s, "niah", "scaling", "alpha_opt_measured") ||
+                                                                 flag_mentions(s, "niah", "scaling", "-sweep:")));
+  if (wants_gamma && !has_flag(s, stage, "gamma") && !has_flag(s, stage, "gamma-from") &&
       !(s.skip.count("gamma") && s.skip.at("gamma")))
     st.args.insert(st.args.end(), {"--gamma-from", rundir::result_path(dir, "gamma")});
   st.args.insert(st.args.end(), {"--out", st.partial});

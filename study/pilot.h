@@ -9,7 +9,8 @@
 //   seeds = [1, 2, 3]                     # optional: each θ trained once per seed
 //   [train]   extra `ropelab train` flags (override the recipe)
 //   [gamma]   `ropelab eval gamma` flags      (the pilot sets --run, --out)
-//   [niah]    `ropelab eval niah` flags       (the pilot sets --ckpt, --out)
+//   [niah]    `ropelab eval niah` flags       (the pilot sets --ckpt, --out, and --gamma-from when
+//                                              scaling has a sweep or alpha_opt_measured)
 //   [kv]      `ropelab eval kv` flags         (the pilot sets --ckpt, --out, and --gamma-from
 //                                              unless the section gives --gamma or --gamma-from)
 //   [report]  `ropelab report` flags          (the pilot sets the inputs and --out)

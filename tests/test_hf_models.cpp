@@ -493,9 +493,9 @@ TEST(HfModels, EvalGammaNiahAndKvRunOnAHfDirectory) {
   n.open.data_dir = root + "/data";
   n.open.model_id = "EleutherAI/pythia-tiny";
   const auto niah = eval::eval_niah(root + "/pythia-tiny", n);
-  ASSERT_EQ(niah.size(), 4u);  // 2 methods x (1 cell + perplexity)
+  ASSERT_EQ(niah.size(), 6u);  // 2 methods x (1 cell + the cells pooled + perplexity)
   EXPECT_EQ(niah[0]["model_id"], "EleutherAI/pythia-tiny");
-  EXPECT_TRUE(std::isfinite(niah[1]["perplexity"].get<double>()));
+  EXPECT_TRUE(std::isfinite(niah[2]["perplexity"].get<double>()));
 
   eval::KVEvalOptions k;
   k.open.data_dir = root + "/data";

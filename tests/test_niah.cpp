@@ -1,9 +1,13 @@
 #include <gtest/gtest.h>
+#include <map>
+#include <set>
 #include <torch/torch.h>
 
 #include "common/error.h"
 #include "common/io.h"
 #include "eval/niah.h"
+#include "theory/closed_forms.h"
+#include "theory/gamma_record.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 #include "train_fixture.h"
@@ -62,9 +66,13 @@ TEST(Niah, RunsEveryMethodLengthAndDepthAndWritesRecords) {
   o.ppl_windows = 2;
   o.out = dir + "/niah.jsonl";
   const auto recs = eval::eval_niah(train::checkpoints_dir(dir + "/run") + "/step_00000005.pt", o);
-  ASSERT_EQ(recs.size(), 3u * 2u * 2u + 3u * 2u);
+  ASSERT_EQ(recs.size(), 3u * 2u * 2u + 3u * 2u + 3u * 2u);  // per depth, pooled, perplexity
   int niah = 0;
   for (const auto& r : recs) {
+    if (r["kind"] == "niah_pooled") {
+      EXPECT_EQ(r["trials"], 6);  // 2 depths x 3 trials
+      continue;
+    }
     if (r["kind"] != "niah") {
       EXPECT_GT(r["perplexity"].get<double>(), 1.0);
       continue;
@@ -79,4 +87,107 @@ TEST(Niah, RunsEveryMethodLengthAndDepthAndWritesRecords) {
   EXPECT_EQ(niah, 12);
   EXPECT_EQ(io::read_jsonl(o.out).size(), recs.size());
   EXPECT_NE(eval::niah_table(recs).find("yarn:2"), std::string::npos);
+}
+
+TEST(Niah, FindsTheCheckpointsGammaRecord) {
+  const nlohmann::json other = {{"model_id", "ropelab:b"}, {"step", 5}, {"measurement", {{"gamma", 0.1}}}};
+  const nlohmann::json model_level = {{"model_id", "ropelab:a"}, {"measurement", {{"gamma", 0.2}}}};
+  const nlohmann::json by_step = {{"model_id", "ropelab:a"}, {"step", 5}, {"measurement", {{"gamma", 0.3}}}};
+  const nlohmann::json by_file = {{"model_id", "x"}, {"checkpoint", "r/a/checkpoints/step_5.pt"},
+                                  {"measurement", {{"gamma", 0.4}}}};
+  const nlohmann::json no_gamma = {{"model_id", "ropelab:a"}, {"step", 5}, {"measurement", {{"gamma", nullptr}}}};
+  auto find = [](std::vector<nlohmann::json> recs) {
+    const auto r = find_gamma_record(recs, "ropelab:a", "r/a/checkpoints/step_5.pt", 5);
+    return r ? (*r)["measurement"]["gamma"].get<double>() : -1.0;
+  };
+  EXPECT_EQ(find({other}), -1.0);
+  EXPECT_EQ(find({other, model_level}), 0.2);
+  EXPECT_EQ(find({by_step, model_level, no_gamma}), 0.3);
+  EXPECT_EQ(find({by_file, by_step, model_level}), 0.4);
+  // A model without a step (a HF directory) matches its file or a model-level record, not a stepped one.
+  nlohmann::json null_step = model_level;
+  null_step["step"] = nullptr;
+  EXPECT_FALSE(find_gamma_record({by_step}, "ropelab:a", "elsewhere.pt", std::nullopt));
+  EXPECT_EQ((*find_gamma_record({by_step, null_step}, "ropelab:a", "elsewhere.pt", std::nullopt))["measurement"]["gamma"], 0.2);
+}
+
+// A sweep on a tiny model: every α sees the same prompts (ntk:1 is the
+// unscaled model, so it must score exactly as none does), the closed forms
+// come along with the γ_t and the measured γ, and one α* record per length.
+TEST(Niah, SweepIsPairedAndComparesBothClosedForms) {
+  const auto dir = test::scratch_dir();
+  auto cfg = test::tiny_config(test::tiny_data(dir));
+  cfg.model.T_train = 128;
+  cfg.max_steps = 3;
+  train::train_new(cfg, dir + "/run");
+  const std::string ckpt = train::checkpoints_dir(dir + "/run") + "/step_00000003.pt";
+  const auto gamma_file = [&](double g) {
+    io::write_atomic(dir + "/gamma.jsonl", nlohmann::json({{"model_id", "ropelab:run"}, {"checkpoint", ckpt},
+                                                                {"step", 3}, {"measurement", {{"gamma", g}}}})
+                                                    .dump() + "\n");
+    return dir + "/gamma.jsonl";
+  };
+  eval::NiahOptions o;
+  o.lengths = {"1x", "2x"};
+  o.depths = {0.5};
+  o.trials = 6;
+  o.scaling = "none,ntk-sweep:0.5..2:x2";
+  o.ppl_windows = 0;
+  o.gamma_from = gamma_file(0.6);
+  const auto recs = eval::eval_niah(ckpt, o);
+  std::map<std::string, nlohmann::json> pooled;  // method@length
+  std::map<int64_t, std::set<std::string>> first_keys;  // length -> the first trial's key, over methods
+  std::vector<nlohmann::json> stars;
+  for (const auto& r : recs) {
+    EXPECT_EQ(r["gamma_measured"]["gamma"], 0.6);
+    if (r["kind"] == "niah") first_keys[r["length"].get<int64_t>()].insert(r["example"]["key"].get<std::string>());
+    if (r["kind"] == "niah_pooled") pooled[r["method"].get<std::string>() + "@" + r["length"].dump()] = r;
+    if (r["kind"] == "alpha_star") stars.push_back(r);
+  }
+  ASSERT_EQ(pooled.size(), 6u * 2u);  // none, 3 swept, alpha_opt, alpha_opt_measured
+  for (const auto& [L, keys] : first_keys) EXPECT_EQ(keys.size(), 1u) << "methods saw different prompts at " << L;
+  for (const char* L : {"128", "256"}) {
+    const std::string at = std::string("@") + L;
+    EXPECT_EQ(pooled["ntk:1" + at]["rank_hits"], pooled["none" + at]["rank_hits"]) << L;
+    const double theta = cfg.model.rope_theta, len = std::stod(L);
+    EXPECT_NEAR(pooled["ntk:alpha_opt" + at]["scaling_factor"].get<double>(), closed_forms::alpha_opt(theta, len, 0.85), 1e-9);
+    EXPECT_NEAR(pooled["ntk:alpha_opt_measured" + at]["scaling_factor"].get<double>(), closed_forms::alpha_opt(theta, len, 0.6), 1e-9);
+    EXPECT_EQ(pooled["ntk:0.5" + at]["sweep"], "ntk-sweep:0.5..2:x2");
+  }
+  ASSERT_EQ(stars.size(), 2u);
+  EXPECT_EQ(stars[0]["factors"], nlohmann::json({0.5, 1, 2}));
+  EXPECT_EQ(stars[0]["alpha_opt_measured"]["gamma"], 0.6);
+  EXPECT_TRUE(stars[0]["alpha_opt"].contains("accuracy"));
+
+  // A measured γ >= 1 has no α_opt: those cells are skipped and the α* record says why.
+  o.gamma_from = gamma_file(1.05);
+  o.lengths = {"1x"};
+  o.generation = false;
+  int measured_cells = 0;
+  for (const auto& r : eval::eval_niah(ckpt, o)) {
+    measured_cells += r.value("method", "") == "ntk:alpha_opt_measured";
+    if (r["kind"] == "alpha_star")
+      EXPECT_NE(r["alpha_opt_measured"]["unavailable"].get<std::string>().find("undefined"), std::string::npos);
+  }
+  EXPECT_EQ(measured_cells, 0);
+
+  // No record for this checkpoint: one line naming the file and what was expected.
+  io::write_atomic(dir + "/gamma.jsonl", R"({"model_id":"ropelab:elsewhere","step":3,"measurement":{"gamma":0.5}})" "\n");
+  try {
+    eval::eval_niah(ckpt, o);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir + "/gamma.jsonl: no γ record"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("\"step\": 3"), std::string::npos) << e.what();
+  }
+  o.gamma_from = dir + "/missing.jsonl";
+  EXPECT_THROW(eval::plan_niah(o, cfg.model.resolved()), Error);
+  o.gamma_from.clear();
+  o.scaling = "ntk:alpha_opt_measured";
+  try {
+    eval::plan_niah(o, cfg.model.resolved());
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("needs --gamma-from"), std::string::npos) << e.what();
+  }
 }

@@ -92,6 +92,13 @@ TEST(Pilot, StagesFollowWhatIsOnDisk) {
   st = study::plan_step(s, "kv", {1e4});
   EXPECT_EQ(st.args, (std::vector<std::string>{"eval", "kv", "--ckpt", run + "/checkpoints/step_8.pt", "--gamma-from",
                                                run + "/gamma.jsonl", "--out", run + "/kv.jsonl.partial"}));
+  // A sweep compares α_opt with the measured γ too: the gamma stage's records come along.
+  auto swept = s;
+  swept.flags["niah"].push_back({"scaling", "none,ntk-sweep:0.25..64:x2"});
+  EXPECT_EQ(study::plan_step(swept, "niah", {1e4}).args,
+            (std::vector<std::string>{"eval", "niah", "--ckpt", run + "/checkpoints/step_8.pt", "--lengths=1x",
+                                      "--scaling=none,ntk-sweep:0.25..64:x2", "--gamma-from", run + "/gamma.jsonl",
+                                      "--out", run + "/niah.jsonl.partial"}));
   write_text(run + "/niah.jsonl", "{}\n");
   EXPECT_NE(study::plan_step(s, "niah", {1e4}).skipped.find("exists"), std::string::npos);
 

@@ -602,3 +602,43 @@ TEST_F(ReportTest, HuggingFaceStepFoldersAreOneSeriesNamedByModelId) {
   ASSERT_EQ(in.gamma.size(), 2u);
   for (const auto& g : in.gamma) EXPECT_EQ(g.series, "EleutherAI/pythia-70m");
 }
+
+// The α sweep: accuracy against the factor per length, α_opt marked, and the
+// α* table with both closed forms, from the records of `eval niah` sweeps.
+TEST_F(ReportTest, AlphaSweepChartAndAlphaStarTable) {
+  const std::string file = root + "/alpha.jsonl";
+  std::string s;
+  auto add = [&](json r) { r["model_id"] = "ropelab:t"; r["step"] = 6000; r["rope_theta"] = 1000.0; s += r.dump() + "\n"; };
+  for (double f : {0.5, 1.0, 2.0})
+    add({{"kind", "niah_pooled"}, {"method", "ntk:" + fmt(f, "%g")}, {"family", "ntk"}, {"alpha_source", "fixed"},
+         {"scaling_factor", f}, {"length", 256}, {"trials", 100}, {"rank_accuracy", f / 2}, {"rank_ci95", {0.1, 0.9}}});
+  add({{"kind", "niah_pooled"}, {"method", "ntk:alpha_opt"}, {"family", "ntk"}, {"alpha_source", "alpha_opt"},
+       {"scaling_factor", 2.23}, {"length", 256}, {"trials", 100}, {"rank_accuracy", 0.71}});
+  add({{"kind", "niah_pooled"}, {"method", "none"}, {"family", "none"}, {"alpha_source", "fixed"},
+       {"scaling_factor", 1.0}, {"length", 256}, {"trials", 100}, {"rank_accuracy", 0.11}});  // no factor family: not drawn
+  add({{"kind", "alpha_star"}, {"family", "ntk"}, {"length", 256}, {"best_factor", 2.0}, {"best_accuracy", 1.0},
+       {"best_ci95", {0.96, 1.0}}, {"near_best_span", {2.0, 2.0}},
+       {"alpha_opt", {{"gamma", 0.85}, {"value", 2.23}, {"accuracy", 0.71}, {"ratio_best_to_value", 0.897},
+                      {"within_best_interval", false}}},
+       {"alpha_opt_measured", {{"gamma", 1.09}, {"value", nullptr}, {"unavailable", "undefined"}}}});
+  ropelab::io::write_atomic(file, s);
+
+  const auto in = report::collect_inputs({file});
+  EXPECT_TRUE(in.unknown.empty());
+  const auto chart = report::alpha_sweep_chart(in);
+  ASSERT_TRUE(chart.has_value());
+  const json values = chart->spec["data"]["values"];
+  ASSERT_EQ(values.size(), 4u);  // three swept factors and α_opt; not `none`
+  EXPECT_EQ(values[3]["source"], "alpha_opt");
+  EXPECT_EQ(values[3]["factor"], 2.23);
+  EXPECT_EQ(values[0]["lo"], 0.1);
+  EXPECT_EQ(chart->spec["spec"]["layer"][0]["encoding"]["x"]["scale"]["type"], "log");
+
+  const auto tables = report::build_tables(in, report::summary_rows(in));
+  const auto it = std::find_if(tables.begin(), tables.end(), [](const auto& t) { return t.id == "alpha-star-table"; });
+  ASSERT_NE(it, tables.end());
+  ASSERT_EQ(it->rows.size(), 1u);
+  EXPECT_EQ(it->rows[0], (std::vector<std::string>{"ropelab:t", "6000", "1000", "ntk", "256", "2", "1.00 [0.96, 1.00]",
+                                                   "2 – 2", "2.23 (γ 0.85)", "0.71", "0.897", "undefined (γ 1.09)",
+                                                   "-", "-"}));
+}

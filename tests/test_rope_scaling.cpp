@@ -29,7 +29,7 @@ TEST(RopeScaling, ParsesTheListAndRefusesBadEntriesByName) {
   ASSERT_EQ(ms.size(), 8u);
   EXPECT_EQ(ms[2].label(), "ntk:alpha_opt");
   EXPECT_EQ(ms[5].label(), "yarn:4");
-  for (const char* bad : {"ntk", "pi:0.5", "pi:x", "rope:2", "logn:2", "yarn:alpha_opt"}) {
+  for (const char* bad : {"ntk", "pi:0.5", "pi:x", "rope:2", "logn:2", "pi:alpha_opt", "ntk:0", "ntk:-2", "yarn:0.5"}) {
     try {
       parse_scaling_methods(bad);
       ADD_FAILURE() << bad;
@@ -37,6 +37,41 @@ TEST(RopeScaling, ParsesTheListAndRefusesBadEntriesByName) {
       EXPECT_NE(std::string(e.what()).find(std::string(bad).substr(0, 3)), std::string::npos) << e.what();
     }
   }
+}
+
+TEST(RopeScaling, SweepsExpandGeometricallyAndClosedFormsTakeAMeasuredGamma) {
+  auto ms = parse_scaling_methods("none,ntk-sweep:0.25..64:x2,yarn-sweep:1..8:x2,ntk:alpha_opt_measured,ntk:0.5");
+  ASSERT_EQ(ms.size(), 1u + 9u + 4u + 2u);
+  EXPECT_EQ(ms[1].label(), "ntk:0.25");
+  EXPECT_EQ(ms[9].label(), "ntk:64");
+  EXPECT_EQ(ms[9].sweep, "ntk-sweep:0.25..64:x2");
+  EXPECT_EQ(ms[13].label(), "yarn:8");
+  EXPECT_TRUE(ms[0].sweep.empty());
+  EXPECT_EQ(ms[14].label(), "ntk:alpha_opt_measured");
+  EXPECT_DOUBLE_EQ(ms[15].factor, 0.5);  // α < 1 is a valid NTK base scaling
+  EXPECT_EQ(parse_scaling_methods("ntk-aware-sweep:1..3:x1.5").size(), 3u);  // 1, 1.5, 2.25
+  EXPECT_EQ(parse_scaling_methods("yarn:alpha_opt")[0].label(), "yarn:alpha_opt");
+  for (const char* bad : {"ntk-sweep:1..4", "ntk-sweep:4..1:x2", "ntk-sweep:0..4:x2", "yarn-sweep:0.5..4:x2",
+                          "ntk-sweep:1..4:x1", "logn-sweep:1..4:x2", "ntk-sweep:1..1e9:x1.01"}) {
+    try {
+      parse_scaling_methods(bad);
+      ADD_FAILURE() << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+    }
+  }
+  // α_opt with the measured γ in place of γ_t, and where it is undefined.
+  auto measured = parse_scaling_methods("ntk:alpha_opt_measured")[0];
+  EXPECT_THROW(scaling_factor(measured, cfg4(), 4096, 0.85), Error);  // no γ read yet
+  measured.gamma = 0.6;
+  EXPECT_NEAR(scaling_factor(measured, cfg4(), 4096, 0.85), 4096 * std::sqrt(2.0) * 1.6 / (2 * 1e4 * 0.4), 1e-9);
+  EXPECT_EQ(scaling_unavailable(measured, cfg4(), 4096, 0.85), "");
+  measured.gamma = 1.09;
+  EXPECT_NE(scaling_unavailable(measured, cfg4(), 4096, 0.85).find("undefined"), std::string::npos);
+  // YaRN at an α_opt < 1 (θ = 1e4, L = 128: 0.11) is no YaRN factor.
+  const auto yarn_opt = parse_scaling_methods("yarn:alpha_opt")[0];
+  EXPECT_NE(scaling_unavailable(yarn_opt, cfg4(), 128, 0.85).find("domain"), std::string::npos);
+  EXPECT_EQ(scaling_unavailable(yarn_opt, cfg4(), 4096, 0.85), "");
 }
 
 TEST(RopeScaling, HandComputedBasesAndFrequencies) {

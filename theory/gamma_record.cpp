@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
 #include "common/error.h"
 #include "theory/closed_forms.h"
@@ -116,6 +117,41 @@ size_t width(const std::string& s) {
 }
 
 }  // namespace
+
+namespace {
+
+// Whether two checkpoint paths name the same file (as written, or once resolved).
+bool same_file(const std::string& a, const std::string& b) {
+  if (a == b) return true;
+  std::error_code ea, eb;
+  const auto ca = std::filesystem::weakly_canonical(a, ea), cb = std::filesystem::weakly_canonical(b, eb);
+  return !ea && !eb && ca == cb;
+}
+
+}  // namespace
+
+std::optional<nlohmann::json> find_gamma_record(const std::vector<nlohmann::json>& records,
+                                                const std::string& model_id, const std::string& checkpoint,
+                                                std::optional<int64_t> step) {
+  // 0: same checkpoint file, 1: same model and step, 2: same model, no step.
+  std::optional<nlohmann::json> best[3];
+  for (const auto& r : records) {
+    if (!r.is_object() || !r.contains("measurement") || !r["measurement"].is_object() ||
+        !r["measurement"].contains("gamma") || !r["measurement"]["gamma"].is_number())
+      continue;
+    const bool same_model = r.contains("model_id") && r["model_id"] == model_id;
+    const bool has_step = r.contains("step") && r["step"].is_number_integer();
+    if (r.contains("checkpoint") && r["checkpoint"].is_string() && same_file(r["checkpoint"], checkpoint))
+      best[0] = r;
+    else if (same_model && has_step && step && r["step"].get<int64_t>() == *step)
+      best[1] = r;
+    else if (same_model && (!r.contains("step") || r["step"].is_null()))
+      best[2] = r;
+  }
+  for (const auto& b : best)
+    if (b) return b;
+  return std::nullopt;
+}
 
 std::string gamma_table(const std::vector<nlohmann::json>& records) {
   std::vector<std::vector<std::string>> rows = {

@@ -34,6 +34,15 @@ struct MeasurementInfo {
 nlohmann::json make_gamma_record(const nlohmann::json& arch, const fit::DecayCurve& curve,
                                  const fit::GammaFit& fit, const MeasurementInfo& info);
 
+// The γ record in `records` that measured one checkpoint: the last record with
+// a number at measurement.gamma whose "checkpoint" is the same file, else whose
+// model_id and step match, else whose model_id matches and which has no step
+// (absent or null: a model-level record). `step` is absent for a model without
+// one (a Hugging Face directory not named stepN). nullopt when none matches.
+std::optional<nlohmann::json> find_gamma_record(const std::vector<nlohmann::json>& records,
+                                                const std::string& model_id, const std::string& checkpoint,
+                                                std::optional<int64_t> step);
+
 // An aligned plain-text table of records for the terminal, one row each:
 // model/step (model_id, "@step" when the record has a top-level "step"), γ, CI95,
 // R², ΔR²(pow−exp), n, γ_Padé, rel.err. Unknown values print as "-".
