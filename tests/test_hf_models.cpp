@@ -466,7 +466,10 @@ TEST(HfModels, EvalGammaNiahAndKvRunOnAHfDirectory) {
   const auto root = scratch_dir();
   auto w = pythia_weights(6);
   write_hf_dir(root + "/pythia-tiny", pythia_config(), w, "BF16", 2);
-  // Held-out text in the model's tokenizer, from a small corpus (the default is the embedded one).
+  auto qw = llama_family_weights(7, /*qkv_bias=*/true);
+  write_hf_dir(root + "/qwen2-tiny", qwen2_config(), qw, "F32", 1);
+  // Held-out text in the models' tokenizer (both use the same), from a small
+  // corpus (the default is the embedded one).
   std::string docs;
   for (int d = 0; d < 40; ++d) docs += json({{"text", test::synthetic_text(200, d + 1)}}).dump() + "\n";
   test::write_text(root + "/text.jsonl", docs);
@@ -476,39 +479,44 @@ TEST(HfModels, EvalGammaNiahAndKvRunOnAHfDirectory) {
   prep.out_dir = root + "/data";
   data::prepare_data(prep);
 
-  const auto g = tiny_gamma(root + "/gamma.jsonl");
-  const auto rec = eval::eval_gamma_checkpoint(root + "/pythia-tiny", g);
-  EXPECT_EQ(rec["model_id"], "pythia-tiny");
-  EXPECT_EQ(rec["arch"]["family"], "huggingface");
-  EXPECT_EQ(rec["arch"]["architecture"], "GPTNeoXForCausalLM");
-  EXPECT_EQ(rec["arch"]["dtype"], "BFloat16");
-  EXPECT_TRUE(rec["measurement"].contains("gamma"));
+  const std::map<std::string, std::pair<std::string, std::string>> models = {
+      {"pythia-tiny", {"GPTNeoXForCausalLM", "BFloat16"}}, {"qwen2-tiny", {"Qwen2ForCausalLM", "Float"}}};
+  for (const auto& [name, arch] : models) {
+    SCOPED_TRACE(name);
+    const std::string dir = root + "/" + name;
+    const auto rec = eval::eval_gamma_checkpoint(dir, tiny_gamma(root + "/gamma.jsonl"));
+    EXPECT_EQ(rec["model_id"], name);
+    EXPECT_EQ(rec["arch"]["family"], "huggingface");
+    EXPECT_EQ(rec["arch"]["architecture"], arch.first);
+    EXPECT_EQ(rec["arch"]["dtype"], arch.second);
+    EXPECT_TRUE(rec["measurement"].contains("gamma"));
 
-  eval::NiahOptions n;
-  n.lengths = {"128"};  // byte-level tokens: the question and needle alone take ~80
-  n.depths = {0.5};
-  n.trials = 2;
-  n.scaling = "none,ntk:4";
-  n.ppl_windows = 1;
-  n.open.data_dir = root + "/data";
-  n.open.model_id = "EleutherAI/pythia-tiny";
-  const auto niah = eval::eval_niah(root + "/pythia-tiny", n);
-  ASSERT_EQ(niah.size(), 6u);  // 2 methods x (1 cell + the cells pooled + perplexity)
-  EXPECT_EQ(niah[0]["model_id"], "EleutherAI/pythia-tiny");
-  EXPECT_TRUE(std::isfinite(niah[2]["perplexity"].get<double>()));
+    eval::NiahOptions n;
+    n.lengths = {"128"};  // byte-level tokens: the question and needle alone take ~80
+    n.depths = {0.5};
+    n.trials = 2;
+    n.scaling = "none,ntk:4";
+    n.ppl_windows = 1;
+    n.open.data_dir = root + "/data";
+    n.open.model_id = "org/" + name;
+    const auto niah = eval::eval_niah(dir, n);
+    ASSERT_EQ(niah.size(), 6u);  // 2 methods x (1 cell + the cells pooled + perplexity)
+    EXPECT_EQ(niah[0]["model_id"], "org/" + name);
+    EXPECT_TRUE(std::isfinite(niah[2]["perplexity"].get<double>()));
 
-  eval::KVEvalOptions k;
-  k.open.data_dir = root + "/data";
-  k.policies = "full,streaming";
-  k.ratios = {0.5};
-  k.context = 40;
-  k.decode = 8;
-  k.windows = 1;
-  k.niah_trials = 0;
-  k.gmm_max_k = 0;
-  const auto kv = eval::eval_kv(root + "/pythia-tiny", k);
-  EXPECT_FALSE(kv.empty());
-  EXPECT_EQ(kv[0]["model_id"], "pythia-tiny");
+    eval::KVEvalOptions k;
+    k.open.data_dir = root + "/data";
+    k.policies = "full,streaming";
+    k.ratios = {0.5};
+    k.context = 40;
+    k.decode = 8;
+    k.windows = 1;
+    k.niah_trials = 0;
+    k.gmm_max_k = 0;
+    const auto kv = eval::eval_kv(dir, k);
+    ASSERT_FALSE(kv.empty());
+    EXPECT_EQ(kv[0]["model_id"], name);
+  }
 
   // A data directory of another tokenizer is refused, not silently used.
   std::filesystem::create_directories(root + "/other");
@@ -516,6 +524,9 @@ TEST(HfModels, EvalGammaNiahAndKvRunOnAHfDirectory) {
   auto tok = io::read_json(root + "/other/tokenizer.json");
   tok["added_tokens"][0]["content"] = "<|end_of_text|>";
   io::write_json_atomic(root + "/other/tokenizer.json", tok);
+  eval::NiahOptions n;
+  n.lengths = {"128"};
+  n.open.data_dir = root + "/data";
   EXPECT_NE(error_of([&] { eval::eval_niah(root + "/other", n); }).find("prepared with another tokenizer"), std::string::npos);
 }
 
