@@ -590,7 +590,10 @@ std::optional<Chart> alpha_sweep_chart(const Inputs& in) {
   spec["data"] = {{"values", values}};
   spec["facet"] = nominal("panel", "family · model");
   spec["columns"] = 2;
-  spec["resolve"] = {{"scale", {{"x", "independent"}}}};
+  // Each panel its own axes: with only x independent, Vega-Lite drew the right
+  // column's y scale offset from the left's (chance at 0.06 instead of 0.1).
+  // y's domain is fixed at [0, 1], so independent axes still read alike.
+  spec["resolve"] = {{"scale", {{"x", "independent"}, {"y", "independent"}}}, {"axis", {{"y", "independent"}}}};
   spec["spec"] = {{"width", 360}, {"height", 220}, {"layer", json::array({curve, bars, marks, chance})}};
   return Chart{"alpha-sweep", "NIAH accuracy vs α, with α_opt marked",
                "rank_accuracy of \"niah_pooled\" records (ropelab eval niah; each method's depths pooled, Wilson "
