@@ -34,9 +34,7 @@ void add_export_command(CLI::App& root) {
     model.require_one();
     if (model.hf->count() > 0) {
       auto m = model::import_hf(*ckpt, open->dtype, /*to_compute=*/false);
-      std::string tokenizer;
-      for (const char* f : {"tokenizer.json", "tokenizer.model"})
-        if (tokenizer.empty() && !*no_tokenizer && io::exists(*ckpt + "/" + f)) tokenizer = *ckpt + "/" + f;
+      const std::string tokenizer = *no_tokenizer ? "" : eval::tokenizer_in(*ckpt);
       model::export_hf(*m, *out, tokenizer);
       std::cout << "exported " << *ckpt << " as " << model::hf_architecture(m->cfg) << " to " << *out
                 << (tokenizer.empty() ? " (no tokenizer)" : "") << "\n";

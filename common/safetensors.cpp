@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "common/text.h"
 
 namespace ropelab::safetensors {
 
@@ -28,9 +29,6 @@ int64_t dtype_size(const std::string& dtype) {
 
 namespace {
 // A name from the file, JSON-quoted: control characters escaped, so the message stays one line.
-std::string json_quoted(const std::string& s) {
-  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
 // Bytes of a tensor of this shape and element size; -1 when it overflows.
 int64_t byte_size(const std::vector<int64_t>& shape, int64_t elem) {
   int64_t n = elem;
@@ -121,7 +119,7 @@ Layout read_layout(const std::string& path) {
     };
     if (!e.is_object() || !e.contains("dtype") || !e["dtype"].is_string() || !integers("shape") ||
         !integers("data_offsets") || e["data_offsets"].size() != 2)
-      throw fail("tensor " + json_quoted(name) + " lacks dtype, shape or data_offsets [begin, end] (integers)");
+      throw fail("tensor " + text::quoted(name) + " lacks dtype, shape or data_offsets [begin, end] (integers)");
     t.dtype = e["dtype"].get<std::string>();
     t.shape = e["shape"].get<std::vector<int64_t>>();
     const uint64_t begin = e["data_offsets"][0].get<uint64_t>(), end = e["data_offsets"][1].get<uint64_t>();
@@ -129,13 +127,13 @@ Layout read_layout(const std::string& path) {
     try {
       elem = dtype_size(t.dtype);
     } catch (const Error&) {
-      throw fail("tensor " + json_quoted(name) + " has unknown dtype " + json_quoted(t.dtype));
+      throw fail("tensor " + text::quoted(name) + " has unknown dtype " + text::quoted(t.dtype));
     }
     const int64_t bytes = byte_size(t.shape, elem);
-    if (bytes < 0) throw fail("tensor " + json_quoted(name) + " has a negative or overflowing shape");
-    if (end < begin || end > data_size) throw fail("tensor " + json_quoted(name) + " has data_offsets outside the data");
+    if (bytes < 0) throw fail("tensor " + text::quoted(name) + " has a negative or overflowing shape");
+    if (end < begin || end > data_size) throw fail("tensor " + text::quoted(name) + " has data_offsets outside the data");
     if (end - begin != uint64_t(bytes))
-      throw fail("tensor " + json_quoted(name) + " spans " + std::to_string(end - begin) + " bytes, its dtype and shape need " +
+      throw fail("tensor " + text::quoted(name) + " spans " + std::to_string(end - begin) + " bytes, its dtype and shape need " +
                  std::to_string(bytes));
     t.offset = data_start + begin;
     t.size = end - begin;
@@ -166,7 +164,7 @@ File read(const std::string& path) {
     Tensor t{e.dtype, e.shape, std::string(size_t(e.size), '\0')};
     in.seekg(std::streamoff(e.offset));
     in.read(t.bytes.data(), std::streamsize(t.bytes.size()));
-    if (!in) throw Error(path + ": read failed in tensor " + json_quoted(name));
+    if (!in) throw Error(path + ": read failed in tensor " + text::quoted(name));
     f.tensors.emplace(name, std::move(t));
   }
   return f;
@@ -187,7 +185,7 @@ MappedFile::~MappedFile() {
 
 const char* MappedFile::data(const std::string& name) const {
   const auto it = layout_.tensors.find(name);
-  if (it == layout_.tensors.end()) throw Error(path_ + ": has no tensor " + json_quoted(name));
+  if (it == layout_.tensors.end()) throw Error(path_ + ": has no tensor " + text::quoted(name));
   return base_ + it->second.offset;
 }
 

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/io.h"
+#include "common/text.h"
 #include "data/bpe_tokenizer.h"
 #include "data/loader.h"
 #include "data/spm_backend.h"
@@ -67,7 +68,7 @@ Tokenizer::~Tokenizer() = default;
 Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 
 Tokenizer Tokenizer::load(const std::string& model_path) {
-  if (model_path.size() >= 5 && model_path.compare(model_path.size() - 5, 5, ".json") == 0) {
+  if (text::ends_with(model_path, ".json")) {
     Tokenizer t(std::make_unique<BpeTokenizer>(BpeTokenizer::load(model_path)));
     t.path_ = model_path;
     return t;

@@ -44,19 +44,23 @@ OpenedModel open_hf(const std::string& path, const OpenOptions& open) {
   return m;
 }
 
-// The tokenizer file of a HF directory: tokenizer.json (byte-level BPE) or tokenizer.model (SentencePiece).
+// The tokenizer of a HF directory, else of its parent folder (a checkpoint
+// folder of a sweep often keeps it in the model's folder).
 std::string hf_tokenizer(const std::string& dir) {
-  for (const char* f : {"tokenizer.json", "tokenizer.model"})
-    if (io::exists(dir + "/" + f)) return dir + "/" + f;
-  // A checkpoint folder of a sweep often keeps the tokenizer in the model's folder.
+  if (auto own = tokenizer_in(dir); !own.empty()) return own;
   const auto parent = fs::path(dir).lexically_normal().parent_path().string();
-  for (const char* f : {"tokenizer.json", "tokenizer.model"})
-    if (!parent.empty() && io::exists(parent + "/" + f)) return parent + "/" + f;
+  if (auto theirs = parent.empty() ? "" : tokenizer_in(parent); !theirs.empty()) return theirs;
   throw Error(dir + ": has no tokenizer.json or tokenizer.model (nor has its parent folder); NIAH, KV retrieval and "
               "perplexity need the model's tokenizer");
 }
 
 }  // namespace
+
+std::string tokenizer_in(const std::string& dir) {
+  for (const char* f : {"tokenizer.json", "tokenizer.model"})
+    if (io::exists(dir + "/" + f)) return dir + "/" + f;
+  return "";
+}
 
 bool is_hf_dir(const std::string& path) { return fs::is_directory(path) && io::exists(path + "/config.json"); }
 

@@ -45,6 +45,8 @@ struct OpenedModel {
 // PATH: a checkpoint file, or a directory holding config.json (Hugging Face).
 OpenedModel open_model(const std::string& path, const OpenOptions& open = {});
 bool is_hf_dir(const std::string& path);
+// DIR/tokenizer.json (byte-level BPE) or DIR/tokenizer.model (SentencePiece), or "" when it has neither.
+std::string tokenizer_in(const std::string& dir);
 // The step a HF folder's name states ("step1000", "checkpoint-500", "global_step20"):
 // its trailing digits when the name says step or checkpoint; else -1.
 int64_t step_of_folder(const std::string& name);

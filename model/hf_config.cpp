@@ -5,6 +5,7 @@
 #include <map>
 
 #include "common/error.h"
+#include "common/text.h"
 
 namespace ropelab::model {
 namespace {
@@ -51,11 +52,6 @@ struct HfReader {
   }
 };
 
-// A value from the file inside a message, JSON-quoted: one line whatever it holds.
-std::string quote(const std::string& s) {
-  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
 // RoPE base and scaling: transformers v5 keeps them in "rope_parameters",
 // older configs in "rope_theta" / "rotary_emb_base" and "rope_scaling".
 void read_rope(const HfReader& top, ModelConfig& c) {
@@ -73,8 +69,8 @@ void read_rope(const HfReader& top, ModelConfig& c) {
       return std::string("default");
     };
     top.require(type_of(top.j["rope_scaling"]) == type_of(params),
-                "rope_scaling says " + quote(type_of(top.j["rope_scaling"])) + " but rope_parameters says " +
-                    quote(type_of(params)) + "; which one the model was trained with is unclear");
+                "rope_scaling says " + text::quoted(type_of(top.j["rope_scaling"])) + " but rope_parameters says " +
+                    text::quoted(type_of(params)) + "; which one the model was trained with is unclear");
   }
   const HfReader rope{params, where + " " + (v5 ? "rope_parameters" : "rope_scaling")};
 
@@ -84,7 +80,7 @@ void read_rope(const HfReader& top, ModelConfig& c) {
   if (type == "default") type = "none";
   static const char* known[] = {"none", "linear", "dynamic", "yarn", "llama3", "longrope"};
   rope.require(std::find(std::begin(known), std::end(known), type) != std::end(known),
-               "rope type " + quote(type) + " is not one ropelab applies (default, linear, dynamic, yarn, llama3, longrope)");
+               "rope type " + text::quoted(type) + " is not one ropelab applies (default, linear, dynamic, yarn, llama3, longrope)");
   c.rope_scaling = type;
   if (type == "none") return;
   // original_max_position_embeddings: in the scaling's own keys, or at the top level (Phi-3's longrope).
@@ -142,7 +138,7 @@ ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& wh
   const bool neox = arch == "GPTNeoXForCausalLM", qwen2 = arch == "Qwen2ForCausalLM",
              mistral = arch == "MistralForCausalLM", llama = arch == "LlamaForCausalLM";
   r.require(neox || qwen2 || mistral || llama,
-            "config.json describes " + quote(arch) +
+            "config.json describes " + text::quoted(arch) +
                 "; ropelab loads LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM and GPTNeoXForCausalLM");
 
   ModelConfig c;
@@ -157,7 +153,7 @@ ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& wh
   if (neox) {
     c.norm = "layernorm";
     c.mlp = "gelu";
-    r.require(act == "gelu", "hidden_act " + quote(act) + ": ropelab's GPT-NeoX MLP uses exact gelu");
+    r.require(act == "gelu", "hidden_act " + text::quoted(act) + ": ropelab's GPT-NeoX MLP uses exact gelu");
     c.norm_eps = r.number_or("layer_norm_eps", 1e-5);
     c.rotary_fraction = r.number_or("rotary_pct", r.number_or("partial_rotary_factor", 0.25));
     c.parallel_residual = r.flag_or("use_parallel_residual", true);  // absent counts as true, as in HF
@@ -166,7 +162,7 @@ ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& wh
   } else {
     c.norm = "rmsnorm";
     c.mlp = "swiglu";
-    r.require(act == "silu", "hidden_act " + quote(act) + ": ropelab's SwiGLU uses silu");
+    r.require(act == "silu", "hidden_act " + text::quoted(act) + ": ropelab's SwiGLU uses silu");
     c.norm_eps = r.number_or("rms_norm_eps", 1e-6);
     c.n_kv_heads = r.whole_or("num_key_value_heads", c.n_heads);
     c.d_head = r.whole_or("head_dim", c.d_model / std::max<int64_t>(c.n_heads, 1));

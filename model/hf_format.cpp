@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "common/io.h"
 #include "common/safetensors.h"
+#include "common/text.h"
 
 namespace ropelab::model {
 namespace fs = std::filesystem;
@@ -125,13 +126,8 @@ std::string dtype_name(at::ScalarType t) {
   throw Error(std::string("export hf: no safetensors name for dtype ") + c10::toString(t));
 }
 
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
-std::string quoted(const std::string& s) {
-  return nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
+using text::ends_with;
+using text::quoted;
 
 }  // namespace
 

@@ -1,10 +1,16 @@
 #include "model/rope.h"
 
+#include <cmath>
+
 namespace ropelab::model {
 
 at::Tensor rope_inv_freq(double theta, int64_t rotary_dim, const at::Device& device) {
   auto i = at::arange(0, rotary_dim, 2, at::TensorOptions().dtype(at::kDouble).device(device));
   return at::pow(theta, -i / static_cast<double>(rotary_dim));
+}
+
+double ntk_aware_theta(double theta, double alpha, int64_t rotary_dim) {
+  return theta * std::pow(alpha, double(rotary_dim) / double(rotary_dim - 2));
 }
 
 RopeTables rope_tables(const at::Tensor& inv_freq, const at::Tensor& positions, double position_scale,

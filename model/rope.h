@@ -11,6 +11,10 @@ namespace ropelab::model {
 // copy inside a forward: a CUDA graph capture forbids one).
 at::Tensor rope_inv_freq(double theta, int64_t rotary_dim, const at::Device& device = at::kCPU);
 
+// NTK-aware base scaling by α (also dynamic NTK's, with its α of the length):
+// θ·α^(rd/(rd−2)), so the slowest pair stretches by exactly α.
+double ntk_aware_theta(double theta, double alpha, int64_t rotary_dim);
+
 // cos and sin of positions x inv_freq, both [T, rotary_dim/2] in `dtype`,
 // computed in float64 on the positions' device.
 // positions: int64 [T]; position_scale divides positions (linear interpolation).

@@ -71,7 +71,7 @@ ScalingMethod parse_one(const std::string& item) {
 // "ntk" for "ntk-sweep:...", "" when the item is no sweep.
 std::string sweep_kind(const std::string& item) {
   const std::string head = item.substr(0, item.find(':')), suffix = "-sweep";
-  if (head.size() <= suffix.size() || head.compare(head.size() - suffix.size(), suffix.size(), suffix) != 0) return "";
+  if (head.size() <= suffix.size() || !text::ends_with(head, suffix)) return "";
   return head.substr(0, head.size() - suffix.size());
 }
 
@@ -145,10 +145,6 @@ std::string scaling_unavailable(const ScalingMethod& m, const ModelConfig& cfg, 
 }
 
 namespace {
-double ntk_aware_theta(double theta, double alpha, int64_t rd) {
-  return theta * std::pow(alpha, double(rd) / double(rd - 2));
-}
-
 // YaRN (Peng et al. 2023): frequencies whose wavelength fits in the training
 // context fewer than `low` times are interpolated (ω/S), more than `high`
 // times kept, with a linear ramp in between.

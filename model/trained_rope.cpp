@@ -52,7 +52,7 @@ AttentionSettings trained_attention(const ModelConfig& c, int64_t seq_len) {
   } else if (kind == "dynamic") {
     // Dynamic NTK: the base grows once the sequence outgrows the original context.
     const double L = original_context(c), f = c.rope_scaling_factor;
-    if (double(seq_len) > L) s.rope_theta = c.rope_theta * std::pow(f * seq_len / L - (f - 1), double(rd) / (rd - 2));
+    if (double(seq_len) > L) s.rope_theta = ntk_aware_theta(c.rope_theta, f * seq_len / L - (f - 1), rd);
   } else if (kind == "yarn") {
     s.inv_freq = yarn_inv_freq(c);
     const double mscale = c.rope_attention_factor > 0 ? c.rope_attention_factor

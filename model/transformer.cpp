@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "common/text.h"
 #include "model/linear_cross_entropy.h"
 #include "model/trained_rope.h"
 
@@ -120,7 +121,7 @@ Transformer make_model(const ModelConfig& cfg, uint64_t seed) {
     const auto& name = item.key();
     auto& p = item.value();
     if (p.dim() < 2) {  // norms keep their ones/zeros; linear biases start at zero
-      if (name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0) p.zero_();
+      if (text::ends_with(name, ".bias")) p.zero_();
       continue;
     }
     const bool resid = name.find("attn.wo") != std::string::npos || name.find("mlp.down") != std::string::npos;

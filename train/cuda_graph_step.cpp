@@ -4,9 +4,9 @@
 
 #include "common/error.h"
 #include "train/adamw.h"
+#include "train/autocast.h"
 
 #if defined(ROPELAB_CUDA) && TORCH_VERSION_MAJOR >= 2
-#include <ATen/autocast_mode.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -88,12 +88,8 @@ struct CudaGraphStep::State {
     const int64_t T = cfg.model.T_train;
     at::Tensor l;
     {
-      const bool bf16 = cfg.autocast_on("cuda") == "bf16";
-      at::autocast::set_autocast_enabled(at::kCUDA, bf16);
-      if (bf16) at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+      AutocastScope autocast(dev, cfg.autocast_on("cuda") == "bf16");
       l = m->loss(windows.narrow(1, 0, T), windows.narrow(1, 1, T), nullptr, cfg.ce_chunk_on("cuda"));
-      at::autocast::set_autocast_enabled(at::kCUDA, false);
-      at::autocast::clear_cache();
     }
     l.backward();
     torch::NoGradGuard no_grad;

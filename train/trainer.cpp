@@ -5,7 +5,6 @@
 #include <torch/utils.h>
 #include <torch/version.h>
 
-#include <ATen/autocast_mode.h>
 
 #include <atomic>
 #include <chrono>
@@ -23,6 +22,7 @@
 #include "data/passkey.h"
 #include "model/hf_format.h"
 #include "train/adamw.h"
+#include "train/autocast.h"
 #include "train/checkpoint.h"
 #include "train/cuda_graph_step.h"
 #include "train/distributed.h"
@@ -33,34 +33,6 @@ namespace {
 
 std::atomic<int> g_stop_signal{0};
 void on_signal(int sig) { g_stop_signal = sig; }
-
-// bf16 autocast for the forward pass (--autocast: on CUDA by default; on the
-// CPU when asked, where it is a check of the same numerics, not a speed-up).
-class AutocastScope {
- public:
-  AutocastScope(const at::Device& dev, bool on) : on_(on), cuda_(dev.is_cuda()) { set(true); }
-  ~AutocastScope() { set(false); }
-
- private:
-  void set(bool enable) {
-    if (!on_) return;
-#if TORCH_VERSION_MAJOR >= 2
-    const auto type = cuda_ ? at::kCUDA : at::kCPU;
-    at::autocast::set_autocast_enabled(type, enable);
-    if (enable) at::autocast::set_autocast_dtype(type, at::kBFloat16);
-#else
-    if (cuda_) {
-      at::autocast::set_enabled(enable);
-      if (enable) at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
-    } else {
-      at::autocast::set_cpu_enabled(enable);
-      if (enable) at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    }
-#endif
-    if (!enable) at::autocast::clear_cache();
-  }
-  bool on_, cuda_;
-};
 
 at::Tensor window_tensor(std::vector<int64_t>& buf, int64_t B, int64_t T, const at::Device& dev) {
   return torch::from_blob(buf.data(), {B, T + 1}, at::kLong).to(dev, /*non_blocking=*/false, /*copy=*/true);
@@ -151,6 +123,7 @@ class Trainer {
   StepOutcome graph_step(double lr);
   bool reads_back(int64_t next_step, bool stopping) const;
   double step_loss(int64_t step, bool& stopping, DataParallel::ReduceStats& reduce);
+  void fill_windows(int64_t step, int64_t first_sample);
   void stop_if_not_finite(double loss_sum, int64_t step) const;
   void record_step(int64_t step, const StepOutcome& out, double lr, double tok_per_s, TrainResult& result,
                    Progress& progress);
@@ -311,8 +284,7 @@ Trainer::StepOutcome Trainer::eager_step(double lr) {
 // and the loss read back only when it is due.
 Trainer::StepOutcome Trainer::graph_step(double lr) {
   const int64_t B = cfg_.batch_size, T = cfg_.model.T_train;
-  data::sample_windows(*train_stream_, cfg_.seed, step_, 0, B, T, buf_.data());
-  if (passkeys_) data::apply_data_mix(mix_, *passkeys_, cfg_.seed, step_, 0, B, T, buf_.data());
+  fill_windows(step_, 0);
   graph_->run(torch::from_blob(buf_.data(), {B, T + 1}, at::kLong), lr);
   StepOutcome out;
   out.stopping = g_stop_signal != 0;
@@ -331,6 +303,14 @@ bool Trainer::reads_back(int64_t next_step, bool stopping) const {
          next_step % cfg_.eval_every == 0 || schedule_->due(next_step) || next_step == cfg_.fault_nan_step;
 }
 
+// buf_ <- the B windows of global samples first_sample.. at `step`, passkey
+// examples mixed in as --data-mix asks.
+void Trainer::fill_windows(int64_t step, int64_t first_sample) {
+  const int64_t B = cfg_.batch_size, T = cfg_.model.T_train;
+  data::sample_windows(*train_stream_, cfg_.seed, step, first_sample, B, T, buf_.data());
+  if (passkeys_) data::apply_data_mix(mix_, *passkeys_, cfg_.seed, step, first_sample, B, T, buf_.data());
+}
+
 // Forward and backward over the step's micro-batches; the loss summed over
 // them (averaged over ranks), and whether any rank has a stop signal.
 double Trainer::step_loss(int64_t step, bool& stopping, DataParallel::ReduceStats& reduce) {
@@ -340,8 +320,7 @@ double Trainer::step_loss(int64_t step, bool& stopping, DataParallel::ReduceStat
   for (int64_t micro = 0; micro < cfg_.grad_accum; ++micro) {
     // Global sample index: rank r of W reads (micro*W + r)*B .. +B-1 of this step.
     const int64_t first = (micro * cfg_.world_size + rank()) * B;
-    data::sample_windows(*train_stream_, cfg_.seed, step, first, B, T, buf_.data());
-    if (passkeys_) data::apply_data_mix(mix_, *passkeys_, cfg_.seed, step, first, B, T, buf_.data());
+    fill_windows(step, first);
     auto w = window_tensor(buf_, B, T, dev_);
     at::Tensor loss;
     {
