@@ -5,7 +5,6 @@
 #include <torch/utils.h>
 #include <torch/version.h>
 
-
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -26,6 +25,7 @@
 #include "train/checkpoint.h"
 #include "train/cuda_graph_step.h"
 #include "train/distributed.h"
+#include "train/fingerprint.h"
 #include "train/schedule.h"
 
 namespace ropelab::train {
@@ -196,7 +196,9 @@ void Trainer::setup_model() {
   opt_ = std::make_unique<torch::optim::AdamW>(make_optimizer(m_, cfg_));
   schedule_ = std::make_unique<CheckpointSchedule>(CheckpointSchedule::parse(cfg_.checkpoints));
   metrics_path_ = rundir::metrics_path(run_dir_);
-  state_ = {{"config", to_json(cfg_)}, {"data", {{"dir", data_.dir}, {"meta", data_.meta}}}};
+  // Each checkpoint names the build that wrote it (a resumed run may change build or threads).
+  state_ = {{"config", to_json(cfg_)}, {"data", {{"dir", data_.dir}, {"meta", data_.meta}}},
+            {"build", build_fingerprint(cfg_.device)}};
   // --fault-kill-at (tests of rank failure): checked with the config
   if (!cfg_.fault_kill_at.empty()) kill_ = parse_fault_kill(cfg_.fault_kill_at);
   buf_.resize(cfg_.batch_size * (cfg_.model.T_train + 1));
@@ -217,6 +219,11 @@ void Trainer::start_or_resume() {
     io::write_json_atomic(rundir::config_path(run_dir_), to_json(cfg_));
     std::cerr << "model: " << m_->parameter_count() << " parameters (" << cfg_.model.n_layers << " layers, d_model "
               << cfg_.model.d_model << ", theta " << cfg_.model.rope_theta << ", T_train " << cfg_.model.T_train << ")\n";
+    const auto& b = state_["build"];
+    std::cerr << "build: " << b["commit"].get<std::string>().substr(0, 12) << (b["commit_dirty"] == "true" ? "+dirty" : "")
+              << ", libtorch " << b["libtorch"].get<std::string>() << ", " << b["threads"] << " thread(s), BLAS "
+              << (b["blas"]["config"].is_string() ? b["blas"]["config"].get<std::string>() : b["blas"]["library"].get<std::string>())
+              << "\n";
     std::cerr << "step: autocast " << cfg_.autocast_on(cfg_.device) << ", AdamW "
               << (!cfg_.fused_adamw ? "unfused (--fused-adamw 0)"
                   : fused_adamw_available(dev_) ? "fused" : "unfused (this libtorch has no fused kernel here)")
