@@ -25,12 +25,41 @@ std::string num(double x) {
 }
 
 struct FitFlags {
-  std::string input, model_id, out;
+  std::string input, model_id, out, protocol;
   double fit_min_d = 30, theta = 0, T_eval = 0;
-  int bootstrap = 2000;
+  int64_t tail = 50, prompt_length = 0;
+  int bootstrap = 2000, min_points = 5;
   bool json = false;
-  CLI::Option *o_theta = nullptr, *o_T_eval = nullptr;
+  CLI::Option *o_theta = nullptr, *o_T_eval = nullptr, *o_tail = nullptr, *o_prompt_length = nullptr;
 };
+
+// The protocol the curve was measured under: --protocol, else taf for the
+// public tool's files (its prompts are d + 50), else unknown (""). Known, it
+// gives each distance its prompt length, and so the normalised γ.
+std::string curve_protocol(const FitFlags& f, decay_input::DecayInput& in) {
+  std::string protocol = f.protocol;
+  if (protocol.empty() && in.format != "csv") protocol = "taf";
+  if (!protocol.empty() && protocol != "taf" && protocol != "fixed")
+    throw Error("fit gamma: --protocol must be taf or fixed, got \"" + protocol + "\"");
+  if (protocol == "taf" && f.o_prompt_length->count())
+    throw Error("fit gamma: --prompt-length contradicts --protocol taf (prompts of d + tail tokens)");
+  if (protocol == "fixed" && f.o_tail->count())
+    throw Error("fit gamma: --tail contradicts --protocol fixed (one prompt length for every d)");
+  if (protocol == "fixed" && !f.o_prompt_length->count())
+    throw Error("fit gamma: --protocol fixed needs --prompt-length (the one prompt length of the measurement)");
+  if (protocol.empty() && (f.o_tail->count() || f.o_prompt_length->count()))
+    throw Error("fit gamma: --tail and --prompt-length need --protocol taf or fixed");
+  for (double d : in.curve.distances) {
+    if (protocol == "taf") in.curve.prompt_lengths.push_back(d + double(f.tail));
+    if (protocol == "fixed") {
+      if (double(f.prompt_length) <= d)
+        throw Error("fit gamma: distance " + num(d) + " of " + f.input + " does not fit in --prompt-length " +
+                    std::to_string(f.prompt_length));
+      in.curve.prompt_lengths.push_back(double(f.prompt_length));
+    }
+  }
+  return protocol;
+}
 
 void print_summary(const nlohmann::json& rec, const decay_input::DecayInput& in) {
   const auto& m = rec["measurement"];
@@ -58,7 +87,8 @@ void run_fit_gamma(const FitFlags& f) {
     throw Error("fit gamma: --theta must be > 0, got " + num(f.theta));
   if (f.o_T_eval->count() && !(std::isfinite(f.T_eval) && f.T_eval > 0))
     throw Error("fit gamma: --T-eval must be > 0, got " + num(f.T_eval));
-  const decay_input::DecayInput in = decay_input::read_decay_curve(f.input);
+  decay_input::DecayInput in = decay_input::read_decay_curve(f.input);
+  const std::string protocol = curve_protocol(f, in);
   // --theta wins over the file's θ: the user may correct a file.
   const std::optional<double> theta = f.o_theta->count() ? std::optional<double>(f.theta) : in.theta;
   if (f.o_T_eval->count() && !theta)
@@ -68,6 +98,7 @@ void run_fit_gamma(const FitFlags& f) {
   fit::FitOptions opt;
   opt.fit_min_d = f.fit_min_d;
   opt.bootstrap_resamples = f.bootstrap;
+  opt.min_points = f.min_points;
   fit::GammaFit g;
   try {
     g = fit::fit_gamma(in.curve, opt);
@@ -88,6 +119,8 @@ void run_fit_gamma(const FitFlags& f) {
     info.T_eval_rule = "given (--T-eval)";
   }
   info.source = f.input + " (" + in.format + ")";
+  info.protocol = protocol;
+  if (!protocol.empty()) info.uniform_baseline_gamma = fit::uniform_baseline_gamma(in.curve, f.fit_min_d);
   const nlohmann::json rec = make_gamma_record(arch, in.curve, g, info);
 
   if (!theta)
@@ -118,6 +151,12 @@ void add_fit_command(CLI::App& root) {
   f->o_T_eval = cmd->add_option("--T-eval", f->T_eval, "T for gamma_pade (default: largest fitted distance)");
   cmd->add_option("--model-id", f->model_id, "name for the record (default: the file's model, else its name)");
   cmd->add_option("--bootstrap", f->bootstrap, "bootstrap resamples for the CI95")->capture_default_str();
+  cmd->add_option("--min-points", f->min_points, "fewer fitted distances is refused, not called a γ")->capture_default_str();
+  cmd->add_option("--protocol", f->protocol,
+                  "how the curve was measured: taf (prompts d + tail; the default for the public tool's JSON) or "
+                  "fixed (--prompt-length): gives the normalised γ");
+  f->o_tail = cmd->add_option("--tail", f->tail, "taf: tokens after the key")->capture_default_str();
+  f->o_prompt_length = cmd->add_option("--prompt-length", f->prompt_length, "fixed: the prompt length");
   cmd->add_flag("--json", f->json, "print the record as one JSON object");
   cmd->add_option("--out", f->out, "append the record as a JSON line to this file");
   cmd->callback([f]() { run_fit_gamma(*f); });

@@ -103,8 +103,8 @@ TEST(FitGamma, ExponentialDataPrefersExponential) {
 
 TEST(FitGamma, NonDecayingCurveHasInfiniteLambdaNotNan) {
   DecayCurve c;
-  c.distances = {30, 100, 1000};
-  c.A = {0.001, 0.002, 0.004};
+  c.distances = {30, 50, 100, 300, 1000};
+  c.A = {0.001, 0.0013, 0.002, 0.003, 0.004};
   const auto g = fit_gamma(c);
   EXPECT_TRUE(std::isinf(g.exp_lambda));
   EXPECT_FALSE(std::isnan(g.gamma));
@@ -136,16 +136,87 @@ TEST(FitGamma, PerSeedBootstrap) {
   EXPECT_LE(g.ci95_hi, 0.86);
 }
 
-TEST(FitGamma, TooFewPointsAfterCut) {
+// Fewer than 5 fitted points is no γ: the fit says so with a distinct type,
+// so an evaluation records the curve as insufficient instead of a number.
+TEST(FitGamma, TooFewPointsAfterCutIsInsufficientNotAGamma) {
   DecayCurve c;
-  c.distances = {10, 20, 30, 50};
-  c.A = {0.1, 0.05, 0.03, 0.02};
+  c.distances = {10, 20, 30, 50, 100, 200};
+  c.A = {0.1, 0.05, 0.03, 0.02, 0.01, 0.005};
   const std::string msg = error_of(c);
-  EXPECT_NE(msg.find("2 of 4 points"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("4 of 6 points"), std::string::npos) << msg;
   EXPECT_NE(msg.find(">= 30"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("at least 5"), std::string::npos) << msg;
+  try {
+    fit_gamma(c);
+    ADD_FAILURE() << "4 points gave a gamma";
+  } catch (const ropelab::fit::InsufficientPoints& e) {
+    EXPECT_EQ(e.n_points, 4);
+    EXPECT_EQ(e.min_points, 5);
+  }
   FitOptions low;
-  low.fit_min_d = 10;
+  low.fit_min_d = 20;  // 5 points: enough
   EXPECT_EQ(error_of(c, low), "<no error>");
+  FitOptions three;
+  three.min_points = 3;  // the old rule, on request
+  EXPECT_EQ(error_of(c, three), "<no error>");
+  three.min_points = 2;
+  EXPECT_NE(error_of(c, three).find("min_points must be >= 3"), std::string::npos);
+}
+
+// Z(n, γ) = 1 + Σ_{k=1}^{n−1} k^−γ: exact for small n, Euler–Maclaurin beyond,
+// against a float64 direct sum (long double) at several γ, and n at γ = 0.
+TEST(PromptNormaliser, EqualsTheDirectSum) {
+  for (double gamma : {-1.0, 0.0, 0.5, 0.999999, 1.0, 1.7, 3.0})
+    for (double n : {1.0, 2.0, 65.0, 66.0, 80.0, 178.0, 2050.0, 20000.0}) {
+      long double direct = 1;
+      for (int64_t k = 1; k < int64_t(n); ++k) direct += std::pow(static_cast<long double>(k), -gamma);
+      EXPECT_NEAR(ropelab::fit::prompt_normaliser(n, gamma) / double(direct), 1.0, 1e-12) << "n=" << n << " g=" << gamma;
+    }
+  EXPECT_DOUBLE_EQ(ropelab::fit::prompt_normaliser(128, 0), 128);
+  EXPECT_THROW(ropelab::fit::prompt_normaliser(0.5, 1), ropelab::Error);
+}
+
+// Attention exactly ∝ max(j,1)^−γ₀ over a prompt of d + 50 tokens: the raw
+// slope reads the inflation the growing normaliser adds, the normalised fit
+// recovers γ₀. Raw values by hand (OLS of −γ₀ log d − log Z(d + 50) on log d
+// over d = 30, 50, 100, 200, computed apart in Python): γ₀ = 0 → 0.602742
+// (the uniform baseline), 0.5 → 0.808584, 1 → 1.093035.
+TEST(FitGamma, NormalisedFitRecoversThePlantedExponentUnderTheGrowingPrompt) {
+  const std::vector<double> ds = {30, 50, 100, 200};
+  const double raw_expected[] = {0.602742, 0.808584, 1.093035};
+  int i = 0;
+  for (double g0 : {0.0, 0.5, 1.0}) {
+    DecayCurve c;
+    c.distances = ds;
+    for (double d : ds) {
+      c.prompt_lengths.push_back(d + 50);
+      c.A.push_back(std::pow(d, -g0) / ropelab::fit::prompt_normaliser(d + 50, g0));
+    }
+    FitOptions o;
+    o.min_points = 3;
+    o.bootstrap_resamples = 50;
+    const auto f = fit_gamma(c, o);
+    ASSERT_TRUE(f.has_intrinsic);
+    EXPECT_NEAR(f.gamma_intrinsic, g0, 1e-6) << g0;
+    EXPECT_NEAR(f.intrinsic_R2, 1.0, 1e-9);
+    EXPECT_NEAR(f.gamma, raw_expected[i++], 1e-5) << g0;
+    EXPECT_LE(f.intrinsic_ci95_lo, g0 + 1e-6);
+    EXPECT_GE(f.intrinsic_ci95_hi, g0 - 1e-6);
+    EXPECT_NEAR(ropelab::fit::uniform_baseline_gamma(c, 30), 0.60274, 1e-4);
+  }
+  // At a fixed prompt length the normaliser is constant: both estimates agree, and uniform reads 0.
+  DecayCurve fixed;
+  for (double d : {30.0, 40.0, 60.0, 80.0, 100.0, 127.0}) {
+    fixed.distances.push_back(d);
+    fixed.prompt_lengths.push_back(128);
+    fixed.A.push_back(0.2 * std::pow(d, -0.7) * noise(size_t(d), 1));
+  }
+  const auto f = fit_gamma(fixed);
+  EXPECT_NEAR(f.gamma_intrinsic, f.gamma, 1e-8);
+  EXPECT_NEAR(ropelab::fit::uniform_baseline_gamma(fixed, 30), 0.0, 1e-12);
+  // Prompt lengths must be able to hold the key.
+  fixed.prompt_lengths[2] = 60;
+  EXPECT_NE(error_of(fixed).find("prompt length 60 cannot hold a key at distance 60"), std::string::npos) << error_of(fixed);
 }
 
 TEST(FitGamma, RefusesBadValues) {
@@ -204,8 +275,8 @@ TEST(GammaRecord, PredictionsAndNulls) {
 
 TEST(GammaRecord, InfiniteLambdaIsNull) {
   DecayCurve c;
-  c.distances = {30, 100, 1000};
-  c.A = {0.001, 0.002, 0.004};
+  c.distances = {30, 50, 100, 300, 1000};
+  c.A = {0.001, 0.0013, 0.002, 0.003, 0.004};
   ropelab::MeasurementInfo info;
   info.T_eval = 4096;
   const auto rec = ropelab::make_gamma_record(nullptr, c, fit_gamma(c), info);

@@ -25,17 +25,25 @@ std::optional<double> positive_field(const nlohmann::json& arch, const char* key
   return v.get<double>();
 }
 
+// The schema's arch fields are always present (null when unknown); extra fields
+// the caller knows (e.g. rotary_fraction) are kept.
+nlohmann::json complete_arch(const nlohmann::json& arch_in) {
+  if (!arch_in.is_null() && !arch_in.is_object())
+    throw Error("arch must be a JSON object or null, got " + arch_in.dump());
+  nlohmann::json arch = arch_in.is_null() ? nlohmann::json::object() : arch_in;
+  for (const char* key : kArchFields)
+    if (!arch.contains(key)) arch[key] = nullptr;
+  return arch;
+}
+
+nlohmann::json optional_json(const std::optional<double>& v) { return v ? nlohmann::json(*v) : nlohmann::json(); }
+nlohmann::json string_or_null(const std::string& s) { return s.empty() ? nlohmann::json() : nlohmann::json(s); }
+
 }  // namespace
 
 nlohmann::json make_gamma_record(const nlohmann::json& arch_in, const fit::DecayCurve& curve,
                                  const fit::GammaFit& fit, const MeasurementInfo& info) {
-  if (!arch_in.is_null() && !arch_in.is_object())
-    throw Error("arch must be a JSON object or null, got " + arch_in.dump());
-  // The schema's fields are always present (null when unknown); extra fields the
-  // caller knows (e.g. rotary_fraction) are kept.
-  nlohmann::json arch = arch_in.is_null() ? nlohmann::json::object() : arch_in;
-  for (const char* key : kArchFields)
-    if (!arch.contains(key)) arch[key] = nullptr;
+  nlohmann::json arch = complete_arch(arch_in);
   const auto theta = positive_field(arch, "rope_theta");
   const auto params_M = positive_field(arch, "n_params_M");
 
@@ -56,23 +64,33 @@ nlohmann::json make_gamma_record(const nlohmann::json& arch_in, const fit::Decay
     if (gp != 0) predictions["relative_error"] = std::fabs(fit.gamma - gp) / std::fabs(gp);
   }
 
+  const auto if_intrinsic = [&](double v) { return fit.has_intrinsic ? nlohmann::json(v) : nlohmann::json(); };
   nlohmann::json measurement = {
+      {"status", "ok"},
+      {"protocol", string_or_null(info.protocol)},
       {"gamma", fit.gamma},
       {"gamma_ci95_lo", fit.ci95_lo},
       {"gamma_ci95_hi", fit.ci95_hi},
+      {"gamma_intrinsic", if_intrinsic(fit.gamma_intrinsic)},
+      {"gamma_intrinsic_ci95_lo", if_intrinsic(fit.intrinsic_ci95_lo)},
+      {"gamma_intrinsic_ci95_hi", if_intrinsic(fit.intrinsic_ci95_hi)},
+      {"uniform_baseline_gamma", optional_json(info.uniform_baseline_gamma)},
       {"method", "power_law_ols_loglog"},
       {"fit",
        {{"log_A", fit.log_A},
         {"R2", fit.R2},
         {"n_points", fit.n_points},
-        {"delta_R2_power_minus_exp", fit.delta_R2_power_minus_exp}}},
+        {"delta_R2_power_minus_exp", fit.delta_R2_power_minus_exp},
+        {"intrinsic", fit.has_intrinsic ? nlohmann::json{{"log_A", fit.intrinsic_log_A}, {"R2", fit.intrinsic_R2}}
+                                        : nlohmann::json()}}},
       {"T_eval", T_eval},
       {"T_eval_rule", rule},
       {"corpus", info.corpus.empty() ? nlohmann::json() : nlohmann::json(info.corpus)},
       {"n_prompts_per_distance",
        info.n_prompts_per_distance > 0 ? nlohmann::json(info.n_prompts_per_distance) : nlohmann::json()},
       {"seeds", curve.seeds.empty() ? nlohmann::json() : nlohmann::json(curve.seeds)},
-      {"distances", curve.distances}};
+      {"distances", curve.distances},
+      {"prompt_lengths", curve.prompt_lengths.empty() ? nlohmann::json() : nlohmann::json(curve.prompt_lengths)}};
 
   nlohmann::json ropelab = {
       {"A", curve.A},
@@ -90,6 +108,32 @@ nlohmann::json make_gamma_record(const nlohmann::json& arch_in, const fit::Decay
           {"measurement", measurement},
           {"predictions", predictions},
           {"ropelab", ropelab}};
+}
+
+nlohmann::json make_insufficient_gamma_record(const nlohmann::json& arch_in, const fit::DecayCurve& curve,
+                                              const fit::InsufficientPoints& why, const MeasurementInfo& info) {
+  nlohmann::json measurement = {
+      {"status", "insufficient_points"},
+      {"reason", why.what()},
+      {"protocol", string_or_null(info.protocol)},
+      {"gamma", nullptr},
+      {"gamma_ci95_lo", nullptr},
+      {"gamma_ci95_hi", nullptr},
+      {"gamma_intrinsic", nullptr},
+      {"uniform_baseline_gamma", optional_json(info.uniform_baseline_gamma)},
+      {"fit", {{"n_points", why.n_points}, {"min_points", why.min_points}}},
+      {"T_eval", optional_json(info.T_eval)},
+      {"corpus", string_or_null(info.corpus)},
+      {"n_prompts_per_distance",
+       info.n_prompts_per_distance > 0 ? nlohmann::json(info.n_prompts_per_distance) : nlohmann::json()},
+      {"seeds", curve.seeds.empty() ? nlohmann::json() : nlohmann::json(curve.seeds)},
+      {"distances", curve.distances},
+      {"prompt_lengths", curve.prompt_lengths.empty() ? nlohmann::json() : nlohmann::json(curve.prompt_lengths)}};
+  return {{"model_id", info.model_id},
+          {"arch", complete_arch(arch_in)},
+          {"measurement", measurement},
+          {"predictions", {{"gamma_pade", nullptr}, {"gamma_random_pred", nullptr}, {"relative_error", nullptr}}},
+          {"ropelab", {{"A", curve.A}, {"source", info.source}}}};
 }
 
 namespace {
@@ -132,13 +176,16 @@ bool same_file(const std::string& a, const std::string& b) {
 
 std::optional<nlohmann::json> find_gamma_record(const std::vector<nlohmann::json>& records,
                                                 const std::string& model_id, const std::string& checkpoint,
-                                                std::optional<int64_t> step) {
+                                                std::optional<int64_t> step, const std::string& protocol) {
   // 0: same checkpoint file, 1: same model and step, 2: same model, no step.
   std::optional<nlohmann::json> best[3];
   for (const auto& r : records) {
     if (!r.is_object() || !r.contains("measurement") || !r["measurement"].is_object() ||
         !r["measurement"].contains("gamma") || !r["measurement"]["gamma"].is_number())
       continue;
+    // A record without a protocol predates them and measured as taf does.
+    const auto& proto = r["measurement"].value("protocol", nlohmann::json());
+    if (!protocol.empty() && (proto.is_string() ? proto.get<std::string>() : std::string("taf")) != protocol) continue;
     const bool same_model = r.contains("model_id") && r["model_id"] == model_id;
     const bool has_step = r.contains("step") && r["step"].is_number_integer();
     if (r.contains("checkpoint") && r["checkpoint"].is_string() && same_file(r["checkpoint"], checkpoint))
@@ -155,7 +202,7 @@ std::optional<nlohmann::json> find_gamma_record(const std::vector<nlohmann::json
 
 std::string gamma_table(const std::vector<nlohmann::json>& records) {
   std::vector<std::vector<std::string>> rows = {
-      {"model/step", "γ", "CI95", "R²", "ΔR²(pow−exp)", "n", "γ_Padé", "rel.err"}};
+      {"model/step", "protocol", "γ", "CI95", "γ intrinsic", "uniform", "R²", "ΔR²(pow−exp)", "n", "γ_Padé", "rel.err"}};
   for (const auto& r : records) {
     std::string name = r.value("model_id", std::string("?"));
     if (r.contains("step") && !r["step"].is_null())
@@ -164,8 +211,13 @@ std::string gamma_table(const std::vector<nlohmann::json>& records) {
     const auto& hi = at_path(r, {"measurement", "gamma_ci95_hi"});
     const auto& n = at_path(r, {"measurement", "fit", "n_points"});
     const auto& rel = at_path(r, {"predictions", "relative_error"});
-    rows.push_back({name, fixed(at_path(r, {"measurement", "gamma"})),
+    const auto& protocol = at_path(r, {"measurement", "protocol"});
+    const auto& status = at_path(r, {"measurement", "status"});
+    const std::string gamma = status == "insufficient_points" ? "too few points" : fixed(at_path(r, {"measurement", "gamma"}));
+    rows.push_back({name, protocol.is_string() ? protocol.get<std::string>() : "-", gamma,
                     lo.is_number() && hi.is_number() ? "[" + fixed(lo) + ", " + fixed(hi) + "]" : "-",
+                    fixed(at_path(r, {"measurement", "gamma_intrinsic"})),
+                    fixed(at_path(r, {"measurement", "uniform_baseline_gamma"})),
                     fixed(at_path(r, {"measurement", "fit", "R2"})),
                     fixed(at_path(r, {"measurement", "fit", "delta_R2_power_minus_exp"}), "%+.4f"),
                     n.is_number() ? n.dump() : "-", fixed(at_path(r, {"predictions", "gamma_pade"})),
