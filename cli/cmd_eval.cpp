@@ -1,6 +1,7 @@
 #include <CLI/CLI.hpp>
 
 #include <iostream>
+#include <set>
 
 #include "cli/commands.h"
 #include "cli/model_flags.h"
@@ -72,6 +73,8 @@ void add_niah_command(CLI::App& ev) {
   n->add_option("--keys", opt->n_keys, "needles per prompt (>1: multi-key, one asked)")->capture_default_str();
   n->add_option("--gamma-target", opt->gamma_target, "γ target of α_opt")->capture_default_str();
   n->add_option("--gamma-from", opt->gamma_from, "γ results .jsonl holding this checkpoint's record (alpha_opt_measured)");
+  n->add_option("--gamma-protocol", opt->gamma_protocol, "which γ record of --gamma-from: taf or fixed")
+      ->capture_default_str();
   n->add_option("--seed", opt->seed)->capture_default_str();
   n->add_option("--ppl-windows", opt->ppl_windows, "held-out windows for perplexity (0 = skip)")->capture_default_str();
   n->add_flag("!--no-generation", opt->generation, "skip greedy exact-match scoring");
@@ -103,6 +106,8 @@ void add_kv_command(CLI::App& ev) {
   k->add_option("--epsilon", opt->epsilon, "loss tolerance for the smallest budget")->capture_default_str();
   auto* g = k->add_option("--gamma", *gamma, "γ for D_f (default: --gamma-from, else γ_Padé(θ, N))");
   k->add_option("--gamma-from", opt->gamma_from, "γ results .jsonl holding this checkpoint's record")->excludes(g);
+  k->add_option("--gamma-protocol", opt->gamma_protocol, "which γ record of --gamma-from: taf or fixed")
+      ->capture_default_str();
   k->add_option("--f", opt->mass_fractions, "attention-mass fractions for D_f")->delimiter(',')->capture_default_str();
   k->add_option("--seed", opt->seed)->capture_default_str();
   k->add_option("--eviction", opt->eviction, "step: TOVA, H2O and the windows evict at every decoded token; prefill: once")
@@ -137,6 +142,7 @@ void add_eval_command(CLI::App& root) {
   auto json = std::make_shared<bool>(false);
   auto& p = opt->protocol;
   auto hf_run = std::make_shared<std::string>();
+  auto protocols = std::make_shared<std::vector<std::string>>(std::vector<std::string>{"taf"});
   const auto model = add_model_flags(*g, *ckpt, opt->open, /*data=*/false);
   auto* rn = g->add_option("--run", *run, "every checkpoint of a run directory (γ-flow; resumes)");
   auto* hr = g->add_option("--hf-run", *hf_run, "every step folder of a HF checkpoint folder (e.g. step1000/; γ-flow; resumes)")
@@ -144,16 +150,25 @@ void add_eval_command(CLI::App& root) {
   for (auto* o : {model.ckpt, model.hf, rn}) o->excludes(hr);
   model.ckpt->excludes(rn);
   model.hf->excludes(rn);
+  auto* proto = g->add_option("--protocol", *protocols,
+                               "taf (prompts d + tail, the public protocol) and/or fixed (one prompt length): "
+                               "one record per protocol")
+                    ->delimiter(',')->capture_default_str();
   g->add_option("--corpus", *corpus, "random | text:PREPARED_DIR | text:SHARD,...")->capture_default_str();
-  g->add_option("--distances", p.distances, "key distances d")->delimiter(',')->capture_default_str();
+  g->add_option("--distances", p.distances, "key distances d (default: --grid-points log-spaced from --fit-min-d to "
+                                            "the largest whose prompt fits the context)")->delimiter(',');
+  g->add_option("--grid-points", p.grid_points, "size of the default distance grid")->capture_default_str();
   g->add_option("--prompts", p.prompts, "prompts per distance and seed")->capture_default_str();
   g->add_option("--seeds", p.seeds, "prompt seeds")->delimiter(',')->capture_default_str();
-  g->add_option("--tail", p.tail, "tokens after the key (prompt length d + tail)")->capture_default_str();
-  g->add_option("--prompt-length", p.prompt_length, "fixed prompt length (0 = d + tail, the public protocol)")
+  auto* tail = g->add_option("--tail", p.tail, "taf: tokens after the key (prompt length d + tail)")->capture_default_str();
+  auto* plen = g->add_option("--prompt-length", p.prompt_length, "fixed: the prompt length (0 = the context)")
+                   ->capture_default_str();
+  g->add_option("--context", p.context, "the longest prompt (0 = the model's T_train); longer prompts are skipped")
       ->capture_default_str();
-  g->add_option("--context", p.context, "skip distances >= this (0 = the model's T_train)")->capture_default_str();
   g->add_option("--batch", p.batch, "prompts per forward pass")->capture_default_str();
   g->add_option("--fit-min-d", opt->fit.fit_min_d, "fit only d >= this")->capture_default_str();
+  g->add_option("--min-points", opt->fit.min_points, "fewer fitted distances is recorded as insufficient, not a γ")
+      ->capture_default_str();
   g->add_option("--bootstrap", opt->fit.bootstrap_resamples, "bootstrap resamples for the CI95")->capture_default_str();
   g->add_option("--T-eval", *T_eval, "T for γ_Padé (default: the largest fitted distance)");
   g->add_flag("--per-layer", opt->per_layer, "γ per layer");
@@ -166,10 +181,28 @@ void add_eval_command(CLI::App& root) {
     parse_corpus(*corpus, opt->protocol);
     if (*T_eval < 0) throw Error("--T-eval must be > 0");
     if (*T_eval > 0) opt->T_eval = *T_eval;
+    // --prompt-length alone asks for the fixed protocol; beside taf it contradicts it, as --tail does fixed.
+    if (plen->count() > 0 && proto->count() == 0) *protocols = {"fixed"};
+    for (const auto& name : *protocols) {
+      if (name != "taf" && name != "fixed") throw Error("--protocol must be taf, fixed or taf,fixed, got \"" + name + "\"");
+      if (name == "taf" && plen->count() > 0)
+        throw Error("--prompt-length contradicts --protocol taf (prompts of d + tail tokens); it is the fixed protocol's");
+      if (name == "fixed" && tail->count() > 0)
+        throw Error("--tail contradicts --protocol fixed (one prompt length for every d); it is the taf protocol's");
+    }
+    if (std::set<std::string>(protocols->begin(), protocols->end()).size() != protocols->size())
+      throw Error("--protocol lists a protocol twice");
     std::vector<nlohmann::json> recs;
-    if (!ckpt->empty()) recs.push_back(eval::eval_gamma_checkpoint(*ckpt, *opt));
-    else if (!run->empty()) recs = eval::eval_gamma_run(*run, *opt);
-    else recs = eval::eval_gamma_hf_run(*hf_run, *opt);
+    for (const auto& name : *protocols) {
+      auto o = *opt;
+      o.protocol.name = name;
+      eval::check_protocol(o.protocol);
+      std::vector<nlohmann::json> these;
+      if (!ckpt->empty()) these.push_back(eval::eval_gamma_checkpoint(*ckpt, o));
+      else if (!run->empty()) these = eval::eval_gamma_run(*run, o);
+      else these = eval::eval_gamma_hf_run(*hf_run, o);
+      recs.insert(recs.end(), these.begin(), these.end());
+    }
     if (*json) for (const auto& r : recs) std::cout << r.dump() << "\n";
     else {
       std::cout << gamma_table(recs);

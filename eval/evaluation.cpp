@@ -9,7 +9,9 @@
 #include "common/io.h"
 #include "common/run_dir.h"
 #include "model/hf_format.h"
+#include "theory/gamma_record.h"
 #include "train/checkpoint.h"
+#include "train/fingerprint.h"
 
 namespace ropelab::eval {
 namespace fs = std::filesystem;
@@ -110,7 +112,26 @@ nlohmann::json OpenedModel::arch() const {
 }
 
 nlohmann::json OpenedModel::provenance() const {
-  return {{"model_id", model_id}, {"checkpoint", path}, {"step", state.at("step")}, {"versions", versions()}};
+  const auto device = model->tok_emb->weight.device().str();
+  return {{"model_id", model_id},
+          {"checkpoint", path},
+          {"step", state.at("step")},
+          {"versions", versions()},
+          {"ropelab",
+           {{"build", train::build_fingerprint(device)},
+            {"train_build", state.contains("build") ? state["build"] : nlohmann::json(nullptr)}}}};
+}
+
+nlohmann::json measured_gamma_record(const OpenedModel& om, const GammaSource& from) {
+  if (!io::exists(from.file)) throw Error(from.file + ": no such γ results file (--gamma-from)");
+  const nlohmann::json s = om.state.value("step", nlohmann::json());  // null for a HF directory not named stepN
+  const std::optional<int64_t> step = s.is_number_integer() ? std::optional<int64_t>(s.get<int64_t>()) : std::nullopt;
+  const auto rec = find_gamma_record(io::read_jsonl(from.file), om.model_id, om.path, step, from.protocol);
+  if (!rec)
+    throw Error(from.file + ": no γ record for " + om.path + (from.protocol.empty() ? "" : " under protocol " + from.protocol) +
+                " (expected one with a measurement.gamma and \"checkpoint\": \"" + om.path + "\", or \"model_id\": \"" +
+                om.model_id + "\"" + (step ? " with \"step\": " + std::to_string(*step) + " or" : "") + " without a step)");
+  return *rec;
 }
 
 nlohmann::json versions() {
@@ -118,9 +139,18 @@ nlohmann::json versions() {
           {"libtorch", std::to_string(TORCH_VERSION_MAJOR) + "." + std::to_string(TORCH_VERSION_MINOR)}};
 }
 
-void RecordWriter::write(nlohmann::json record) {
-  for (auto it = shared_.begin(); it != shared_.end(); ++it)
+namespace {
+// Adds to `record` the fields of `shared` it lacks, into nested objects too.
+void add_missing(nlohmann::json& record, const nlohmann::json& shared) {
+  for (auto it = shared.begin(); it != shared.end(); ++it) {
     if (!record.contains(it.key())) record[it.key()] = it.value();
+    else if (record[it.key()].is_object() && it.value().is_object()) add_missing(record[it.key()], it.value());
+  }
+}
+}  // namespace
+
+void RecordWriter::write(nlohmann::json record) {
+  add_missing(record, shared_);
   if (!out_.empty()) io::append_jsonl(out_, record);
   records_.push_back(std::move(record));
 }

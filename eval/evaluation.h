@@ -4,7 +4,10 @@
 // Record layout: each record holds its own fields, then the shared ones of
 // the model it measured (model_id, checkpoint, step, versions, plus any an
 // evaluation adds for all its records). A shared field never overwrites a
-// record's own. The software versions are versions(), under "versions".
+// record's own (objects merge field by field). The software versions are
+// versions(), under "versions"; the build fingerprint of the evaluating
+// process (train/fingerprint.h) under ropelab.build, and that of the build
+// that wrote the checkpoint under ropelab.train_build (null when unknown).
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -39,7 +42,8 @@ struct OpenedModel {
   data::PreparedData data() const;
   // The TAF record's arch{}: sizes, θ, rotary share, family / HF architecture.
   nlohmann::json arch() const;
-  // model_id, checkpoint (the path), step and versions: what every record of it carries.
+  // model_id, checkpoint (the path), step, versions, ropelab.build and
+  // ropelab.train_build: what every record of it carries.
   nlohmann::json provenance() const;
 };
 // PATH: a checkpoint file, or a directory holding config.json (Hugging Face).
@@ -53,6 +57,17 @@ int64_t step_of_folder(const std::string& name);
 
 // ropelab's and libtorch's versions.
 nlohmann::json versions();
+
+// Where an evaluation reads a measured γ (--gamma-from FILE, --gamma-protocol P):
+// the record of this model in FILE, found as theory/gamma_record.h's
+// find_gamma_record does (same checkpoint file, else model_id and step, else a
+// model-level record), of protocol P when one is given. Throws Error naming
+// the file and what was looked for when none matches.
+struct GammaSource {
+  std::string file;      // "" = none given
+  std::string protocol;  // "taf", "fixed", or "" for any
+};
+nlohmann::json measured_gamma_record(const OpenedModel& om, const GammaSource& from);
 
 // The records of one evaluation: each gets the shared fields it lacks, is
 // appended to `out` (when not "") as it comes, and is kept.

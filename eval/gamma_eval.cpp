@@ -19,17 +19,18 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// γ per curve in a list (layers, or heads of a layer), with R²; null where a fit fails.
-nlohmann::json fit_each(const std::vector<std::vector<double>>& curves, const std::vector<double>& distances,
+// γ per curve in a list (layers, or heads of a layer), with R² and the
+// normalised γ; null where a fit fails (too few points, or a zero A).
+nlohmann::json fit_each(const std::vector<std::vector<double>>& curves, const fit::DecayCurve& whole,
                         const fit::FitOptions& base) {
   fit::FitOptions o = base;
   o.bootstrap_resamples = 200;  // per-layer CIs are indicative; the headline γ uses the full count
   nlohmann::json out = nlohmann::json::array();
   for (size_t i = 0; i < curves.size(); ++i) {
     try {
-      const auto f = fit::fit_gamma({distances, curves[i], {}, {}}, o);
+      const auto f = fit::fit_gamma({whole.distances, curves[i], {}, {}, whole.prompt_lengths}, o);
       out.push_back({{"index", i}, {"gamma", f.gamma}, {"R2", f.R2}, {"ci95_lo", f.ci95_lo}, {"ci95_hi", f.ci95_hi},
-                     {"A", curves[i]}});
+                     {"gamma_intrinsic", f.gamma_intrinsic}, {"A", curves[i]}});
     } catch (const Error& e) {
       out.push_back({{"index", i}, {"gamma", nullptr}, {"error", e.what()}, {"A", curves[i]}});
     }
@@ -44,31 +45,44 @@ std::string text_corpus_label(const GammaProtocol& p) { return p.corpus == "rand
 nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEvalOptions& opt) {
   auto opened = open_model(ckpt_path, opt.open);
   auto& m = opened.model;
-  const auto meas = measure_attention_decay(m, opt.protocol);
-  const auto fit = fit::fit_gamma(meas.curve, opt.fit);
+  const auto& p = opt.protocol;
+  const auto meas = measure_attention_decay(m, p, opt.fit.fit_min_d);
 
   MeasurementInfo info;
   info.model_id = opened.model_id;
-  info.corpus = text_corpus_label(opt.protocol);
-  info.n_prompts_per_distance = static_cast<int>(opt.protocol.prompts * opt.protocol.seeds.size());
+  info.corpus = text_corpus_label(p);
+  info.n_prompts_per_distance = static_cast<int>(p.prompts * p.seeds.size());
   info.T_eval = opt.T_eval;
   info.source = ckpt_path;
-  auto rec = make_gamma_record(opened.arch(), meas.curve, fit, info);
+  info.protocol = p.name;
+  if (std::count_if(meas.curve.distances.begin(), meas.curve.distances.end(),
+                    [&](double d) { return d >= opt.fit.fit_min_d; }) >= 2)
+    info.uniform_baseline_gamma = fit::uniform_baseline_gamma(meas.curve, opt.fit.fit_min_d);
+  nlohmann::json rec;
+  try {
+    rec = make_gamma_record(opened.arch(), meas.curve, fit::fit_gamma(meas.curve, opt.fit), info);
+  } catch (const fit::InsufficientPoints& why) {
+    rec = make_insufficient_gamma_record(opened.arch(), meas.curve, why, info);
+  }
   rec["tokens_seen"] = opened.state.at("tokens_seen");
   auto& r = rec["ropelab"];
-  r["skipped_distances"] = meas.skipped;
-  r["uniform_baseline_gamma"] = uniform_baseline_gamma(opt.protocol, fit.fitted_distances);
-  r["prompts_per_seed"] = opt.protocol.prompts;
-  r["prompt_tail"] = opt.protocol.tail;
-  r["prompt_length"] = opt.protocol.prompt_length > 0 ? nlohmann::json(opt.protocol.prompt_length)
-                                                      : nlohmann::json("d+tail");
-  r["seeds"] = opt.protocol.seeds;
+  r["context"] = meas.context;
+  r["skipped_distances"] = nlohmann::json::array();
+  r["skipped"] = nlohmann::json::array();
+  for (const auto& s : meas.skipped) {
+    r["skipped_distances"].push_back(s.distance);
+    r["skipped"].push_back({{"distance", s.distance}, {"prompt_length", s.prompt_length}, {"reason", s.reason}});
+  }
+  r["prompts_per_seed"] = p.prompts;
+  r["prompt_tail"] = p.name == "taf" ? nlohmann::json(p.tail) : nlohmann::json();
+  r["prompt_length"] = p.name == "fixed" ? nlohmann::json(prompt_length(p, meas.context, 0)) : nlohmann::json("d+tail");
+  r["seeds"] = p.seeds;
   r["train_config"] = opened.state.at("config");
   r["versions"] = versions();  // (kept here too: records never lose a field)
-  if (opt.per_layer || opt.protocol.per_head) r["per_layer"] = fit_each(meas.per_layer, meas.curve.distances, opt.fit);
-  if (opt.protocol.per_head) {
+  if (opt.per_layer || p.per_head) r["per_layer"] = fit_each(meas.per_layer, meas.curve, opt.fit);
+  if (p.per_head) {
     r["per_head"] = nlohmann::json::array();
-    for (const auto& heads : meas.per_head) r["per_head"].push_back(fit_each(heads, meas.curve.distances, opt.fit));
+    for (const auto& heads : meas.per_head) r["per_head"].push_back(fit_each(heads, meas.curve, opt.fit));
   }
   RecordWriter records(opt.out, opened.provenance());
   records.write(std::move(rec));
@@ -87,23 +101,29 @@ struct SweepPoint {
 // resumes where it stopped), then returns the sweep's records by step.
 std::vector<nlohmann::json> sweep(const std::vector<SweepPoint>& points,
                                   const std::function<bool(const nlohmann::json&)>& mine, const GammaEvalOptions& opt) {
+  // A record of this protocol at this step is done (one without a protocol predates them: taf).
+  const auto this_protocol = [&](const nlohmann::json& rec) {
+    const auto& p = rec.contains("measurement") ? rec["measurement"].value("protocol", nlohmann::json()) : nlohmann::json();
+    return (p.is_string() ? p.get<std::string>() : std::string("taf")) == opt.protocol.name;
+  };
   std::set<int64_t> done;
   for (const auto& rec : io::read_jsonl(opt.out))
-    if (mine(rec) && rec.at("step").is_number_integer()) done.insert(rec.at("step").get<int64_t>());
+    if (mine(rec) && this_protocol(rec) && rec.at("step").is_number_integer()) done.insert(rec.at("step").get<int64_t>());
   Progress progress("gamma", static_cast<int64_t>(points.size()));
   int64_t i = 0;
   for (const auto& p : points) {
     ++i;
     if (done.count(p.step)) continue;
     const auto rec = eval_gamma_checkpoint(p.path, opt);
+    const auto& g = rec["measurement"]["gamma"];
     char detail[96];
-    std::snprintf(detail, sizeof detail, "step %lld: gamma %.3f", static_cast<long long>(p.step),
-                  rec["measurement"]["gamma"].get<double>());
+    std::snprintf(detail, sizeof detail, "step %lld (%s): gamma %s", static_cast<long long>(p.step),
+                  opt.protocol.name.c_str(), g.is_number() ? std::to_string(g.get<double>()).substr(0, 5).c_str() : "-");
     progress.update(i, detail);
   }
   std::vector<nlohmann::json> out;
   for (const auto& rec : io::read_jsonl(opt.out))
-    if (mine(rec)) out.push_back(rec);
+    if (mine(rec) && this_protocol(rec)) out.push_back(rec);
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a["step"] < b["step"]; });
   return out;
 }

@@ -3,16 +3,54 @@
 #include <torch/utils.h>
 
 #include <cmath>
+#include <set>
 
 #include "common/error.h"
 #include "data/loader.h"
 
 namespace ropelab::eval {
-int64_t prompt_length(const GammaProtocol& p, int64_t d) { return p.prompt_length > 0 ? p.prompt_length : d + p.tail; }
 
-at::Tensor gamma_prompts(const GammaProtocol& p, const data::TokenStream* text, int64_t vocab, int64_t d,
+void check_protocol(const GammaProtocol& p) {
+  if (p.name != "taf" && p.name != "fixed") throw Error("--protocol must be taf or fixed, got \"" + p.name + "\"");
+  if (p.prompts <= 0) throw Error("--prompts must be > 0, got " + std::to_string(p.prompts));
+  if (p.batch <= 0) throw Error("--batch must be > 0, got " + std::to_string(p.batch));
+  if (p.seeds.empty()) throw Error("--seeds must list at least one prompt seed");
+  if (p.tail < 1) throw Error("--tail must be >= 1, got " + std::to_string(p.tail));
+  if (p.prompt_length < 0) throw Error("--prompt-length must be > 0 (or 0: the context), got " + std::to_string(p.prompt_length));
+  if (p.context < 0) throw Error("--context must be > 0 (or 0: T_train), got " + std::to_string(p.context));
+  if (p.grid_points < 5) throw Error("--grid-points must be >= 5 (a γ needs 5 fitted points), got " + std::to_string(p.grid_points));
+  if (p.name == "taf" && p.prompt_length > 0)
+    throw Error("--prompt-length " + std::to_string(p.prompt_length) +
+                " contradicts --protocol taf (prompts of d + tail tokens); use --protocol fixed");
+  for (int64_t d : p.distances)
+    if (d <= 0) throw Error("--distances must be positive, got " + std::to_string(d));
+}
+
+int64_t prompt_length(const GammaProtocol& p, int64_t context, int64_t d) {
+  if (p.name == "fixed") return p.prompt_length > 0 ? p.prompt_length : context;
+  return d + p.tail;
+}
+
+std::vector<int64_t> default_distances(const GammaProtocol& p, int64_t context, double fit_min_d) {
+  const int64_t lo = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(fit_min_d)));
+  const int64_t hi = p.name == "fixed" ? std::min(prompt_length(p, context, 0), context) - 1 : context - p.tail;
+  if (hi < lo)
+    throw Error("no distance >= " + std::to_string(lo) + " (--fit-min-d) has a prompt inside the context of " +
+                std::to_string(context) + " tokens under --protocol " + p.name +
+                (p.name == "taf" ? " (prompts of d + " + std::to_string(p.tail) + ")" : "") +
+                "; lower --fit-min-d" + (p.name == "taf" ? " or --tail, or use --protocol fixed" : "") +
+                ", or raise --context on purpose");
+  std::set<int64_t> grid;
+  const int64_t n = p.grid_points;
+  for (int64_t i = 0; i < n; ++i) {
+    const double t = n == 1 ? 0.0 : double(i) / double(n - 1);
+    grid.insert(std::llround(std::exp(std::log(double(lo)) + t * (std::log(double(hi)) - std::log(double(lo))))));
+  }
+  return {grid.begin(), grid.end()};
+}
+
+at::Tensor gamma_prompts(const data::TokenStream* text, int64_t vocab, int64_t n, int64_t d,
                          int64_t seed, int64_t first, int64_t count) {
-  const int64_t n = prompt_length(p, d);
   std::vector<int64_t> ids(count * n);
   for (int64_t i = 0; i < count; ++i) {
     const uint64_t key = data::mix64(data::mix64(uint64_t(seed)) ^ uint64_t(d)) ^ uint64_t(first + i);
@@ -27,54 +65,79 @@ at::Tensor gamma_prompts(const GammaProtocol& p, const data::TokenStream* text, 
   return torch::from_blob(ids.data(), {count, n}, at::kLong).clone();
 }
 
-double uniform_baseline_gamma(const GammaProtocol& p, const std::vector<double>& fitted_distances) {
-  std::vector<double> logd, logA;
-  for (double d : fitted_distances) {
-    logd.push_back(std::log(d));
-    logA.push_back(-std::log(double(prompt_length(p, static_cast<int64_t>(d)))));
-  }
-  return -fit::ols(logd, logA).slope;
+double uniform_baseline_gamma(const GammaProtocol& p, int64_t context, const std::vector<double>& fitted_distances) {
+  fit::DecayCurve c;
+  c.distances = fitted_distances;
+  for (double d : fitted_distances) c.prompt_lengths.push_back(double(prompt_length(p, context, static_cast<int64_t>(d))));
+  return fit::uniform_baseline_gamma(c, 0);
 }
 
-DecayMeasurement measure_attention_decay(model::Transformer& m, const GammaProtocol& p) {
-  if (p.distances.empty()) throw Error("no distances to measure");
-  if (p.prompts <= 0 || p.batch <= 0 || p.seeds.empty()) throw Error("--prompts, batch and --seeds must be positive/non-empty");
-  const auto& cfg = m->cfg;
-  const int64_t context = p.context > 0 ? p.context : cfg.T_train;
+AttentionSource model_source(model::Transformer& m) {
+  AttentionSource s;
+  s.n_layers = m->cfg.n_layers;
+  s.n_heads = m->cfg.n_heads;
+  s.vocab = m->cfg.vocab_size;
+  s.T_train = m->cfg.T_train;
+  s.device = m->tok_emb->weight.device();
+  s.last_row = [m](const at::Tensor& ids) mutable {
+    model::AttentionProbe probe;
+    probe.rows = torch::tensor({ids.size(1) - 1}, at::kLong);
+    m->forward(ids, nullptr, &probe);
+    std::vector<at::Tensor> rows;
+    for (auto& p : probe.probs) rows.push_back(p.select(2, 0));  // [B, H, 1, n] -> [B, H, n]
+    return rows;
+  };
+  return s;
+}
+
+namespace {
+
+// The distances to measure and those skipped (with why), for a resolved context.
+std::vector<int64_t> plan_distances(const GammaProtocol& p, int64_t context, double fit_min_d,
+                                    std::vector<SkippedDistance>& skipped) {
+  const auto wanted = p.distances.empty() ? default_distances(p, context, fit_min_d) : p.distances;
+  std::vector<int64_t> kept;
+  for (int64_t d : wanted) {
+    const int64_t n = prompt_length(p, context, d);
+    if (n > context)
+      skipped.push_back({d, n, "a prompt of " + std::to_string(n) + " tokens is longer than the context of " +
+                                   std::to_string(context)});
+    else if (d >= n)
+      skipped.push_back({d, n, "the key would lie before the start of the fixed prompt of " + std::to_string(n) +
+                                   " tokens"});
+    else
+      kept.push_back(d);
+  }
+  if (kept.empty())
+    throw Error("no distance has a prompt inside the context of " + std::to_string(context) + " tokens (--protocol " +
+                p.name + "); measure shorter distances, or raise --context on purpose");
+  return kept;
+}
+
+}  // namespace
+
+DecayMeasurement measure_attention_decay(const AttentionSource& src, const GammaProtocol& p, double fit_min_d) {
+  check_protocol(p);
+  DecayMeasurement out;
+  out.context = p.context > 0 ? p.context : src.T_train;
+  const auto kept = plan_distances(p, out.context, fit_min_d, out.skipped);
   std::unique_ptr<data::TokenStream> text;
   if (p.corpus == "text") text = std::make_unique<data::TokenStream>(p.text_shards);
   else if (p.corpus != "random") throw Error("corpus must be random or text, got " + p.corpus);
 
-  DecayMeasurement out;
-  std::vector<int64_t> kept;
-  for (int64_t d : p.distances) {
-    if (d <= 0) throw Error("distances must be positive, got " + std::to_string(d));
-    if (p.prompt_length > 0 && d >= p.prompt_length)
-      throw Error("distance " + std::to_string(d) + " does not fit in --prompt-length " + std::to_string(p.prompt_length));
-    (d >= context ? out.skipped : kept).push_back(d);
-  }
-  if (kept.empty()) throw Error("every distance is at or beyond the context of " + std::to_string(context));
-
-  const int64_t L = cfg.n_layers, H = cfg.n_heads, S = p.seeds.size(), D = kept.size();
-  const auto dev = m->tok_emb->weight.device();
+  const int64_t L = src.n_layers, H = src.n_heads, S = p.seeds.size(), D = kept.size();
   // Sums of attention per (seed, distance, layer, head), accumulated in float64.
   auto sums = torch::zeros({S, D, L, H}, at::kDouble);
   torch::NoGradGuard no_grad;
-  m->eval();
   for (int64_t di = 0; di < D; ++di) {
-    const int64_t d = kept[di], n = prompt_length(p, d);
-    model::AttentionProbe probe;
-    probe.rows = torch::tensor({n - 1}, at::kLong);
+    const int64_t d = kept[di], n = prompt_length(p, out.context, d);
     for (int64_t si = 0; si < S; ++si) {
       for (int64_t first = 0; first < p.prompts; first += p.batch) {
         const int64_t count = std::min(p.batch, p.prompts - first);
-        auto idx = gamma_prompts(p, text.get(), cfg.vocab_size, d, p.seeds[si], first, count).to(dev);
-        m->forward(idx, nullptr, &probe);
-        for (int64_t l = 0; l < L; ++l) {
-          // probs[l]: [B, H, 1, n]; the key d tokens before the query sits at n-1-d.
-          auto a = probe.probs[l].select(2, 0).select(2, n - 1 - d).to(at::kDouble).sum(0).cpu();
-          sums[si][di][l] += a;
-        }
+        auto idx = gamma_prompts(text.get(), src.vocab, n, d, p.seeds[si], first, count).to(src.device);
+        const auto rows = src.last_row(idx);
+        for (int64_t l = 0; l < L; ++l)  // rows[l]: [B, H, n]; the key d tokens before the query sits at n-1-d
+          sums[si][di][l] += rows[l].select(2, n - 1 - d).to(at::kDouble).sum(0).cpu();
       }
     }
   }
@@ -82,6 +145,7 @@ DecayMeasurement measure_attention_decay(model::Transformer& m, const GammaProto
   auto curve_sd = per_prompt.mean({2, 3});          // heads, then layers (equal counts: same as nested means)
   auto mean_d = curve_sd.mean(0);
   out.curve.distances.assign(kept.begin(), kept.end());
+  for (int64_t d : kept) out.curve.prompt_lengths.push_back(double(prompt_length(p, out.context, d)));
   for (int64_t di = 0; di < D; ++di) out.curve.A.push_back(mean_d[di].item<double>());
   out.curve.seeds = p.seeds;
   for (int64_t si = 0; si < S; ++si) {
@@ -100,6 +164,11 @@ DecayMeasurement measure_attention_decay(model::Transformer& m, const GammaProto
         for (int64_t di = 0; di < D; ++di) out.per_head[l][h][di] = by_layer_head[di][l][h].item<double>();
   }
   return out;
+}
+
+DecayMeasurement measure_attention_decay(model::Transformer& m, const GammaProtocol& p, double fit_min_d) {
+  m->eval();
+  return measure_attention_decay(model_source(m), p, fit_min_d);
 }
 
 }  // namespace ropelab::eval

@@ -33,6 +33,7 @@ struct KVEvalOptions {
   double epsilon = 0.01;       // "within ε of the full cache" for the smallest-budget comparison
   std::optional<double> gamma; // γ for D_f; else from gamma_from, else γ_Padé(θ, N) (recorded as such)
   std::string gamma_from;      // a γ results .jsonl: the record of this checkpoint
+  std::string gamma_protocol = "taf";  // which of its records: the γ protocol ("taf", "fixed"; "" = any)
   std::vector<double> mass_fractions{0.8, 0.9, 0.95};  // f for D_f
   uint64_t seed = 99;
   int gmm_max_k = 8;           // query-distribution check: GMMs with K = 1..this (0 = skip)

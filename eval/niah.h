@@ -19,6 +19,7 @@ struct NiahOptions {
   int n_keys = 1;              // > 1: the multi-key variant
   double gamma_target = 0.85;  // for α_opt
   std::string gamma_from;      // γ results .jsonl (`eval gamma`) holding this checkpoint's record: alpha_opt_measured
+  std::string gamma_protocol = "taf";  // which of its records: the γ protocol ("taf", "fixed"; "" = any)
   uint64_t seed = 1234;
   int64_t ppl_windows = 8;     // held-out windows per (method, length); 0 = skip perplexity
   bool generation = true;      // also score greedy exact match

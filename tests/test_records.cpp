@@ -65,6 +65,14 @@ TEST(Records, EveryEvaluationCarriesTheSameProvenance) {
 
   const auto expected = eval::open_model(ckpt).provenance();
   EXPECT_EQ(expected["model_id"], "ropelab:run");
+  // Objects merge field by field: a γ record keeps its own ropelab{...} and gains build and train_build.
   for (const auto& r : recs)
-    for (const auto& [key, value] : expected.items()) EXPECT_EQ(r[key], value) << key << " in " << r.value("kind", "gamma");
+    for (const auto& [key, value] : expected.items()) {
+      if (!value.is_object()) {
+        EXPECT_EQ(r[key], value) << key << " in " << r.value("kind", "gamma");
+        continue;
+      }
+      for (const auto& [sub, v] : value.items()) EXPECT_EQ(r[key][sub], v) << key << "." << sub << " in " << r.value("kind", "gamma");
+    }
+  EXPECT_EQ(expected["ropelab"]["build"]["device"], "cpu");
 }
