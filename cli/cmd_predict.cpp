@@ -32,6 +32,13 @@ const std::pair<const char*, const char*> kRows[] = {
     {"D_f_continuum", "[(1-f) + f*N^(1-g)]^(1/(1-g)); N^f at g = 1"},
     {"gamma_random_pred", "gamma_pade - log10(P_M/14)/(2*pi)"},
     {"regime", "A: g < 0.95, B: g > 1.05, else boundary; g = --gamma else gamma_pade"},
+    {"liu_critical_dim", "Liu: 2*ceil((d/2)*log_theta(T_train/2pi)), capped at d"},
+    {"liu_T_extra", "Liu: 2pi*theta^(d_extra/d)"},
+    {"liu_base_for_L", "Liu: (L/2pi)^(d/d_extra)"},
+    {"liu_ntk_factor", "Liu: liu_base_for_L / theta"},
+    {"men_least_base_for_L", "Men: least theta with sum_i cos(m*theta^(-2i/d)) >= 0 for all m <= L"},
+    {"men_theta_holds_at_L", "Men: B(m) >= 0 for all m <= L at this theta"},
+    {"men_first_violation", "Men: the first m with B(m) < 0"},
 };
 
 std::string show(const nlohmann::json& v) {
@@ -74,8 +81,9 @@ struct PredictFlags {
   double theta = 0, T = 0, L = 0, gamma_target = closed_forms::kDefaultGammaTarget, gamma = 0, N = 0,
          f = closed_forms::kDefaultMassFraction, params_M = 0;
   int d_head = 0;
+  double T_train = 0;
   bool json = false;
-  CLI::Option *o_theta, *o_T, *o_L, *o_gt, *o_gamma, *o_N, *o_f, *o_P, *o_d;
+  CLI::Option *o_theta, *o_T, *o_L, *o_gt, *o_gamma, *o_N, *o_f, *o_P, *o_d, *o_Tt;
 };
 
 std::optional<double> given(CLI::Option* o, double v) {
@@ -93,12 +101,13 @@ void run_predict(const PredictFlags& p) {
   in.f = given(p.o_f, p.f);
   in.params_M = given(p.o_P, p.params_M);
   in.d_head = given(p.o_d, p.d_head);
+  in.T_train = given(p.o_Tt, p.T_train);
   const nlohmann::json out = closed_forms::predict(in);
   if (out.size() <= 1)  // only "inputs": nothing could be computed
     throw Error(
         "predict: nothing to compute from these flags; give --theta and --T (gamma_pade and "
         "variants), --T (theta_design), --theta and --L (alpha_opt), --gamma or --theta/--T "
-        "plus --N (D_f)");
+        "plus --N (D_f), --theta, --d-head and --T-train (Liu), --d-head and --L (Men)");
   if (p.json) {
     std::cout << out.dump(2) << "\n";
   } else {
@@ -120,7 +129,8 @@ void add_predict_command(CLI::App& root) {
   p->o_N = cmd->add_option("--N", p->N, "context size N for the KV window D_f");
   p->o_f = cmd->add_option("--f", p->f, "attention-mass fraction f for D_f")->capture_default_str();
   p->o_P = cmd->add_option("--params-M", p->params_M, "model size in millions of parameters");
-  p->o_d = cmd->add_option("--d-head", p->d_head, "head dimension for NTK-aware θ");
+  p->o_d = cmd->add_option("--d-head", p->d_head, "head dimension (NTK-aware θ, Liu, Men)");
+  p->o_Tt = cmd->add_option("--T-train", p->T_train, "training length (Liu's critical dimension)");
   cmd->add_flag("--json", p->json, "print one JSON object instead of the table");
   cmd->callback([p]() { run_predict(*p); });
 }

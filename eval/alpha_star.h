@@ -21,6 +21,7 @@ struct AlphaPoint {
   int64_t hits = 0, n = 0;  // prompts whose true key ranked first, of n
   double gamma = NAN;       // the γ α_opt was computed with (closed-form points)
   std::string unavailable;  // why the point was not run (n = 0); "" when it was
+  std::string method;       // the method's label (ntk:4, ntk:alpha_opt, none, ...)
 };
 
 // The near-best rule: a factor is near the best when its accuracy lies inside
@@ -35,6 +36,10 @@ struct AlphaStar {
   double best_accuracy = NAN, best_lo = NAN, best_hi = NAN;
   int ties = 1;                          // factors sharing the best accuracy
   std::vector<double> near_best;         // factors within the best's interval, ascending
+  // The best at an end of the swept range says only that the optimum lies at
+  // or beyond it: "upper" (best = largest factor swept), "lower" (smallest),
+  // "" inside the range.
+  std::string censored;
   std::vector<AlphaPoint> closed_forms;  // the alpha_opt / alpha_opt_measured points at this length
 };
 
@@ -42,10 +47,35 @@ struct AlphaStar {
 // distinct fixed factors gets an AlphaStar. Order: first-seen family, then ascending length.
 std::vector<AlphaStar> find_alpha_star(const std::vector<AlphaPoint>& points);
 
-// One "alpha_star" record: the curve's best, the near-best factors and their
-// span, and per closed form {gamma, value, accuracy, ci95, n, ratio_best_to_value,
+// One "alpha_star" record: the curve's best, alpha_star_censored ("upper",
+// "lower" or null), whether the near-best factors cover the whole sweep (then
+// it cannot tell factors apart), the near-best factors and their span, and per closed form {gamma, value, accuracy, ci95, n, ratio_best_to_value,
 // within_best_interval, inside_near_best_span, unavailable}.
 nlohmann::json alpha_star_record(const AlphaStar& a);
+
+// α* as text: "≥ 128" when censored above, "≤ 0.0625" below, else the value.
+std::string alpha_star_text(const nlohmann::json& alpha_star_record);
+
+// The RoPE a model was trained with, for the other published forms
+// (theory/extrapolation_laws.h): θ, the rotated dimensions per head, T_train.
+struct RopeShape {
+  double theta = 0;
+  int rotary_dim = 0;
+  int64_t T_train = 0;
+};
+
+// Liu's and Men's NTK factors for this length (family ntk only: θ' = α·θ),
+// set beside α* in its record under "other_forms": {liu_ntk_factor,
+// men_ntk_factor (null when no base holds), and for each
+// inside_near_best_span}. Nothing for other families.
+void add_other_forms(nlohmann::json& alpha_star_record, const RopeShape& rope);
+
+// One "niah_reach" record per method: its pooled accuracy per length, the
+// longest length whose Wilson 95% lower bound is above chance (null when
+// none is), and, for none and a fixed NTK α (θ' = α·θ), the longest context
+// Liu's T_extra and Men's B(m) >= 0 bound predict at θ'.
+std::vector<nlohmann::json> reach_records(const std::vector<AlphaPoint>& points, const RopeShape& rope,
+                                          double chance = 0.1);
 
 // Terminal view of "alpha_star" records; "" when there are none.
 std::string alpha_star_table(const std::vector<nlohmann::json>& records);

@@ -266,6 +266,8 @@ void check_kv_options(const KVEvalOptions& opt, int64_t T_train) {
   const int64_t N = context_of(opt, T_train);
   const auto ratios = budget_ratios(opt, N);
   if (ratios.empty()) throw Error("--ratios must not be empty");
+  if (opt.gamma_protocol != "taf" && opt.gamma_protocol != "fixed")
+    throw Error("--gamma-protocol must be taf or fixed, got \"" + opt.gamma_protocol + "\"");
   for (double r : ratios)
     if (!(r > 0 && r <= 1)) throw Error("--ratios: " + std::to_string(r) + " is outside (0, 1]");
   for (const auto& p : text::split(opt.policies)) model::parse_kv_policy(p);
@@ -306,15 +308,11 @@ struct KVSetup {
 };
 
 // γ for D_f: given, from a γ record of this checkpoint, or γ_Padé(θ, N); and where it came from.
-std::pair<double, std::string> gamma_for_df(const KVEvalOptions& opt, const std::string& ckpt_path, double theta,
-                                            int64_t N) {
+std::pair<double, std::string> gamma_for_df(const KVEvalOptions& opt, const OpenedModel& om, double theta, int64_t N) {
   if (opt.gamma) return {*opt.gamma, "given"};
   if (!opt.gamma_from.empty()) {
-    std::optional<double> gamma;
-    for (const auto& r : io::read_jsonl(opt.gamma_from))
-      if (r.value("checkpoint", "") == ckpt_path) gamma = r["measurement"]["gamma"].get<double>();
-    if (!gamma) throw Error(opt.gamma_from + ": no γ record for checkpoint " + ckpt_path);
-    return {*gamma, opt.gamma_from};
+    const auto rec = measured_gamma_record(om, {opt.gamma_from, opt.gamma_protocol});
+    return {rec["measurement"]["gamma"].get<double>(), opt.gamma_from};
   }
   return {closed_forms::gamma_pade(theta, double(N)), "gamma_pade(theta, N)"};
 }
@@ -424,15 +422,41 @@ nlohmann::json measure(KVSetup& k, const model::KVPolicySpec& spec, int64_t budg
   return r;
 }
 
+// Mean over windows, layers and heads of the share of the first decoded
+// query's full-cache attention on the prefix that its last D tokens carry
+// (sinks excluded): the measured counterpart of f for D_f's window alone.
+double window_mass(const KVSetup& k, int64_t D) {
+  double total = 0;
+  int64_t count = 0;
+  for (const auto& layers : k.first_attn)
+    for (const auto& a : layers) {  // [1, H, 1, N+1]; the last key is the query's own token
+      const int64_t N = a.size(-1) - 1;
+      const auto row = a[0].select(1, 0).narrow(1, 0, N).to(at::kDouble);  // [H, N]
+      total += (row.narrow(1, N - D, D).sum(1) / row.sum(1)).sum().item<double>();
+      count += row.size(0);
+    }
+  return total / double(count);
+}
+
 // The closed-form window: sinks + the last D_f tokens, one measurement per f.
+// The mass is compared like for like: the window alone (measured, sinks
+// excluded) against the power law's share of the window, and the whole
+// kept cache (measured retained_mass, sinks included) against the power
+// law's share of the window and the sinks.
 void measure_df(KVSetup& k, const model::KVPolicySpec& spec, double gamma, RecordWriter& records) {
   for (double f : k.opt.mass_fractions) {
     const int64_t Df = closed_forms::D_f_discrete(gamma, k.N, f);
     const double Dc = closed_forms::D_f_continuum(gamma, double(k.N), f);
     const int64_t budget = std::min<int64_t>(k.N, k.opt.sinks + Df);
+    const int64_t sinks = budget - Df;  // the sinks the budget leaves room for
     auto rec = measure(k, spec, budget);
     rec.update({{"policy", spec.name}, {"f", f}, {"D_f_discrete", Df}, {"D_f_continuum", Dc}, {"budget", budget},
-                {"ratio", double(budget) / k.N}, {"predicted_mass", f}});
+                {"ratio", double(budget) / k.N}, {"predicted_mass", f}, {"sinks", sinks},
+                {"window_mass", window_mass(k, Df)},
+                {"predicted_window_mass", closed_forms::power_law_mass(gamma, k.N, Df, 0)},
+                {"predicted_retained_mass", closed_forms::power_law_mass(gamma, k.N, Df, sinks)},
+                {"mass_counting", "window_mass and predicted_window_mass count the last D_f tokens only; "
+                                  "retained_mass and predicted_retained_mass count those and the sinks"}});
     records.write(rec);
   }
 }
@@ -492,7 +516,7 @@ std::vector<nlohmann::json> eval_kv(const std::string& ckpt_path, const KVEvalOp
   k.G = cfg.n_kv_heads;
   const auto data = opened.data();
   const data::TokenStream val(data.val_shards);
-  const auto [gamma, gamma_source] = gamma_for_df(opt, ckpt_path, cfg.rope_theta, k.N);
+  const auto [gamma, gamma_source] = gamma_for_df(opt, opened, cfg.rope_theta, k.N);
 
   torch::NoGradGuard no_grad;
   prefill_windows(k, val);

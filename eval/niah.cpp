@@ -136,6 +136,8 @@ NiahPlan plan_niah(const NiahOptions& opt, const model::ModelConfig& cfg) {
   for (const auto& m : plan.methods)
     if (m.measured_gamma && opt.gamma_from.empty())
       throw Error("--scaling " + m.label() + " needs --gamma-from (a γ results .jsonl written by `ropelab eval gamma`)");
+  if (opt.gamma_protocol != "taf" && opt.gamma_protocol != "fixed")
+    throw Error("--gamma-protocol must be taf or fixed, got \"" + opt.gamma_protocol + "\"");
   // read_jsonl reads a missing file as empty, which would read as "no record for this checkpoint".
   if (!opt.gamma_from.empty() && !io::exists(opt.gamma_from))
     throw Error("--gamma-from " + opt.gamma_from + ": no such file");
@@ -220,18 +222,13 @@ nlohmann::json perplexity_record(NiahData& d, const model::ScalingMethod& method
 nlohmann::json measured_gamma(NiahPlan& plan, const NiahOptions& opt, const OpenedModel& om) {
   if (std::none_of(plan.methods.begin(), plan.methods.end(), [](const auto& m) { return m.measured_gamma; }))
     return nullptr;
-  const nlohmann::json s = om.state.value("step", nlohmann::json());  // null for a HF directory not named stepN
-  const std::optional<int64_t> step = s.is_number_integer() ? std::optional<int64_t>(s.get<int64_t>()) : std::nullopt;
-  const auto rec = find_gamma_record(io::read_jsonl(opt.gamma_from), om.model_id, om.path, step);
-  if (!rec)
-    throw Error(opt.gamma_from + ": no γ record for " + om.path + " (expected one with a measurement.gamma and " +
-                "\"checkpoint\": \"" + om.path + "\", or \"model_id\": \"" + om.model_id + "\"" +
-                (step ? " with \"step\": " + std::to_string(*step) + " or" : "") + " without a step)");
-  const auto& meas = (*rec)["measurement"];
+  const auto rec = measured_gamma_record(om, {opt.gamma_from, opt.gamma_protocol});
+  const auto& meas = rec["measurement"];
   for (auto& m : plan.methods)
     if (m.measured_gamma) m.gamma = meas["gamma"].get<double>();
   return {{"gamma", meas["gamma"]}, {"ci95", {meas.value("gamma_ci95_lo", nlohmann::json()), meas.value("gamma_ci95_hi", nlohmann::json())}},
-          {"from", opt.gamma_from}, {"record_step", rec->value("step", nlohmann::json())}};
+          {"protocol", meas.value("protocol", nlohmann::json())}, {"from", opt.gamma_from},
+          {"record_step", rec.value("step", nlohmann::json())}};
 }
 
 std::string alpha_source(const model::ScalingMethod& m) {
@@ -261,6 +258,7 @@ AlphaPoint measure_at_length(NiahData& d, const model::ScalingMethod& method, in
                              Progress& progress, int64_t& done) {
   const auto& opt = d.opt;
   AlphaPoint p{method.kind, alpha_source(method)};
+  p.method = method.label();
   p.length = L;
   if (method.alpha_opt) p.gamma = method.measured_gamma ? method.gamma.value_or(NAN) : opt.gamma_target;
   p.unavailable = model::scaling_unavailable(method, d.m->cfg, L, opt.gamma_target);
@@ -323,7 +321,13 @@ std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOp
   std::vector<AlphaPoint> points;
   for (const auto& method : plan.methods)
     for (int64_t L : plan.lengths) points.push_back(measure_at_length(d, method, L, records, progress, done));
-  for (const auto& a : find_alpha_star(points)) records.write(alpha_star_record(a));
+  const RopeShape rope{cfg.rope_theta, static_cast<int>(cfg.rotary_dim()), cfg.T_train};
+  for (const auto& a : find_alpha_star(points)) {
+    auto rec = alpha_star_record(a);
+    add_other_forms(rec, rope);
+    records.write(rec);
+  }
+  for (auto& rec : reach_records(points, rope)) records.write(std::move(rec));
   progress.finish(std::to_string(records.records().size()) + " records");
   return records.take();
 }

@@ -113,3 +113,59 @@ TEST(AlphaStar, GroupsByFamilyAndLengthAndKeepsWhyAClosedFormWasNotRun) {
   EXPECT_NE(table.find("undefined"), std::string::npos);
   EXPECT_NE(table.find("512"), std::string::npos);
 }
+
+// α* at an end of the sweep says only that the best lies there or beyond:
+// recorded as censored and shown as ≥ / ≤; inside the sweep it is a value.
+TEST(AlphaStar, AnAlphaStarAtTheEndOfTheSweepIsCensored) {
+  auto a = eval::find_alpha_star({point(1, 10, 50), point(2, 20, 50), point(4, 40, 50)}).at(0);
+  EXPECT_EQ(a.censored, "upper");
+  auto rec = eval::alpha_star_record(a);
+  EXPECT_EQ(rec["alpha_star_censored"], "upper");
+  EXPECT_EQ(eval::alpha_star_text(rec), "≥ 4");
+  EXPECT_FALSE(rec["near_best_covers_sweep"].get<bool>());
+  EXPECT_NE(eval::alpha_star_table({rec}).find("≥ 4"), std::string::npos);
+
+  a = eval::find_alpha_star({point(1, 40, 50), point(2, 20, 50), point(4, 10, 50)}).at(0);
+  EXPECT_EQ(eval::alpha_star_record(a)["alpha_star_censored"], "lower");
+  EXPECT_EQ(eval::alpha_star_text(eval::alpha_star_record(a)), "≤ 1");
+
+  a = eval::find_alpha_star({point(1, 10, 50), point(2, 40, 50), point(4, 38, 50)}).at(0);
+  rec = eval::alpha_star_record(a);
+  EXPECT_TRUE(rec["alpha_star_censored"].is_null());
+  EXPECT_EQ(eval::alpha_star_text(rec), "2");
+
+  // A flat curve cannot tell factors apart: every factor is near the best.
+  a = eval::find_alpha_star({point(1, 5, 50), point(2, 5, 50), point(4, 5, 50)}).at(0);
+  EXPECT_TRUE(eval::alpha_star_record(a)["near_best_covers_sweep"].get<bool>());
+}
+
+// The other published forms beside α* (ntk only), and how far each method
+// retrieves against Liu's and Men's predicted limits.
+TEST(AlphaStar, OtherFormsAndReachRecords) {
+  const eval::RopeShape rope{1e4, 32, 128};
+  auto rec = eval::alpha_star_record(
+      eval::find_alpha_star({point(1, 10, 50), point(8, 40, 50), point(16, 45, 50), point(32, 20, 50)}).at(0));
+  rec["length"] = 512;
+  eval::add_other_forms(rec, rope);
+  EXPECT_NEAR(rec["other_forms"]["liu"]["value"].get<double>(), 12.4807, 1e-3);  // test_closed_forms' hand value
+  EXPECT_TRUE(rec["other_forms"]["liu"]["inside_near_best_span"].get<bool>());   // near-best 8..16
+  EXPECT_NEAR(rec["other_forms"]["men"]["value"].get<double>(), 12487.2278 / 1e4, 1e-5);
+  auto yarn = rec;
+  yarn["family"] = "yarn";
+  yarn.erase("other_forms");
+  eval::add_other_forms(yarn, rope);
+  EXPECT_FALSE(yarn.contains("other_forms"));
+
+  std::vector<AlphaPoint> pts;
+  for (auto [L, hits] : {std::pair<int64_t, int64_t>{128, 45}, {256, 30}, {512, 8}}) {
+    auto p = point(1, hits, 50);
+    p.family = "none", p.method = "none", p.length = L;
+    pts.push_back(p);
+  }
+  const auto reach = eval::reach_records(pts, rope);
+  ASSERT_EQ(reach.size(), 1u);
+  // 30/50: Wilson lower bound 0.462 > 0.1; 8/50: 0.0834 < 0.1.
+  EXPECT_EQ(reach[0]["longest_retrieving_length"], 256);
+  EXPECT_NEAR(reach[0]["predicted_longest"]["liu_T_extra"].get<double>(), 198.6918, 1e-3);
+  EXPECT_EQ(reach[0]["predicted_longest"]["men_first_violation_minus_1"], 473);
+}

@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "theory/closed_forms.h"
+#include "theory/extrapolation_laws.h"
 
 namespace cf = ropelab::closed_forms;
 
@@ -193,4 +194,87 @@ TEST(ClosedFormsPredict, BadInputsThrow) {
   in.N.reset();
   in.theta = -3;
   EXPECT_NE(error_of([&] { cf::predict(in); }).find("--theta"), std::string::npos);
+}
+
+// Liu et al. 2023 by hand, d = 32, T_train = 128: log_θ(128/2π) = ln 20.37183 /
+// ln θ; θ = 1e4: 3.014155 / 9.210340 = 0.327261, ×16 = 5.236 → ⌈⌉ 6 → d_extra
+// 12, T_extra = 2π·1e4^(12/32) = 2π·31.62278 = 198.6918; θ = 1e2: 0.654515 ×16
+// = 10.47 → 22, T_extra = 2π·100^(22/32) = 2π·23.71374 = 148.998; θ = 1e6:
+// 0.218172 ×16 = 3.49 → 8, T_extra = 2π·1e6^(1/4) = 198.6918. The base for L =
+// 512 at θ = 1e4: (512/2π)^(32/12) = 81.48733^2.6667 = 1.24807e5, α = 12.4807.
+TEST(ExtrapolationLaws, LiuByHand) {
+  namespace ex = ropelab::extrapolation;
+  EXPECT_EQ(ex::liu_critical_dim(1e4, 32, 128), 12);
+  EXPECT_EQ(ex::liu_critical_dim(1e2, 32, 128), 22);
+  EXPECT_EQ(ex::liu_critical_dim(1e6, 32, 128), 8);
+  EXPECT_NEAR(ex::liu_T_extra(1e4, 32, 128), 198.6918, 1e-3);
+  EXPECT_NEAR(ex::liu_T_extra(1e2, 32, 128), 148.998, 1e-3);
+  EXPECT_NEAR(ex::liu_T_extra(1e6, 32, 128), 198.6918, 1e-3);
+  EXPECT_NEAR(ex::liu_ntk_factor(1e4, 32, 128, 512), 12.4807, 1e-3);
+  // Solving T_extra = L: at that base the critical dimension's period is L.
+  const double base = ex::liu_base_for_length(1e4, 32, 128, 512);
+  EXPECT_NEAR(2 * M_PI * std::pow(base, 12.0 / 32), 512, 1e-9);
+  // A base below T_train/2π: every dimension completes a period; d_extra is capped at d.
+  EXPECT_EQ(ex::liu_critical_dim(2, 32, 128), 32);
+  EXPECT_THROW(ex::liu_critical_dim(1e4, 31, 128), ropelab::Error);
+  EXPECT_THROW(ex::liu_critical_dim(1e4, 32, 6), ropelab::Error);
+  EXPECT_THROW(ex::liu_base_for_length(1e4, 32, 128, 3), ropelab::Error);
+}
+
+// Men et al. 2024. d = 4: B(m) = cos m + cos(m/√θ). For L = 2, m = 2 needs
+// cos(2/√θ) >= −cos 2 = cos(π − 2), so θ >= (2/(π − 2))² = 3.0692881 (m = 1 then
+// holds too). B is not monotone in θ: at θ = (2/(2π))², cos(2/√θ) = 1 but m = 1
+// gives cos 1 + cos π < 0. d = 2: B = cos m < 0 at m = 2 for every θ.
+TEST(ExtrapolationLaws, MenByHand) {
+  namespace ex = ropelab::extrapolation;
+  EXPECT_NEAR(ex::men_B(9, 4, 2), std::cos(2.0) + std::cos(2.0 / 3), 1e-15);
+  EXPECT_NEAR(*ex::men_least_base(4, 2), 4 / ((M_PI - 2) * (M_PI - 2)), 1e-6);
+  EXPECT_EQ(ex::men_first_violation(1 / (M_PI * M_PI), 4, 2), std::optional<int64_t>(1));
+  EXPECT_FALSE(ex::men_least_base(2, 2));
+  EXPECT_TRUE(ex::men_least_base(2, 1));  // cos 1 > 0: θ = 1 already holds
+  EXPECT_DOUBLE_EQ(*ex::men_least_base(2, 1), 1.0);
+  // The first violation against the direct sum (d = 32, θ = 1e4; 474 found by an
+  // independent numpy scan), and the least base is where the bound starts to hold.
+  EXPECT_EQ(ex::men_first_violation(1e4, 32, 100000), std::optional<int64_t>(474));
+  EXPECT_GE(ex::men_B(1e4, 32, 473), 0);
+  EXPECT_LT(ex::men_B(1e4, 32, 474), 0);
+  const double least = *ex::men_least_base(32, 128);
+  EXPECT_NEAR(least, 1217.698, 0.01);  // the numpy scan's value
+  EXPECT_FALSE(ex::men_first_violation(least, 32, 128));
+  EXPECT_TRUE(ex::men_first_violation(least * 0.999, 32, 128));
+  // Their fit at d = 128 (0.0424·L^1.628 = 32232 at L = 4096) within a factor 1.5.
+  const double at4k = *ex::men_least_base(128, 4096);
+  EXPECT_GT(at4k, 32232 / 1.5);
+  EXPECT_LT(at4k, 32232 * 1.5);
+  EXPECT_THROW(ex::men_least_base(5, 10), ropelab::Error);
+  EXPECT_THROW(ex::men_least_base(32, 0), ropelab::Error);
+}
+
+// The D_f window's power-law mass, by hand at γ = 1, N = 4: Σ 1/d = 1 + 1/2 +
+// 1/3 + 1/4 = 25/12; D = 2 keeps 1.5 → 0.72; with 1 sink (d = 4) 1.75 → 0.84.
+TEST(ClosedForms, PowerLawMassByHand) {
+  EXPECT_NEAR(cf::power_law_mass(1.0, 4, 2, 0), 1.5 / (25.0 / 12), 1e-12);
+  EXPECT_NEAR(cf::power_law_mass(1.0, 4, 2, 1), 1.75 / (25.0 / 12), 1e-12);
+  EXPECT_NEAR(cf::power_law_mass(1.0, 4, 3, 2), 1.0, 1e-12);  // window and sinks overlap: counted once
+  EXPECT_NEAR(cf::power_law_mass(0.0, 100, 10, 4), 0.14, 1e-12);
+  // D_f's window holds at least f of the mass, by construction.
+  const int64_t D = cf::D_f_discrete(0.8, 1000, 0.9);
+  EXPECT_GE(cf::power_law_mass(0.8, 1000, D, 0), 0.9);
+  EXPECT_LT(cf::power_law_mass(0.8, 1000, D - 1, 0), 0.9);
+  EXPECT_THROW(cf::power_law_mass(1.0, 4, 5, 0), ropelab::Error);
+}
+
+TEST(ClosedFormsPredict, LiuAndMenBesideTaf) {
+  cf::PredictInputs in;
+  in.theta = 1e4;
+  in.d_head = 32;
+  in.T_train = 128;
+  in.L = 512;
+  const auto out = cf::predict(in);
+  EXPECT_EQ(out["liu_critical_dim"], 12);
+  EXPECT_NEAR(out["liu_ntk_factor"].get<double>(), 12.4807, 1e-3);
+  EXPECT_NEAR(out["men_least_base_for_L"].get<double>(), 12487.2278, 0.01);  // the numpy scan's value
+  EXPECT_EQ(out["men_theta_holds_at_L"], false);
+  EXPECT_EQ(out["men_first_violation"], 474);
+  EXPECT_TRUE(out.contains("alpha_opt"));
 }

@@ -500,7 +500,7 @@ TEST(HfModels, EvalGammaNiahAndKvRunOnAHfDirectory) {
     n.open.data_dir = root + "/data";
     n.open.model_id = "org/" + name;
     const auto niah = eval::eval_niah(dir, n);
-    ASSERT_EQ(niah.size(), 6u);  // 2 methods x (1 cell + the cells pooled + perplexity)
+    ASSERT_EQ(niah.size(), 8u);  // 2 methods x (1 cell + the cells pooled + perplexity + reach)
     EXPECT_EQ(niah[0]["model_id"], "org/" + name);
     EXPECT_TRUE(std::isfinite(niah[2]["perplexity"].get<double>()));
 

@@ -66,9 +66,15 @@ TEST(Niah, RunsEveryMethodLengthAndDepthAndWritesRecords) {
   o.ppl_windows = 2;
   o.out = dir + "/niah.jsonl";
   const auto recs = eval::eval_niah(train::checkpoints_dir(dir + "/run") + "/step_00000005.pt", o);
-  ASSERT_EQ(recs.size(), 3u * 2u * 2u + 3u * 2u + 3u * 2u);  // per depth, pooled, perplexity
-  int niah = 0;
+  ASSERT_EQ(recs.size(), 3u * 2u * 2u + 3u * 2u + 3u * 2u + 3u);  // per depth, pooled, perplexity; reach per method
+  int niah = 0, reach = 0;
   for (const auto& r : recs) {
+    if (r["kind"] == "niah_reach") {
+      ++reach;
+      EXPECT_EQ(r["lengths"].size(), 2u);
+      EXPECT_EQ(r["predicted_longest"].is_null(), r["method"] != "none");  // Liu and Men: a fixed base only
+      continue;
+    }
     if (r["kind"] == "niah_pooled") {
       EXPECT_EQ(r["trials"], 6);  // 2 depths x 3 trials
       continue;

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "common/error.h"
+#include "theory/extrapolation_laws.h"
 
 namespace ropelab::closed_forms {
 namespace {
@@ -111,6 +112,21 @@ int64_t D_f_discrete(double gamma, int64_t N, double f) {
   return N;  // only reachable through rounding when f is within an ulp of 1
 }
 
+double power_law_mass(double gamma, int64_t N, int64_t D, int64_t sinks) {
+  require_finite("power_law_mass", "gamma", gamma);
+  require(N >= 1 && N <= kMaxDiscreteN, "power_law_mass", "N must be in [1, " + std::to_string(kMaxDiscreteN) + "]",
+          static_cast<double>(N));
+  require(D >= 1 && D <= N, "power_law_mass", "D must be in [1, N]", static_cast<double>(D));
+  require(sinks >= 0 && sinks <= N, "power_law_mass", "sinks must be in [0, N]", static_cast<double>(sinks));
+  long double total = 0, kept = 0;
+  for (int64_t d = N; d >= 1; --d) {  // smallest terms first
+    const long double t = std::pow(static_cast<long double>(d), static_cast<long double>(-gamma));
+    total += t;
+    if (d <= D || d > N - sinks) kept += t;
+  }
+  return static_cast<double>(kept / total);
+}
+
 double D_f_continuum(double gamma, double N, double f) {
   require_finite("D_f_continuum", "gamma", gamma);
   require(std::isfinite(N) && N >= 1, "D_f_continuum", "N must be a finite number >= 1", N);
@@ -152,6 +168,7 @@ void check_inputs(const PredictInputs& in) {
   positive(in.T, "--T");
   positive(in.L, "--L");
   positive(in.params_M, "--params-M");
+  positive(in.T_train, "--T-train");
   if (in.gamma && !std::isfinite(*in.gamma))
     throw Error("predict: --gamma must be finite, got " + num(*in.gamma));
   if (in.gamma_target && !(*in.gamma_target > -1 && *in.gamma_target < 1))
@@ -178,6 +195,7 @@ nlohmann::json echo_inputs(const PredictInputs& in) {
   put("f", in.f);
   put("params_M", in.params_M);
   put("d_head", in.d_head);
+  put("T_train", in.T_train);
   return j;
 }
 
@@ -242,6 +260,27 @@ nlohmann::json predict(const PredictInputs& in) {
     out["D_f_continuum"] = D_f_continuum(*g_use, *in.N, f);
   }
   if (g_pade && in.params_M) out["gamma_random_pred"] = gamma_random_pred(*g_pade, *in.params_M);
+  if (in.theta && in.d_head && in.T_train) {
+    const int d = static_cast<int>(*in.d_head);
+    out["liu_critical_dim"] = extrapolation::liu_critical_dim(*in.theta, d, *in.T_train);
+    out["liu_T_extra"] = extrapolation::liu_T_extra(*in.theta, d, *in.T_train);
+    if (in.L) {
+      out["liu_base_for_L"] = extrapolation::liu_base_for_length(*in.theta, d, *in.T_train, *in.L);
+      out["liu_ntk_factor"] = extrapolation::liu_ntk_factor(*in.theta, d, *in.T_train, *in.L);
+    }
+  }
+  if (in.d_head && in.L) {
+    const int d = static_cast<int>(*in.d_head);
+    const auto L = static_cast<int64_t>(std::ceil(*in.L));
+    const auto least = extrapolation::men_least_base(d, L);
+    out["men_least_base_for_L"] = least ? nlohmann::json(*least) : nlohmann::json();
+    if (!least) notes.push_back("men_least_base_for_L: no base in [1, 1e15] keeps B(m) >= 0 for every m <= L");
+    if (in.theta) {
+      const auto v = extrapolation::men_first_violation(*in.theta, d, L);
+      out["men_theta_holds_at_L"] = !v;
+      out["men_first_violation"] = v ? nlohmann::json(*v) : nlohmann::json();
+    }
+  }
   if (g_use) {
     const Regime r = regime(*g_use);
     out["regime"] = {{"code", r.code}, {"description", r.description}, {"gamma_used", g_src}};

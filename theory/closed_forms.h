@@ -37,6 +37,13 @@ double theta_ntk_aware(double theta, double alpha, int d_head);    // θ·α^(d/
 int64_t D_f_discrete(double gamma, int64_t N, double f = kDefaultMassFraction);
 double D_f_continuum(double gamma, double N, double f = kDefaultMassFraction);
 
+// The share of the mass Σ_{d=1..N} d^−γ that a cache keeping the last D
+// tokens (distances 1..D) and the first `sinks` tokens (distances N−sinks+1..N)
+// holds: what D_f's window keeps under the power law, counted over the same
+// tokens as a measurement that keeps sinks (sinks = 0: the window alone, ≥ f
+// by D_f's construction). Needs 1 <= D <= N, 0 <= sinks <= N.
+double power_law_mass(double gamma, int64_t N, int64_t D, int64_t sinks = 0);
+
 // "Imprint" prediction for random-token γ from model size P_M (millions of parameters).
 double gamma_random_pred(double gamma_pade_value, double params_M);
 
@@ -47,7 +54,7 @@ struct Regime {
 Regime regime(double gamma);
 
 struct PredictInputs {
-  std::optional<double> theta, T, L, gamma_target, gamma, N, f, params_M, d_head;
+  std::optional<double> theta, T, L, gamma_target, gamma, N, f, params_M, d_head, T_train;
 };
 
 // Evaluates every closed form whose inputs are present; a key whose inputs are
@@ -62,6 +69,11 @@ struct PredictInputs {
 //                                (D_f_discrete omitted when N > kMaxDiscreteN)
 //   gamma_random_pred            θ, T, params_M (always from gamma_pade)
 //   regime                       --gamma if given, else gamma_pade(θ, T)
+// and the other published forms (theory/extrapolation_laws.h):
+//   liu_critical_dim, liu_T_extra          θ, d_head, T_train
+//   liu_base_for_L, liu_ntk_factor         the same and L
+//   men_least_base_for_L                   d_head, L (null, with a note, when no base holds)
+//   men_theta_holds_at_L, men_first_violation   θ, d_head, L (the first m with B(m) < 0, or null)
 // Inputs that are themselves invalid (θ ≤ 0, f ∉ (0,1), ...) throw. When given
 // inputs are valid but a formula is undefined for them (θ_design or d_horizon at
 // a measured γ ≥ 1), the key is null and "notes" says why.
