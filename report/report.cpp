@@ -18,6 +18,7 @@
 #include "common/io.h"
 #include "common/run_dir.h"
 #include "common/subprocess.h"
+#include "report/between_trainings.h"
 #include "report/report_charts.h"
 #include "report/report_tables.h"
 
@@ -108,18 +109,20 @@ class Collector {
     std::map<std::string, std::string> key_label;  // run key of a checkpoint record → label
     std::set<std::string> labels;
     for (const auto& r : in.runs) labels.insert(r.label);
-    for (auto& g : in.gamma) {
-      if (!in_run(g)) continue;
-      // A Hugging Face model's checkpoints (step folders) are one series, its model_id.
-      const bool hf = g.record.contains("arch") && g.record["arch"].value("family", "") == "huggingface";
-      if (hf || !g.record.contains("checkpoint") || !g.record["checkpoint"].is_string()) {
-        g.series = model_id(g.record).empty() ? "?" : model_id(g.record);
-        continue;
+    for (auto* list : {&in.gamma, &in.gamma_insufficient}) {
+      for (auto& g : *list) {
+        if (!in_run(g)) continue;
+        // A Hugging Face model's checkpoints (step folders) are one series, its model_id.
+        const bool hf = g.record.contains("arch") && g.record["arch"].value("family", "") == "huggingface";
+        if (hf || !g.record.contains("checkpoint") || !g.record["checkpoint"].is_string()) {
+          g.series = model_id(g.record).empty() ? "?" : model_id(g.record);
+          continue;
+        }
+        const fs::path run_dir = rundir::run_of_checkpoint(g.record["checkpoint"].get<std::string>());
+        const std::string key = run_dir.lexically_normal().string();
+        if (!key_label.count(key)) labels.insert(key_label[key] = label_for_run_key(run_dir, labels));
+        g.series = key_label[key];
       }
-      const fs::path run_dir = rundir::run_of_checkpoint(g.record["checkpoint"].get<std::string>());
-      const std::string key = run_dir.lexically_normal().string();
-      if (!key_label.count(key)) labels.insert(key_label[key] = label_for_run_key(run_dir, labels));
-      g.series = key_label[key];
     }
     // A `fit gamma` record is named by its model_id, unless that names something else too.
     std::map<std::string, int> fit_names;
@@ -192,6 +195,7 @@ class Collector {
         {"perplexity", {"length", "perplexity"}, &Inputs::perplexity},
         {"niah_pooled", {"length", "scaling_factor", "rank_accuracy"}, &Inputs::niah_pooled},
         {"alpha_star", {"length", "best_factor"}, &Inputs::alpha_star},
+        {"niah_reach", {"method"}, &Inputs::niah_reach},
         {"kv", {"policy", "ratio", "rel_loss_increase"}, &Inputs::kv},
         {"kv_summary", {"policy"}, &Inputs::kv_summary},  // smallest_ratio_within_epsilon is null when none was
         {"query_gmm", {"layer", "kv_head", "best_K", "delta_BIC_vs_K1"}, &Inputs::query_gmm},
@@ -200,7 +204,7 @@ class Collector {
   }
   static bool has_field(const json& r, const char* f) {
     const std::string name = f;
-    if (name == "policy" || name == "stage") return r.contains(f) && r[f].is_string();
+    if (name == "policy" || name == "stage" || name == "method") return r.contains(f) && r[f].is_string();
     return number_at(r, {f}).has_value();
   }
   static const KeptKind* kind_entry(const json& r) {
@@ -244,10 +248,14 @@ class Collector {
     std::map<std::string, int> unknown;
     for (size_t i = 0; i < records.size(); ++i) {
       const json& r = records[i];
-      if (number_at(r, {"measurement", "gamma"})) {
-        GammaRecord g{r, file.string(), static_cast<int>(i + 1), "", std::nullopt};
+      const bool insufficient = r.is_object() && r.contains("measurement") && r["measurement"].is_object() &&
+                                r["measurement"].value("status", "") == "insufficient_points";
+      if (number_at(r, {"measurement", "gamma"}) || insufficient) {
+        GammaRecord g{r, file.string(), static_cast<int>(i + 1), "", std::nullopt, ""};
         if (const auto step = number_at(r, {"step"})) g.step = static_cast<int64_t>(std::llround(*step));
-        in.gamma.push_back(std::move(g));
+        const json proto = r["measurement"].value("protocol", json());
+        g.protocol = proto.is_string() ? proto.get<std::string>() : in_run(g) ? "taf" : "";
+        (insufficient ? in.gamma_insufficient : in.gamma).push_back(std::move(g));
       } else if (auto* kept = kept_kind(r)) {
         kept->push_back({r, file.string(), model_id(r).empty() ? "?" : model_id(r), std::nullopt});
         if (const auto step = number_at(r, {"step"})) kept->back().step = static_cast<int64_t>(std::llround(*step));
@@ -270,20 +278,33 @@ Inputs collect_inputs(const std::vector<std::string>& paths) {
     throw Error(std::string("report: ") + e.what());
   }
   c.finish();
+  c.in.between_trainings = between_training_records(c.in);
   return c.in;
+}
+
+bool several_protocols(const Inputs& in) {
+  std::set<std::string> seen;
+  for (const auto& g : in.gamma)
+    if (!g.protocol.empty()) seen.insert(g.protocol);
+  return seen.size() > 1;
+}
+
+std::string series_name(const Inputs& in, const GammaRecord& g) {
+  return several_protocols(in) && !g.protocol.empty() ? g.series + " (" + g.protocol + ")" : g.series;
 }
 
 std::vector<GammaRecord> final_records(const Inputs& in) {
   std::vector<GammaRecord> out;
-  std::map<std::string, size_t> run_slot;  // series → index in out
+  std::map<std::string, size_t> run_slot;  // series and protocol → index in out
   for (const auto& g : in.gamma) {
     if (!in_run(g)) {
       out.push_back(g);
       continue;
     }
-    auto it = run_slot.find(g.series);
+    const std::string key = g.series + "\n" + g.protocol;
+    auto it = run_slot.find(key);
     if (it == run_slot.end()) {
-      run_slot[g.series] = out.size();
+      run_slot[key] = out.size();
       out.push_back(g);
     } else if (g.step.value_or(INT64_MIN) >= out[it->second].step.value_or(INT64_MIN)) {
       out[it->second] = g;
@@ -296,11 +317,16 @@ std::vector<SummaryRow> summary_rows(const Inputs& in) {
   std::vector<SummaryRow> rows;
   for (const auto& g : final_records(in)) {
     const json& r = g.record;
-    rows.push_back({g.series, g.step, number_at(r, {"arch", "rope_theta"}), number_at(r, {"measurement", "T_eval"}),
-                    number_at(r, {"measurement", "gamma"}), number_at(r, {"measurement", "gamma_ci95_lo"}),
-                    number_at(r, {"measurement", "gamma_ci95_hi"}), number_at(r, {"measurement", "fit", "R2"}),
-                    number_at(r, {"predictions", "gamma_pade"}), number_at(r, {"predictions", "relative_error"}),
-                    number_at(r, {"ropelab", "uniform_baseline_gamma"})});
+    auto uniform = number_at(r, {"measurement", "uniform_baseline_gamma"});
+    if (!uniform) uniform = number_at(r, {"ropelab", "uniform_baseline_gamma"});  // records before protocols
+    rows.push_back({g.series, g.step, g.protocol, number_at(r, {"arch", "rope_theta"}),
+                    number_at(r, {"measurement", "T_eval"}), number_at(r, {"measurement", "gamma"}),
+                    number_at(r, {"measurement", "gamma_ci95_lo"}), number_at(r, {"measurement", "gamma_ci95_hi"}),
+                    number_at(r, {"measurement", "fit", "R2"}), number_at(r, {"predictions", "gamma_pade"}),
+                    number_at(r, {"predictions", "relative_error"}), uniform,
+                    number_at(r, {"measurement", "gamma_intrinsic"}),
+                    number_at(r, {"measurement", "gamma_intrinsic_ci95_lo"}),
+                    number_at(r, {"measurement", "gamma_intrinsic_ci95_hi"})});
   }
   return rows;
 }
@@ -365,8 +391,22 @@ std::string script_json(const json& j) {
   return replace_all(replace_all(replace_all(s, "<", "\\u003c"), ">", "\\u003e"), "&", "\\u0026");
 }
 
+std::string jsonl(const std::vector<json>& records) {
+  std::string s;
+  for (const auto& r : records) s += r.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  return s;
+}
+
 std::vector<std::string> make_notes(const Inputs& in) {
   std::vector<std::string> notes;
+  if (!in.gamma_insufficient.empty()) {
+    std::map<std::string, int> per_series;
+    for (const auto& g : in.gamma_insufficient) ++per_series[series_name(in, g)];
+    std::string s = "γ records with too few fitted distances, so no γ (measurement.status insufficient_points):";
+    for (const auto& [series, n] : per_series) s += " " + series + " " + std::to_string(n) + ";";
+    s.back() = '.';
+    notes.push_back(s);
+  }
   if (!in.unknown.empty()) {
     std::string s = "Records of kinds the report does not chart (counted, not shown):";
     for (const auto& u : in.unknown) s += " " + std::to_string(u.count) + " × \"" + u.kind + "\" in " + u.file + ";";
@@ -570,7 +610,11 @@ Written write_report(const std::vector<std::string>& paths, const Options& opt) 
   data["summary"] = json::array();
   auto or_null = [](const auto& v) { return v ? json(*v) : json(); };
   for (const auto& r : rows)
-    data["summary"].push_back({{"model", r.model}, {"step", or_null(r.step)}, {"theta", or_null(r.theta)},
+    data["summary"].push_back({{"model", r.model}, {"step", or_null(r.step)},
+                               {"protocol", r.protocol.empty() ? json() : json(r.protocol)},
+                               {"gamma_intrinsic", or_null(r.gamma_intrinsic)},
+                               {"gamma_intrinsic_ci95_lo", or_null(r.intrinsic_lo)},
+                               {"gamma_intrinsic_ci95_hi", or_null(r.intrinsic_hi)}, {"theta", or_null(r.theta)},
                                {"T_eval", or_null(r.T_eval)}, {"gamma", or_null(r.gamma)},
                                {"gamma_ci95_lo", or_null(r.ci95_lo)}, {"gamma_ci95_hi", or_null(r.ci95_hi)},
                                {"R2", or_null(r.R2)}, {"gamma_pade", or_null(r.gamma_pade)},
@@ -585,6 +629,7 @@ Written write_report(const std::vector<std::string>& paths, const Options& opt) 
 
   const std::pair<std::string, std::string> outputs[] = {
       {dir + "/report-data.json", data.dump(1, ' ', false, json::error_handler_t::replace) + "\n"},
+      {dir + "/between_trainings.jsonl", jsonl(in.between_trainings)},
       {dir + "/summary.md", markdown(in, tables, charts, w.notes, svgs)},
       {dir + "/report.html", html_page(in, tables, charts, w.notes, libs)}};
   for (const auto& [path, text] : outputs) {

@@ -21,6 +21,7 @@
 //   DIR/report.html          the page: the tables (report/report_tables.h), notes, one container per chart
 //   DIR/summary.md           the same tables and notes in Markdown
 //   DIR/report-data.json     everything the page shows, as data (inputs, rows, chart specs)
+//   DIR/between_trainings.jsonl  one record per group of trainings and quantity (mean, t-interval)
 //   DIR/figures/NAME.vl.json each chart's Vega-Lite spec, data inlined
 //   DIR/figures/NAME.svg     each chart as SVG, when node and Vega-Lite's vl2svg are there
 #pragma once
@@ -48,6 +49,7 @@ struct GammaRecord {
   int index = 0;                // its 1-based position among that file's records
   std::string series;           // its run's label (eval records) or its own name (fit records)
   std::optional<int64_t> step;  // top-level "step"; absent for `fit gamma` records
+  std::string protocol;         // measurement.protocol; "taf" for eval records that predate it; "" unknown
 };
 
 // A NIAH, perplexity, KV or KV-summary record (`ropelab eval niah|perplexity|kv`).
@@ -70,31 +72,42 @@ struct Inputs {
   std::vector<Run> runs;
   std::vector<std::string> result_files;  // the .jsonl files read as results
   std::vector<GammaRecord> gamma;         // in reading order
+  std::vector<GammaRecord> gamma_insufficient;  // measurement.status "insufficient_points": no γ
   // By "kind", each with the numbers its chart needs (else counted as unknown):
   std::vector<ResultRecord> niah;        // length, depth, rank_accuracy
   std::vector<ResultRecord> perplexity;  // length, perplexity
   std::vector<ResultRecord> niah_pooled; // length, scaling_factor, rank_accuracy (one method's depths pooled)
   std::vector<ResultRecord> alpha_star;  // length, best_factor (eval/alpha_star.h)
+  std::vector<ResultRecord> niah_reach;  // method, longest_retrieving_length (may be null) and the predictions
   std::vector<ResultRecord> kv;          // ratio, rel_loss_increase, policy
   std::vector<ResultRecord> kv_summary;  // policy; smallest_ratio_within_epsilon (null: none within ε)
   std::vector<ResultRecord> query_gmm;   // layer, kv_head, best_K, delta_BIC_vs_K1
   std::vector<ResultRecord> stages;      // pilot_stage: stage, seconds
   std::vector<UnknownKind> unknown;
+  // Derived once the records are read: per group of trainings and quantity,
+  // the mean and t-interval over trainings (report/between_trainings.h).
+  std::vector<nlohmann::json> between_trainings;
 };
 
 Inputs collect_inputs(const std::vector<std::string>& paths);
 
 // The γ records the summary, the γ-fit chart and the γ-vs-θ chart show: for each
-// run, its newest checkpoint's record (largest step; the later record on a tie);
-// and every `fit gamma` record (no step) on its own.
+// run and protocol, its newest checkpoint's record (largest step; the later
+// record on a tie); and every `fit gamma` record (no step) on its own.
 std::vector<GammaRecord> final_records(const Inputs& in);
+// Whether the γ records measure under more than one protocol (then every
+// chart names a series with its protocol).
+bool several_protocols(const Inputs& in);
+// g.series, with " (PROTOCOL)" when the inputs hold several protocols.
+std::string series_name(const Inputs& in, const GammaRecord& g);
 
 // One row of the summary table; absent values print as "-".
 struct SummaryRow {
   std::string model;  // series label
   std::optional<int64_t> step;
+  std::string protocol;  // "" when unknown
   std::optional<double> theta, T_eval, gamma, ci95_lo, ci95_hi, R2, gamma_pade, relative_error,
-      uniform_baseline;
+      uniform_baseline, gamma_intrinsic, intrinsic_lo, intrinsic_hi;
 };
 std::vector<SummaryRow> summary_rows(const Inputs& in);
 

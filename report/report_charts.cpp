@@ -84,7 +84,7 @@ json series_color(const Inputs& in, const json& rows, const std::string& title) 
     if (std::find(domain.begin(), domain.end(), s) == domain.end()) domain.push_back(s);
   };
   for (const auto& r : in.runs) add(r.label);
-  for (const auto& g : in.gamma) add(g.series);
+  for (const auto& g : in.gamma) add(series_name(in, g));
   std::vector<std::string> shown;
   for (const auto& s : domain)
     if (std::any_of(rows.begin(), rows.end(), [&](const json& r) { return r.value("series", "") == s; }))
@@ -169,7 +169,7 @@ std::optional<Chart> gamma_fit_chart(const Inputs& in) {
     if (!r["measurement"].contains("distances") || !r.contains("ropelab") || !r["ropelab"].contains("A")) continue;
     const json &ds = r["measurement"]["distances"], &As = r["ropelab"]["A"];
     if (!ds.is_array() || !As.is_array() || ds.size() != As.size() || ds.empty()) continue;
-    const std::string& label = g.series;
+    const std::string label = series_name(in, g);
     const double min_d = number_at(r, {"ropelab", "fit_min_d"}).value_or(0);
     double lo = INFINITY, hi = 0;
     for (size_t i = 0; i < ds.size(); ++i) {
@@ -224,16 +224,19 @@ std::optional<Chart> gamma_flow_chart(const Inputs& in) {
   for (const auto& g : in.gamma) {
     if (!g.step) continue;
     const auto gamma = number_at(g.record, {"measurement", "gamma"});
-    json row = {{"series", g.series}, {"step", *g.step}, {"gamma", *gamma}};
+    const std::string series = series_name(in, g);
+    json row = {{"series", series}, {"step", *g.step}, {"gamma", *gamma}};
     const auto lo = number_at(g.record, {"measurement", "gamma_ci95_lo"});
     const auto hi = number_at(g.record, {"measurement", "gamma_ci95_hi"});
     if (lo && hi) row["lo"] = *lo, row["hi"] = *hi;
     flow.push_back(row);
     const std::pair<const char*, std::optional<double>> rs[] = {
         {"γ_Padé", number_at(g.record, {"predictions", "gamma_pade"})},
-        {"uniform-attention baseline", number_at(g.record, {"ropelab", "uniform_baseline_gamma"})}};
+        {"uniform-attention baseline", number_at(g.record, {"measurement", "uniform_baseline_gamma"})
+                                           ? number_at(g.record, {"measurement", "uniform_baseline_gamma"})
+                                           : number_at(g.record, {"ropelab", "uniform_baseline_gamma"})}};
     for (const auto& [name, v] : rs)
-      if (v) rule_rows.emplace(g.series, name, *v);
+      if (v) rule_rows.emplace(series, name, *v);
   }
   if (flow.empty()) return std::nullopt;
   for (const auto& [series, name, v] : rule_rows) rules.push_back({{"series", series}, {"rule", name}, {"value", v}});
@@ -266,14 +269,15 @@ std::optional<Chart> gamma_flow_chart(const Inputs& in) {
 }
 
 std::optional<Chart> gamma_vs_theta_chart(const Inputs& in) {
-  json points = json::array(), curves = json::array();
+  json points = json::array(), curves = json::array(), means = json::array();
   std::map<double, bool> T_evals;
   double th_lo = INFINITY, th_hi = 0;
   for (const auto& g : final_records(in)) {
     const auto theta = number_at(g.record, {"arch", "rope_theta"});
     const auto T = number_at(g.record, {"measurement", "T_eval"});
     if (!theta || !(*theta > 0)) continue;
-    json row = {{"series", g.series}, {"step", step_or_null(g)}, {"theta", *theta},
+    json row = {{"series", series_name(in, g)}, {"step", step_or_null(g)}, {"theta", *theta},
+                {"protocol", g.protocol.empty() ? "?" : g.protocol},
                 {"gamma", *number_at(g.record, {"measurement", "gamma"})}};
     const auto lo = number_at(g.record, {"measurement", "gamma_ci95_lo"});
     const auto hi = number_at(g.record, {"measurement", "gamma_ci95_hi"});
@@ -283,11 +287,20 @@ std::optional<Chart> gamma_vs_theta_chart(const Inputs& in) {
     th_lo = std::min(th_lo, *theta), th_hi = std::max(th_hi, *theta);
   }
   if (points.empty()) return std::nullopt;
+  // The mean over trainings and its t-interval (3 or more trainings), per θ group and protocol.
+  for (const auto& b : in.between_trainings) {
+    if (b["quantity"] != "gamma" || !b["mean"].is_number()) continue;
+    json row = {{"theta", b["theta"]}, {"gamma", b["mean"]}, {"n", b["n_trainings"]}, {"group", b["group"]},
+                {"protocol", b["protocol"].is_string() ? b["protocol"].get<std::string>() : "?"}};
+    if (b["ci95_lo"].is_number()) row["lo"] = b["ci95_lo"], row["hi"] = b["ci95_hi"];
+    means.push_back(row);
+  }
   for (const auto& [T, _] : T_evals)
     for (double theta : log_space(th_lo / 4, th_hi * 4, kCurvePoints))
       curves.push_back({{"theta", theta}, {"gamma", closed_forms::gamma_pade(theta, T)},
                         {"curve", "γ_Padé(θ, T=" + fmt_g(T) + ")"}});
   const json x = axis("theta", "RoPE base θ (arch.rope_theta)", "log");
+  const json by_protocol = nominal("protocol", "protocol");
   json spec = base_spec("Measured γ vs θ");
   spec["layer"] = json::array();
   if (!curves.empty())
@@ -295,22 +308,41 @@ std::optional<Chart> gamma_vs_theta_chart(const Inputs& in) {
                              {"mark", {{"type", "line"}, {"color", "#777"}}},
                              {"encoding", {{"x", x}, {"y", axis("gamma", "γ")},
                                            {"strokeDash", nominal("curve", "prediction")}}}});
+  // Each training's final γ: a small point, its prompt-level CI95 a thin bar.
   spec["layer"].push_back({{"data", {{"values", points}}},
                            {"transform", {{{"filter", "isValid(datum.lo) && isValid(datum.hi)"}}}},
-                           {"mark", "rule"},
+                           {"mark", {{"type", "rule"}, {"opacity", 0.35}}},
                            {"encoding", {{"x", x}, {"y", axis("lo", "γ")}, {"y2", {{"field", "hi"}}},
-                                         {"color", series_color(in, points, "run / model")}}}});
+                                         {"color", by_protocol}}}});
   spec["layer"].push_back(
       {{"data", {{"values", points}}},
-       {"mark", {{"type", "point"}, {"filled", true}, {"size", 70}}},
-       {"encoding", {{"x", x}, {"y", axis("gamma", "γ")}, {"color", series_color(in, points, "run / model")},
-                     {"tooltip", {nominal("series", "run / model"), axis("step", "checkpoint step"),
-                                  axis("theta", "θ"), axis("gamma", "γ"),
-                                  axis("lo", "CI95 lo"), axis("hi", "CI95 hi"), axis("T_eval", "T_eval")}}}}});
+       {"mark", {{"type", "point"}, {"filled", true}, {"size", 40}, {"opacity", 0.7}}},
+       {"encoding", {{"x", x}, {"y", axis("gamma", "γ")}, {"color", by_protocol},
+                     {"tooltip", {nominal("series", "training (run)"), nominal("protocol", "protocol"),
+                                  axis("step", "checkpoint step"), axis("theta", "θ"), axis("gamma", "γ"),
+                                  axis("lo", "CI95 lo (prompts)"), axis("hi", "CI95 hi (prompts)"),
+                                  axis("T_eval", "T_eval")}}}}});
+  if (!means.empty()) {
+    // The mean over trainings: a large open diamond; its 95% t-interval a thick bar.
+    spec["layer"].push_back({{"data", {{"values", means}}},
+                             {"transform", {{{"filter", "isValid(datum.lo) && isValid(datum.hi)"}}}},
+                             {"mark", {{"type", "rule"}, {"strokeWidth", 4}, {"opacity", 0.6}}},
+                             {"encoding", {{"x", x}, {"y", axis("lo", "γ")}, {"y2", {{"field", "hi"}}},
+                                           {"color", by_protocol}}}});
+    spec["layer"].push_back(
+        {{"data", {{"values", means}}},
+         {"mark", {{"type", "point"}, {"shape", "diamond"}, {"filled", false}, {"size", 220}, {"strokeWidth", 2}}},
+         {"encoding", {{"x", x}, {"y", axis("gamma", "γ")}, {"color", by_protocol},
+                       {"tooltip", {nominal("group", "trainings"), nominal("protocol", "protocol"), axis("n", "trainings"),
+                                    axis("gamma", "mean γ"), axis("lo", "95% t-interval lo"),
+                                    axis("hi", "95% t-interval hi")}}}}});
+  }
   return Chart{"gamma-vs-theta", "Measured γ vs θ",
-               "Measured γ with CI95 bars at arch.rope_theta, for each run's final checkpoint and each "
-               "fit-gamma record with a θ; the lines are γ_Padé(θ, T) = (2θ − T√2)/(2θ + T√2) for each "
-               "T_eval (measurement.T_eval) present, computed by ropelab over the θ range shown.",
+               "Small points: each training's final-checkpoint γ (raw measurement.gamma) at arch.rope_theta, coloured "
+               "by protocol, with its prompt-level CI95 as a thin bar. Diamonds: the mean over the trainings of a θ "
+               "(same recipe, other seeds), with the 95% t-interval over trainings as a thick bar (3 or more "
+               "trainings; between_trainings.jsonl). Lines: γ_Padé(θ, T) = (2θ − T√2)/(2θ + T√2) for each T_eval "
+               "(measurement.T_eval) present.",
                spec};
 }
 

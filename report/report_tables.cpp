@@ -10,6 +10,7 @@
 #include <tuple>
 
 #include "common/run_dir.h"
+#include "report/between_trainings.h"
 #include "report/report_charts.h"
 
 namespace ropelab::report {
@@ -27,48 +28,28 @@ std::string step_cell(const std::optional<int64_t>& s) { return s ? std::to_stri
 // θ as in run directory names: 1e4, 2.5e5, 500.
 std::string theta_cell(double theta) { return theta > 0 && std::isfinite(theta) ? rundir::theta_label(theta) : fmt(theta, "%g"); }
 
+std::string interval(const std::optional<double>& lo, const std::optional<double>& hi) {
+  return lo && hi ? "[" + fmt(lo) + ", " + fmt(hi) + "]" : "-";
+}
+
 Table gamma_summary(const std::vector<SummaryRow>& rows) {
   Table t{"summary-table", "Summary",
-          "One row per run (its final checkpoint's γ record) and per fit-gamma record. rel. error = |γ − γ_Padé| / "
-          "|γ_Padé|; the uniform baseline is the γ that uniform attention gives under the same protocol "
-          "(docs/gamma-protocol.md).",
-          {"run / model", "step", "θ", "T_eval", "γ measured", "CI95", "R²", "γ_Padé", "rel. error", "uniform baseline γ"},
-          {false, true, true, true, true, true, true, true, true, true},
+          "One row per run and protocol (its final checkpoint's γ record) and per fit-gamma record. Protocol taf: "
+          "prompts of d + tail tokens, where the raw γ is inflated by the softmax's normalisation over a prompt that "
+          "grows with d (uniform attention reads the uniform baseline), and γ intrinsic is the exponent fitted with "
+          "that normalisation modelled; fixed: one prompt length, where uniform attention reads 0 and the two "
+          "estimates agree (docs/gamma-protocol.md). CIs resample prompt seeds and distances of one trained model, "
+          "not trainings. rel. error = |γ − γ_Padé| / |γ_Padé| for the raw γ.",
+          {"run / model", "step", "protocol", "θ", "T_eval", "γ raw", "CI95", "γ intrinsic", "CI95", "R²", "γ_Padé",
+           "rel. error", "uniform baseline γ"},
+          {false, true, false, true, true, true, true, true, true, true, true, true, true},
           {},
           "(no γ records)"};
   for (const auto& r : rows)
-    t.rows.push_back({r.model, step_cell(r.step), fmt(r.theta, "%g"), fmt(r.T_eval, "%g"), fmt(r.gamma),
-                      r.ci95_lo && r.ci95_hi ? "[" + fmt(r.ci95_lo) + ", " + fmt(r.ci95_hi) + "]" : "-", fmt(r.R2),
-                      fmt(r.gamma_pade), r.relative_error ? fmt(*r.relative_error * 100, "%.1f") + "%" : "-",
-                      fmt(r.uniform_baseline)});
-  return t;
-}
-
-// Runs measured at the same θ and T_eval (a study with `seeds`): the spread
-// of their final γ over training seeds, which a difference between θ must
-// exceed before it means anything.
-Table seed_spread_table(const std::vector<SummaryRow>& rows) {
-  Table t{"seed-spread-table", "γ across runs at the same θ",
-          "Final-checkpoint γ of the runs that share a θ and T_eval (a study with `seeds`): mean, sample standard "
-          "deviation and range over the runs, beside γ_Padé. θ measured in one run only are not listed.",
-          {"θ", "T_eval", "runs", "γ mean", "γ sd", "γ range", "γ_Padé"},
-          {true, true, true, true, true, true, true},
-          {},
-          ""};
-  std::map<std::pair<double, double>, std::vector<const SummaryRow*>> by_theta;  // (θ, T_eval) → runs
-  for (const auto& r : rows)
-    if (r.step && r.theta && r.T_eval && r.gamma) by_theta[{*r.theta, *r.T_eval}].push_back(&r);
-  for (const auto& [key, runs] : by_theta) {
-    if (runs.size() < 2) continue;
-    const double n = double(runs.size());
-    double sum = 0, lo = INFINITY, hi = -INFINITY;
-    for (const auto* r : runs) sum += *r->gamma, lo = std::min(lo, *r->gamma), hi = std::max(hi, *r->gamma);
-    const double mean = sum / n;
-    double ss = 0;
-    for (const auto* r : runs) ss += (*r->gamma - mean) * (*r->gamma - mean);
-    t.rows.push_back({theta_cell(key.first), fmt(key.second, "%g"), std::to_string(runs.size()), fmt(mean),
-                      fmt(std::sqrt(ss / (n - 1))), "[" + fmt(lo) + ", " + fmt(hi) + "]", fmt(runs[0]->gamma_pade)});
-  }
+    t.rows.push_back({r.model, step_cell(r.step), r.protocol.empty() ? "-" : r.protocol, fmt(r.theta, "%g"),
+                      fmt(r.T_eval, "%g"), fmt(r.gamma), interval(r.ci95_lo, r.ci95_hi), fmt(r.gamma_intrinsic),
+                      interval(r.intrinsic_lo, r.intrinsic_hi), fmt(r.R2), fmt(r.gamma_pade),
+                      r.relative_error ? fmt(*r.relative_error * 100, "%.1f") + "%" : "-", fmt(r.uniform_baseline)});
   return t;
 }
 
@@ -137,6 +118,13 @@ std::string pair_cell(const json& r, const char* key, const char* f) {
 
 // The closed form's α at one (model, family, length) beside the measured best:
 // its value, the accuracy there ("*": inside the best's Wilson interval), and α*/α_opt.
+// α* of an alpha_star record, "≥ α*" / "≤ α*" when it sits at the end of the sweep (censored).
+std::string censored_cell(const json& r) {
+  const std::string v = fmt(number_at(r, {"best_factor"}), "%.3g");
+  const json c = r.value("alpha_star_censored", json());
+  return c == "upper" ? "≥ " + v : c == "lower" ? "≤ " + v : v;
+}
+
 std::vector<std::string> closed_form_cells(const json& r, const char* form) {
   if (!r.contains(form) || !r[form].is_object()) return {"-", "-", "-"};
   const json& c = r[form];
@@ -157,10 +145,12 @@ Table alpha_star_table(const Inputs& in) {
           "accuracy lies inside that interval. Then α_opt(θ, L, γ_t) and α_opt with the checkpoint's measured γ: "
           "value (γ), the accuracy measured there on the same prompts (* = inside the best's interval), and "
           "α*/α_opt. \"undefined\": α_opt has no value at that γ (γ ≥ 1); \"not run\": outside the family's "
-          "domain (a YaRN scale below 1).",
+          "domain (a YaRN scale below 1). ≥ / ≤: α* at the top / bottom of the swept range, so the best factor "
+          "lies there or beyond (censored). Liu and Men: the NTK factors Liu et al. 2023 and Men et al. 2024 "
+          "require for this length (ntk only; * = inside the near-best span).",
           {"model", "step", "θ", "family", "length", "α*", "acc at α*", "near-best span", "α_opt (γ_t)", "acc",
-           "α*/α_opt", "α_opt (measured γ)", "acc", "α*/α_opt"},
-          {false, true, true, false, true, true, true, false, true, true, true, true, true, true},
+           "α*/α_opt", "α_opt (measured γ)", "acc", "α*/α_opt", "Liu", "Men"},
+          {false, true, true, false, true, true, true, false, true, true, true, true, true, true, true, true},
           {},
           ""};
   const auto newest = newest_per(in.alpha_star, [](const ResultRecord& k) {
@@ -172,10 +162,14 @@ Table alpha_star_table(const Inputs& in) {
     const std::string acc = fmt(number_at(r, {"best_accuracy"}), "%.2f") + " " + pair_cell(r, "best_ci95", "[%.2f, %.2f]");
     std::vector<std::string> row = {k->model, step_cell(k->step), theta ? theta_cell(*theta) : "-",
                                     str_at(r, "family", "?"), fmt(number_at(r, {"length"}), "%g"),
-                                    fmt(number_at(r, {"best_factor"}), "%.3g"), acc,
-                                    pair_cell(r, "near_best_span", "%.3g – %.3g")};
+                                    censored_cell(r), acc, pair_cell(r, "near_best_span", "%.3g – %.3g")};
     for (const char* form : {"alpha_opt", "alpha_opt_measured"})
       for (auto& c : closed_form_cells(r, form)) row.push_back(c);
+    for (const char* form : {"liu", "men"}) {
+      const auto v = number_at(r.value("other_forms", json::object()).value(form, json::object()), {"value"});
+      const bool inside = r.value("other_forms", json::object()).value(form, json::object()).value("inside_near_best_span", false);
+      row.push_back(v ? fmt(v, "%.3g") + (inside ? "*" : "") : "-");
+    }
     t.rows.push_back(row);
   }
   return t;
@@ -220,10 +214,13 @@ Table kv_retrieval_table(const Inputs& in) {
 // keeps against the f it was sized for.
 Table df_table(const Inputs& in) {
   Table t{"kv-df-table", "KV cache: the D_f window against its prediction",
-          "The window of sinks + the last D_f tokens, D_f from the measured γ, the context N and the mass fraction f: "
-          "the attention mass it actually retained (predicted: f), held-out loss change, and retrieval with it.",
-          {"model", "step", "γ", "N", "f", "D_f discrete", "D_f continuum", "kept", "retained mass", "Δ loss", "retrieval"},
-          {false, true, true, true, true, true, true, true, true, true, true},
+          "The window of sinks + the last D_f tokens, D_f from the measured γ, the context N and the mass fraction f. "
+          "Mass is compared like for like: the window alone (measured, sinks excluded) against the power law's share "
+          "of the window (≥ f by construction), and the whole kept cache (sinks included) against the power law's "
+          "share of window and sinks. Then the held-out loss change and retrieval with it.",
+          {"model", "step", "γ", "N", "f", "D_f discrete", "D_f continuum", "kept", "sinks", "window mass",
+           "predicted", "kept mass (with sinks)", "predicted", "Δ loss", "retrieval"},
+          {false, true, true, true, true, true, true, true, true, true, true, true, true, true, true},
           {},
           ""};
   for (const auto& k : in.kv) {
@@ -234,8 +231,34 @@ Table df_table(const Inputs& in) {
     t.rows.push_back({k.model, step_cell(k.step), fmt(number_at(r, {"gamma"}), "%.3f"), fmt(number_at(r, {"context"}), "%g"),
                       fmt(number_at(r, {"f"}), "%g"), fmt(number_at(r, {"D_f_discrete"}), "%g"),
                       fmt(number_at(r, {"D_f_continuum"}), "%.1f"), fmt(number_at(r, {"budget"}), "%g"),
-                      fmt(number_at(r, {"retained_mass"}), "%.3f"), rel ? fmt(*rel * 100, "%+.1f") + "%" : "-",
+                      fmt(number_at(r, {"sinks"}), "%g"), fmt(number_at(r, {"window_mass"}), "%.3f"),
+                      fmt(number_at(r, {"predicted_window_mass"}), "%.3f"), fmt(number_at(r, {"retained_mass"}), "%.3f"),
+                      fmt(number_at(r, {"predicted_retained_mass"}), "%.3f"), rel ? fmt(*rel * 100, "%+.1f") + "%" : "-",
                       fmt(retrieval, "%.2f")});
+  }
+  return t;
+}
+
+// How far each method retrieves, beside the lengths Liu's T_extra and Men's
+// B(m) >= 0 bound predict for a fixed base.
+Table reach_table(const Inputs& in) {
+  Table t{"niah-reach-table", "How far retrieval reaches",
+          "Per method: the longest length whose pooled NIAH rank accuracy has its Wilson 95% lower bound above chance "
+          "(none: no length did), and for an unscaled model or a fixed NTK α (θ' = α·θ) the longest context Liu et al. "
+          "2023 predict (T_extra = 2π·θ'^(d_extra/d), d_extra from training) and Men et al. 2024 (the last m before "
+          "B(m) = Σ cos(m·θ'^(−2i/d)) first turns negative).",
+          {"model", "step", "method", "lengths measured", "longest retrieving", "Liu T_extra", "Men bound"},
+          {false, true, false, false, true, true, true}, {}, ""};
+  for (const auto* k : newest_per(in.niah_reach, [](const ResultRecord& r) { return r.model + "|" + str_at(r.record, "method"); })) {
+    const json& r = k->record;
+    std::string lengths;
+    for (const auto& L : r.value("lengths", json::array())) lengths += (lengths.empty() ? "" : ", ") + L.dump();
+    const json pred = r.value("predicted_longest", json());
+    const json men = pred.is_object() ? pred.value("men_first_violation_minus_1", json()) : json();
+    t.rows.push_back({k->model, step_cell(k->step), str_at(r, "method"), lengths,
+                      number_at(r, {"longest_retrieving_length"}) ? fmt(number_at(r, {"longest_retrieving_length"}), "%g") : "none",
+                      pred.is_object() ? fmt(number_at(pred, {"liu_T_extra"}), "%.0f") : "-",
+                      men.is_number() ? fmt(men.get<double>(), "%.0f") : men.is_string() ? men.get<std::string>() : "-"});
   }
   return t;
 }
@@ -306,9 +329,9 @@ Table stages_table(const Inputs& in) {
 }  // namespace
 
 std::vector<Table> build_tables(const Inputs& in, const std::vector<SummaryRow>& summary) {
-  return {gamma_summary(summary), seed_spread_table(summary), niah_table(in),    alpha_star_table(in),
-          kv_retrieval_table(in), df_table(in),                 kv_budget_table(in), query_gmm_table(in),
-          stages_table(in)};
+  return {gamma_summary(summary), between_trainings_table(in.between_trainings), niah_table(in),    alpha_star_table(in),
+          reach_table(in),        kv_retrieval_table(in),            df_table(in),      kv_budget_table(in),
+          query_gmm_table(in),    stages_table(in)};
 }
 
 }  // namespace ropelab::report

@@ -21,7 +21,8 @@ struct Table {
   std::string when_empty;                      // shown without a table when no rows ("" = omit the section)
 };
 
-// The γ summary (always), then each table whose records are among the inputs.
+// The γ summary (always), the between-training intervals
+// (report/between_trainings.h), then each table whose records are among the inputs.
 std::vector<Table> build_tables(const Inputs& in, const std::vector<SummaryRow>& summary);
 
 }  // namespace ropelab::report

@@ -21,6 +21,7 @@
 #include "theory/fit.h"
 #include "theory/gamma_record.h"
 #include "report/report.h"
+#include "report/between_trainings.h"
 #include "report/report_charts.h"
 #include "report/report_tables.h"
 #include "test_util.h"
@@ -31,7 +32,7 @@ namespace report = ropelab::report;
 
 namespace {
 
-const std::vector<double> kRunD = {10, 20, 30, 50, 100, 200};
+const std::vector<double> kRunD = {10, 20, 30, 50, 70, 100, 200};
 const std::vector<double> kFitD = {10, 20, 30, 50, 100, 200, 500, 1000, 2000};
 const std::vector<std::string> kChartIds = {"loss-curves",  "gamma-fit",            "gamma-flow", "gamma-vs-theta",
                                             "niah-heatmap", "perplexity-vs-length", "kv-quality"};
@@ -253,15 +254,16 @@ TEST_F(ReportTest, WritesPageTableAndFigures) {
   // The table: the run's final checkpoint (step 20, written before step 10), the
   // fit-gamma record, and the θ-less one.
   const std::string md = ropelab::io::read_file(out + "/summary.md");
-  EXPECT_NE(md.find(table_row({"alpha", "20", "10000", "200", fmt(run_exp.gamma), ci(run_final), fmt(run_exp.R2),
-                               fmt(run_exp.pade), fmt(run_exp.rel * 100, "%.1f") + "%", fmt(kUniform)})),
+  // The run's records predate protocols (taf); a fit-gamma record names none. Neither has prompt lengths: no γ intrinsic.
+  EXPECT_NE(md.find(table_row({"alpha", "20", "taf", "10000", "200", fmt(run_exp.gamma), ci(run_final), "-", "-",
+                               fmt(run_exp.R2), fmt(run_exp.pade), fmt(run_exp.rel * 100, "%.1f") + "%", fmt(kUniform)})),
             std::string::npos)
       << md;
-  EXPECT_NE(md.find(table_row({"pythia-70m-taf", "-", "500000", "2000", fmt(fit_exp.gamma), ci(fit_rec),
+  EXPECT_NE(md.find(table_row({"pythia-70m-taf", "-", "-", "500000", "2000", fmt(fit_exp.gamma), ci(fit_rec), "-", "-",
                                fmt(fit_exp.R2), fmt(fit_exp.pade), fmt(fit_exp.rel * 100, "%.1f") + "%", "-"})),
             std::string::npos)
       << md;
-  EXPECT_NE(md.find("| csv-curve | - | - | 2000 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| csv-curve | - | - | - | 2000 |"), std::string::npos) << md;
   EXPECT_EQ(count(md, "\n| alpha |"), 1u);
   // Notes: the other kinds counted, the θ-less record named.
   EXPECT_NE(md.find("2 × \"ruler\""), std::string::npos) << md;
@@ -436,8 +438,8 @@ TEST_F(ReportTest, TablesPoolAndPlaceTheRecords) {
 
   const auto df = table("kv-df-table");
   ASSERT_EQ(df.rows.size(), 1u);
-  EXPECT_EQ(df.rows[0], (std::vector<std::string>{"ropelab:m", "50", "0.750", "112", "0.9", "74", "76.3", "78", "0.792",
-                                                  "-2.0%", "0.80"}));
+  EXPECT_EQ(df.rows[0], (std::vector<std::string>{"ropelab:m", "50", "0.750", "112", "0.9", "74", "76.3", "78", "-", "-",
+                                                  "-", "0.792", "-", "-2.0%", "0.80"}));
   const auto budgets = table("kv-summary-table");
   ASSERT_EQ(budgets.rows.size(), 2u);  // not the full cache
   EXPECT_EQ(budgets.rows[0][2], "tova");
@@ -460,29 +462,107 @@ TEST_F(ReportTest, TablesPoolAndPlaceTheRecords) {
   EXPECT_EQ(summary.when_empty, "(no γ records)");
 }
 
-// Runs at the same θ and T_eval (a study with seeds) pool into one row of
-// the spread table: γ 0.5, 0.7, 0.9 → mean 0.7, sample sd 0.2, range
-// [0.5, 0.9]. A θ with one run, a different T_eval, or a record without a
-// step (a fit-gamma record) is not pooled.
-TEST_F(ReportTest, SeedSpreadTablePoolsRunsAtTheSameTheta) {
-  std::vector<report::SummaryRow> rows;
-  auto add = [&](const std::string& model, std::optional<int64_t> step, double theta, double T, double gamma) {
-    report::SummaryRow r;
-    r.model = model, r.step = step, r.theta = theta, r.T_eval = T, r.gamma = gamma, r.gamma_pade = 0.9;
-    rows.push_back(r);
+// Trainings are the unit of evidence: the runs of a θ that differ only in
+// their seed form one group, and each quantity gets the mean over trainings
+// and a 95% t-interval, computed here by hand. θ = 1e4, three trainings: γ
+// 0.5, 0.7, 0.9 → mean 0.7, sd 0.2, t(2) = 4.303, half-width 4.303·0.2/√3 =
+// 0.49688; NIAH 0.6, 0.8, 1.0 → the same shape around 0.8; α* 4, 8, ≥16 on
+// log2 (2, 3, 4): geometric mean 8, interval 2^(3 ∓ 2.48432) = [1.4298,
+// 44.763], one censored. θ = 1e6, two trainings: the count, no interval.
+TEST_F(ReportTest, BetweenTrainingIntervalsPerTheta) {
+  const std::string study = root + "/seed-study";
+  auto add_run = [&](double theta, const std::string& tl, int seed, double gamma, double niah, double alpha,
+                     bool censored) {
+    const std::string run = study + "/theta-" + tl + "-seed-" + std::to_string(seed);
+    fs::create_directories(run + "/checkpoints");
+    ropelab::io::write_atomic(run + "/config.json",
+                              json({{"seed", seed}, {"max_steps", 100}, {"threads", seed},
+                                    {"model", {{"rope_theta", theta}, {"T_train", 128}, {"n_layers", 4}, {"d_model", 128}}}})
+                                  .dump());
+    ropelab::io::write_atomic(run + "/metrics.jsonl", json({{"step", 100}, {"loss", 3.0}}).dump() + "\n");
+    const std::string ckpt = run + "/checkpoints/step_00000100.pt";
+    const std::string model = "ropelab:theta-" + tl + "-seed-" + std::to_string(seed);
+    auto g = gamma_record({{"rope_theta", theta}}, kRunD, planted(kRunD, 0.3, gamma, seed), model);
+    g["measurement"]["gamma"] = gamma;  // the value under test, exactly
+    g["measurement"]["protocol"] = "taf";
+    g["step"] = 100, g["checkpoint"] = ckpt;
+    ropelab::io::append_jsonl(run + "/gamma.jsonl", g);
+    ropelab::io::append_jsonl(run + "/niah.jsonl", {{"kind", "niah_pooled"}, {"model_id", model}, {"checkpoint", ckpt},
+                                                   {"step", 100}, {"method", "none"}, {"length", 256},
+                                                   {"scaling_factor", 1}, {"rank_accuracy", niah}});
+    ropelab::io::append_jsonl(run + "/niah.jsonl", {{"kind", "alpha_star"}, {"model_id", model}, {"checkpoint", ckpt},
+                                                   {"step", 100}, {"family", "ntk"}, {"length", 512},
+                                                   {"best_factor", alpha},
+                                                   {"alpha_star_censored", censored ? json("upper") : json()}});
   };
-  add("ropelab:theta-1e4-seed-1", 100, 1e4, 100, 0.5);
-  add("ropelab:theta-1e4-seed-2", 100, 1e4, 100, 0.7);
-  add("ropelab:theta-1e4-seed-3", 100, 1e4, 100, 0.9);
-  add("ropelab:theta-1e4-long", 100, 1e4, 400, 0.1);  // another T_eval: alone
-  add("fit:1e4", std::nullopt, 1e4, 100, 5.0);        // no step: not a run
-  add("ropelab:theta-1e6-seed-1", 100, 1e6, 100, 1.0);  // one run: no row
-  const auto tables = report::build_tables(report::Inputs{}, rows);
-  const auto spread = std::find_if(tables.begin(), tables.end(), [](const auto& t) { return t.id == "seed-spread-table"; });
-  ASSERT_NE(spread, tables.end());
-  ASSERT_EQ(spread->rows.size(), 1u);
-  EXPECT_EQ(spread->rows[0], (std::vector<std::string>{"1e4", "100", "3", "0.7000", "0.2000", "[0.5000, 0.9000]", "0.9000"}));
-  EXPECT_EQ(spread->when_empty, "");  // no θ with several runs: the section is left out
+  add_run(1e4, "1e4", 1, 0.5, 0.6, 4, false);
+  add_run(1e4, "1e4", 2, 0.7, 0.8, 8, false);
+  add_run(1e4, "1e4", 3, 0.9, 1.0, 16, true);
+  add_run(1e6, "1e6", 1, 1.0, 0.5, 2, false);
+  add_run(1e6, "1e6", 2, 0.8, 0.3, 2, false);
+  const auto in = report::collect_inputs({study});
+  auto find = [&](double theta, const std::string& quantity) {
+    for (const auto& r : in.between_trainings)
+      if (r["theta"] == theta && r["quantity"] == quantity) return r;
+    ADD_FAILURE() << "no record for " << quantity << " at " << theta;
+    return json();
+  };
+  const double half = 4.303 * 0.2 / std::sqrt(3.0);
+  const auto g4 = find(1e4, "gamma");
+  EXPECT_EQ(g4["n_trainings"], 3);
+  EXPECT_EQ(g4["protocol"], "taf");
+  EXPECT_NEAR(g4["mean"].get<double>(), 0.7, 1e-12);
+  EXPECT_NEAR(g4["sd"].get<double>(), 0.2, 1e-12);
+  EXPECT_NEAR(g4["ci95_lo"].get<double>(), 0.7 - half, 1e-9);
+  EXPECT_NEAR(g4["ci95_hi"].get<double>(), 0.7 + half, 1e-9);
+  EXPECT_EQ(g4["seeds"], json({1, 2, 3}));
+  EXPECT_EQ(g4["interval"], "t, df = n - 1");
+  const auto n4 = find(1e4, "niah_rank_accuracy");
+  EXPECT_NEAR(n4["ci95_lo"].get<double>(), 0.8 - half, 1e-9);
+  EXPECT_EQ(n4["method"], "none");
+  const auto a4 = find(1e4, "alpha_star");
+  EXPECT_NEAR(a4["mean"].get<double>(), 8, 1e-9);
+  EXPECT_NEAR(a4["ci95_lo"].get<double>(), std::exp2(3 - 4.303 / std::sqrt(3.0)), 1e-9);
+  EXPECT_NEAR(a4["ci95_hi"].get<double>(), std::exp2(3 + 4.303 / std::sqrt(3.0)), 1e-9);
+  EXPECT_EQ(a4["censored_count"], 1);
+  const auto g6 = find(1e6, "gamma");
+  EXPECT_EQ(g6["n_trainings"], 2);
+  EXPECT_NEAR(g6["mean"].get<double>(), 0.9, 1e-12);
+  EXPECT_TRUE(g6["ci95_lo"].is_null());
+  EXPECT_NE(g6["note"].get<std::string>().find("fewer than 3"), std::string::npos);
+  // The t quantile against the table's values.
+  EXPECT_NEAR(report::t_quantile_975(2), 4.303, 1e-9);
+  EXPECT_NEAR(report::t_quantile_975(40), 2.021, 2e-3);
+
+  // The table shows the interval, or "n < 3"; the γ-vs-θ chart draws each training and the interval.
+  const auto tables = report::build_tables(in, report::summary_rows(in));
+  const auto t = std::find_if(tables.begin(), tables.end(), [](const auto& t) { return t.id == "between-trainings-table"; });
+  ASSERT_NE(t, tables.end());
+  bool seen_interval = false, seen_small = false;
+  for (const auto& row : t->rows) {
+    if (row[1] == "gamma" && row[0].rfind("θ=1e4", 0) == 0)
+      seen_interval = row[5] == "[" + fmt(0.7 - half, "%.3f") + ", " + fmt(0.7 + half, "%.3f") + "]";
+    if (row[1] == "gamma" && row[0].rfind("θ=1e6", 0) == 0) seen_small = row[5] == "n < 3";
+  }
+  EXPECT_TRUE(seen_interval) << t->rows.size() << " rows; first: " << (t->rows.empty() ? "" : t->rows[0][0] + " | " + t->rows[0][5]);
+  EXPECT_TRUE(seen_small);
+  const auto charts = report::build_charts(in);
+  const auto chart = std::find_if(charts.begin(), charts.end(), [](const auto& c) { return c.id == "gamma-vs-theta"; });
+  ASSERT_NE(chart, charts.end());
+  const std::string spec = chart->spec.dump();
+  EXPECT_NE(spec.find("diamond"), std::string::npos);
+  size_t points = 0;
+  for (const auto& layer : chart->spec["layer"])
+    if (layer["mark"].is_object() && layer["mark"].value("type", "") == "point" && layer["mark"].value("shape", "") != "diamond")
+      points = layer["data"]["values"].size();
+  EXPECT_EQ(points, 5u) << chart->spec["layer"].dump().substr(0, 3000);  // one per training
+
+  // The report writes them as JSON Lines too.
+  report::Options opt;
+  opt.out_dir = out;
+  opt.svg = false;
+  report::write_report({study}, opt);
+  EXPECT_EQ(ropelab::io::read_jsonl(out + "/between_trainings.jsonl").size(), in.between_trainings.size());
 }
 
 // Perplexity of several models: one panel per model and one colour per
@@ -640,5 +720,5 @@ TEST_F(ReportTest, AlphaSweepChartAndAlphaStarTable) {
   ASSERT_EQ(it->rows.size(), 1u);
   EXPECT_EQ(it->rows[0], (std::vector<std::string>{"ropelab:t", "6000", "1000", "ntk", "256", "2", "1.00 [0.96, 1.00]",
                                                    "2 – 2", "2.23 (γ 0.85)", "0.71", "0.897", "undefined (γ 1.09)",
-                                                   "-", "-"}));
+                                                   "-", "-", "-", "-"}));  // no Liu/Men in this record
 }
