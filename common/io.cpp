@@ -1,6 +1,7 @@
 #include "common/io.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -112,6 +113,21 @@ std::vector<nlohmann::json> read_jsonl(const std::string& path) {
 }
 
 // SHA-256 (FIPS 180-4), small and dependency-free; used for tokenizer identity.
+FileLock::FileLock(const std::string& path) {
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) throw Error(path + ": cannot open the lock file (" + std::strerror(errno) + ")");
+  while (::flock(fd_, LOCK_EX) != 0)
+    if (errno != EINTR) {
+      const int e = errno;
+      ::close(fd_);
+      throw Error(path + ": cannot lock (" + std::strerror(e) + ")");
+    }
+}
+
+FileLock::~FileLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing releases the lock
+}
+
 std::string sha256_hex(const std::string& bytes) {
   static const uint32_t k[64] = {
       0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,

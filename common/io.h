@@ -28,4 +28,19 @@ std::vector<nlohmann::json> read_jsonl(const std::string& path);
 
 std::string sha256_hex(const std::string& bytes);
 
+// An exclusive advisory lock (flock) on `path`, created if missing, held for
+// the object's lifetime: processes that prepare one shared thing (a data
+// directory two trainings need) take turns. Blocks until it is free; throws
+// Error naming the path when it cannot be opened.
+class FileLock {
+ public:
+  explicit FileLock(const std::string& path);
+  ~FileLock();
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
 }  // namespace ropelab::io

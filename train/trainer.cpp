@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <filesystem>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -407,6 +408,12 @@ TrainResult run(TrainConfig cfg, const std::string& run_dir, bool resume) {
 data::PreparedData ensure_data(const TrainConfig& cfg) {
   // An existing folder is used as it is: prepared (meta.json) or bare
   // shards (llm.c's, bench/make_tokens.py's); load_prepared names what is wrong.
+  // Trainings started together (a study's --jobs) may all find it missing:
+  // one prepares it under the lock, the others wait and then read it.
+  if (io::exists(cfg.data_dir)) return data::load_prepared(cfg.data_dir);
+  const auto parent = std::filesystem::path(cfg.data_dir).lexically_normal().parent_path();
+  if (!parent.empty()) io::make_dirs(parent.string());
+  io::FileLock lock(std::filesystem::path(cfg.data_dir).lexically_normal().string() + ".lock");
   if (!io::exists(cfg.data_dir)) {
     std::cerr << "data: " << cfg.data_dir << " not prepared yet; preparing it now\n";
     data::PrepareOptions p;
