@@ -45,6 +45,24 @@ bool has_flag(const Study& s, const std::string& stage, const std::string& key) 
   if (it == s.flags.end()) return false;
   return std::any_of(it->second.begin(), it->second.end(), [&](const auto& kv) { return kv.first == key; });
 }
+// The values the stage's flag `key` is given (comma lists split), or `fallback`.
+std::vector<std::string> flag_values(const Study& s, const std::string& stage, const std::string& key,
+                                     const std::vector<std::string>& fallback) {
+  std::vector<std::string> out;
+  const auto it = s.flags.find(stage);
+  if (it != s.flags.end())
+    for (const auto& [k, v] : it->second)
+      if (k == key) {
+        size_t start = 0;
+        while (start <= v.size()) {
+          const size_t comma = v.find(',', start);
+          out.push_back(v.substr(start, comma - start));
+          if (comma == std::string::npos) break;
+          start = comma + 1;
+        }
+      }
+  return out.empty() ? fallback : out;
+}
 // Whether the stage's flag `key` is given and its value contains `text`.
 bool flag_mentions(const Study& s, const std::string& stage, const std::string& key, const std::string& text) {
   const auto it = s.flags.find(stage);
@@ -87,6 +105,9 @@ Study load_study(const std::string& path) {
           s.thetas.push_back(t);
         }
       } else if (it.name == "seeds") {
+        if (it.inputs.empty() || (it.inputs.size() == 1 && it.inputs[0].empty()))
+          throw bad("seeds", "is an empty list; list the training seeds (each θ is trained once per seed) or leave the "
+                             "key out (one run per θ at the recipe's seed)");
         for (const auto& v : it.inputs) {
           const bool digits = !v.empty() && v.size() <= 19 && v.find_first_not_of("0123456789") == std::string::npos;
           if (!digits) throw bad("seeds", "\"" + v + "\" is not a seed (an integer >= 0)");
@@ -210,10 +231,19 @@ Step plan_step(const Study& s, const std::string& stage, const Member& m) {
   if (stage == "gamma") {
     const std::string out = rundir::result_path(dir, "gamma");
     if (train_complete(run) && io::exists(out)) {
-      std::set<int64_t> measured;
-      for (const auto& r : io::read_jsonl(out))
-        if (r.contains("step") && r["step"].is_number_integer()) measured.insert(r["step"].get<int64_t>());
-      if (std::all_of(run.steps.begin(), run.steps.end(), [&](int64_t x) { return measured.count(x) > 0; })) {
+      // Complete when every checkpoint has a record of every protocol asked for
+      // (a record without one predates protocols: taf).
+      const auto protocols = flag_values(s, "gamma", "protocol", {"taf"});
+      std::set<std::pair<int64_t, std::string>> measured;
+      for (const auto& r : io::read_jsonl(out)) {
+        if (!r.contains("step") || !r["step"].is_number_integer()) continue;
+        const auto p = r.contains("measurement") ? r["measurement"].value("protocol", nlohmann::json()) : nlohmann::json();
+        measured.insert({r["step"].get<int64_t>(), p.is_string() ? p.get<std::string>() : "taf"});
+      }
+      const bool all = std::all_of(run.steps.begin(), run.steps.end(), [&](int64_t x) {
+        return std::all_of(protocols.begin(), protocols.end(), [&](const auto& p) { return measured.count({x, p}) > 0; });
+      });
+      if (all) {
         st.skipped = "complete (" + std::to_string(run.steps.size()) + " checkpoints measured)";
         return st;
       }

@@ -139,4 +139,20 @@ TEST(Pilot, SeedsMakeOneRunPerThetaAndSeed) {
   EXPECT_NE(err("seeds = [1.5]\n").find("\"1.5\" is not a seed"), std::string::npos);
   EXPECT_NE(err("seeds = [1]\n[train]\nseed = 2\n").find("key \"train.seed\": conflicts with the top-level `seeds`"),
             std::string::npos);
+  EXPECT_NE(err("seeds = []\n").find("key \"seeds\": is an empty list"), std::string::npos) << err("seeds = []\n");
+}
+
+// With two γ protocols asked for, the gamma stage is complete only when every
+// checkpoint has a record of each (a record without one counts as taf).
+TEST(Pilot, GammaIsCompleteWhenEveryProtocolMeasuredEveryCheckpoint) {
+  const auto dir = scratch_dir();
+  const auto s = study::load_study(study_file(dir, "[gamma]\nprotocol = \"taf,fixed\"\n"));
+  const std::string run = dir + "/out/theta-1e4";
+  fake_run(run, 8, {0, 8});
+  for (int step : {0, 8}) io::append_jsonl(run + "/gamma.jsonl", {{"step", step}});  // taf, before protocols
+  EXPECT_TRUE(study::plan_step(s, "gamma", {1e4}).skipped.empty());
+  io::append_jsonl(run + "/gamma.jsonl", {{"step", 0}, {"measurement", {{"protocol", "fixed"}}}});
+  EXPECT_TRUE(study::plan_step(s, "gamma", {1e4}).skipped.empty());
+  io::append_jsonl(run + "/gamma.jsonl", {{"step", 8}, {"measurement", {{"protocol", "fixed"}}}});
+  EXPECT_NE(study::plan_step(s, "gamma", {1e4}).skipped.find("complete"), std::string::npos);
 }

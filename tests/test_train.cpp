@@ -50,6 +50,43 @@ TEST(Train, GradientAccumulationEqualsTheLargerBatch) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << i;
 }
 
+// A run is named by its seed, its build and its thread count: with all three
+// the same, two trainings give bit-identical losses and weights; with another
+// seed they differ. Every checkpoint records the build and threads.
+TEST(Train, SameSeedBuildAndThreadsGiveBitIdenticalLosses) {
+  const auto dir = ropelab::test::scratch_dir();
+  auto cfg = ropelab::test::tiny_config(ropelab::test::tiny_data(dir));
+  cfg.max_steps = 12;
+  cfg.checkpoints = "every:12";
+  cfg.data_mix = "passkey:0.5";
+  cfg.model.T_train = 160;  // room for a passkey example with the byte-heavy 300-piece tokenizer
+  train::train_new(cfg, dir + "/a");
+  train::train_new(cfg, dir + "/b");
+  auto other = cfg;
+  other.seed = cfg.seed + 1;
+  train::train_new(other, dir + "/c");
+  const auto a = io::read_jsonl(dir + "/a/metrics.jsonl"), b = io::read_jsonl(dir + "/b/metrics.jsonl"),
+             c = io::read_jsonl(dir + "/c/metrics.jsonl");
+  ASSERT_EQ(a.size(), 12u);
+  ASSERT_EQ(b.size(), 12u);
+  int differ = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]["loss"].get<double>(), b[i]["loss"].get<double>()) << "step " << i + 1;  // bit for bit
+    EXPECT_EQ(a[i]["grad_norm"].get<double>(), b[i]["grad_norm"].get<double>()) << "step " << i + 1;
+    differ += a[i]["loss"].get<double>() != c[i]["loss"].get<double>();
+  }
+  EXPECT_GT(differ, 6);
+  const auto wa = train::load_model(dir + "/a/checkpoints/step_00000012.pt");
+  const auto wb = train::load_model(dir + "/b/checkpoints/step_00000012.pt");
+  const auto pa = wa.model->parameters(), pb = wb.model->parameters();
+  for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(torch::equal(pa[i], pb[i])) << "parameter " << i;
+  const auto& build = wa.state.at("build");
+  EXPECT_EQ(build.at("threads"), 1);
+  EXPECT_EQ(build.at("device"), "cpu");
+  EXPECT_FALSE(build.at("commit").get<std::string>().empty());
+  EXPECT_TRUE(build.at("blas").contains("library"));
+}
+
 TEST(Train, NonFiniteLossStopsNamingTheStepAndKeepsTheLastGoodCheckpoint) {
   const auto dir = ropelab::test::scratch_dir();
   auto cfg = ropelab::test::tiny_config(ropelab::test::tiny_data(dir));
