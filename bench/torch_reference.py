@@ -5,8 +5,11 @@ embeddings, no biases), trained the way ropelab trains - the same token
 windows (ropelab's mix64 sampling), the same warm-up + cosine schedule, AdamW
 (0.9, 0.95, eps 1e-8, weight decay 0.1 on matrices), clipping at 1.0 - on CUDA
 with bf16 autocast, flash SDPA and fused AdamW, on the CPU in float32 (as
-ropelab trains there) with SDPA and PyTorch's default AdamW; eager or
-torch.compile. Starts from
+ropelab trains there) with SDPA and PyTorch's fused CPU AdamW where it has one
+(2.4 and later); eager or torch.compile. PyTorch at its best on each device.
+Threads are set explicitly (--threads; Debian's PyTorch starts with one), and
+the record says which threads and glibc allocator settings (from the
+environment bench/run gives every process) it ran with. Starts from
 ropelab's own initial weights (`ropelab export hf` of its step-0 checkpoint),
 so the loss curves can be compared step by step.
 
@@ -153,9 +156,12 @@ def main():
     ap.add_argument("--mode", choices=["eager", "compile"], default="eager")
     ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
     ap.add_argument("--label", default="")
+    ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0: leave PyTorch's default)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     cfg = json.load(open(os.path.join(a.init, "config.json")))
     dev = torch.device(a.device)
     cuda = dev.type == "cuda"
@@ -165,8 +171,14 @@ def main():
     model.load_hf({k: v.to(dev) for k, v in read_safetensors(os.path.join(a.init, "model.safetensors")).items()})
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=a.lr, betas=(0.9, 0.95), eps=1e-8, **({"fused": True} if cuda else {}))
+    # Fused AdamW: on CUDA always, on the CPU from PyTorch 2.4 (a ValueError before).
+    groups = [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        opt = torch.optim.AdamW(groups, lr=a.lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
+        fused = True
+    except (RuntimeError, ValueError):
+        opt = torch.optim.AdamW(groups, lr=a.lr, betas=(0.9, 0.95), eps=1e-8)
+        fused = False
     step_fn = torch.compile(model) if a.mode == "compile" else model
 
     train = read_llmc_tokens(sorted(f for f in (os.path.join(a.data, n) for n in os.listdir(a.data)) if "train" in f)[0])
@@ -194,7 +206,10 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     rec = {"impl": f"pytorch-{a.mode}", "label": a.label, "torch": torch.__version__, "T": a.T, "batch": a.batch,
            "steps": a.steps, "params": n_params, "tok_per_s_median": statistics.median(rates[10:] or rates),
-           "device": a.device, "threads": torch.get_num_threads(),
+           "device": a.device, "threads": torch.get_num_threads(), "fused_adamw": fused,
+           "allocator": {"allocator": "glibc",
+                         "mmap_max": int(os.environ["MALLOC_MMAP_MAX_"]) if "MALLOC_MMAP_MAX_" in os.environ else None,
+                         "trim_threshold": int(os.environ["MALLOC_TRIM_THRESHOLD_"]) if "MALLOC_TRIM_THRESHOLD_" in os.environ else None},
            "peak_mem_gb": (torch.cuda.max_memory_allocated() if cuda else
                            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2**30,
            "losses": losses}

@@ -4,13 +4,13 @@
 #include <c10/util/Exception.h>
 
 #include <ATen/Parallel.h>
-#include <malloc.h>
 
 #include <cstdlib>
 #include <iostream>
 #include <thread>
 
 #include "cli/commands.h"
+#include "common/allocator.h"
 #include "common/error.h"
 
 std::vector<std::string>& ropelab::cli::trailing_args() {
@@ -19,14 +19,8 @@ std::vector<std::string>& ropelab::cli::trailing_args() {
 }
 
 int main(int argc, char** argv) {
-  // Freed tensor memory stays in the process. By default glibc serves large
-  // blocks with mmap and unmaps them on free (and trims the heap's top), so
-  // every training step faulted its activation buffers in afresh: a quarter
-  // of a one-thread CPU step was kernel time, and ropelab ran at 0.85x PyTorch
-  // eager on the same libtorch; without it, 1.1-1.25x (docs/performance.md).
-  // On GPUs this is what the caching allocator does for device memory.
-  mallopt(M_MMAP_MAX, 0);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  // Freed tensor memory stays in the process (common/allocator.h says why).
+  ropelab::keep_freed_memory();
   // Debian's libtorch starts with one intra-op thread; use every core unless told otherwise.
   if (!std::getenv("OMP_NUM_THREADS")) at::set_num_threads(std::max(1u, std::thread::hardware_concurrency()));
   CLI::App app{"ropelab: a testbed for controlled studies of rotary position embeddings"};

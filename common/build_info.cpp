@@ -5,6 +5,8 @@
 #include <fstream>
 #include <string>
 
+#include "common/allocator.h"
+
 namespace ropelab {
 namespace {
 
@@ -51,7 +53,8 @@ nlohmann::json host_fingerprint() {
           {"version", ROPELAB_VERSION},
           {"compiler", std::string(__VERSION__)},
           {"cpu", cpu_model()},
-          {"blas", blas()}};
+          {"blas", blas()},
+          {"allocator", allocator_settings()}};
 }
 
 }  // namespace ropelab

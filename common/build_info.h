@@ -15,7 +15,7 @@ const char* build_commit();
 const char* build_commit_dirty();
 
 // {commit, commit_dirty, version, compiler, cpu, blas{library, config,
-// core, parallel, threads}}: the BLAS that is loaded in this process (read
+// core, parallel, threads}, allocator{..} (common/allocator.h)}: the BLAS that is loaded in this process (read
 // from OpenBLAS itself where it is the one; "unknown" otherwise).
 nlohmann::json host_fingerprint();
 

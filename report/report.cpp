@@ -180,7 +180,9 @@ class Collector {
     }
     in.runs.push_back(std::move(run));
     for (const auto& f : sorted_entries(dir))
-      if (f != fs::path(rundir::metrics_path(dir)) && f.extension() == ".jsonl" && fs::is_regular_file(f)) add_results(f);
+      if (f != fs::path(rundir::metrics_path(dir)) && f != fs::path(rundir::builds_path(dir)) && f.extension() == ".jsonl" &&
+          fs::is_regular_file(f))
+        add_results(f);
   }
 
   // The kinds kept for charts and tables, and the fields each needs (numbers, except policy and stage: strings).

@@ -233,6 +233,9 @@ void Trainer::start_or_resume() {
                                             : std::string("over full logits")) << "\n";
     if (schedule_->due(0)) save_checkpoint(run_dir_, 0, 0, m_, opt_.get(), state_);
   }
+  if (main_)
+    io::append_jsonl(rundir::builds_path(run_dir_),
+                     {{"step", step_}, {"world_size", env_.world}, {"build", state_["build"]}});
   if (dp_) {
     dp_->broadcast_from_main(m_->parameters());  // identical weights on every rank
     dp_->attach(m_->parameters(), static_cast<int64_t>(cfg_.dist_bucket_mb * (1 << 20)));
