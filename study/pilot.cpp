@@ -120,8 +120,12 @@ Study load_study(const std::string& path) {
       continue;
     }
     const std::string& section = it.parents[0];
+    if (it.parents.size() == 1 && section == "slurm") {  // checked by study/slurm_launcher.h
+      for (const auto& v : it.inputs) s.slurm.push_back({it.name, v});
+      continue;
+    }
     if (it.parents.size() != 1 || std::find(stages.begin(), stages.end(), section) == stages.end())
-      throw bad(it.fullname(), "unknown section (train, gamma, niah, kv, report)");
+      throw bad(it.fullname(), "unknown section (train, gamma, niah, kv, report, slurm)");
     if (it.name == "skip") {
       const auto v = single(it);
       if (v != "true" && v != "false") throw bad(it.fullname(), "expected true or false");
@@ -164,6 +168,11 @@ std::string member_label(const Member& m) {
 
 std::string run_dir(const Study& s, const Member& m) {
   return rundir::study_run_dir(s.out, m.theta, m.seed);
+}
+
+bool skipped_by_file(const Study& s, const std::string& stage) {
+  const auto it = s.skip.find(stage);
+  return it != s.skip.end() && it->second;
 }
 
 namespace {

@@ -14,6 +14,8 @@
 //   [kv]      `ropelab eval kv` flags         (the pilot sets --ckpt, --out, and --gamma-from
 //                                              unless the section gives --gamma or --gamma-from)
 //   [report]  `ropelab report` flags          (the pilot sets the inputs and --out)
+//   [slurm]   cluster settings for `--launcher slurm` (study/slurm_launcher.h reads them;
+//             the local launcher ignores them)
 // Any section may say `skip = true`. Keys are flags without the dashes; an
 // array becomes one comma list, or repeated flags for options that collect
 // several values (ropelab pilot decides, knowing each flag).
@@ -41,6 +43,7 @@ struct Study {
   std::vector<uint64_t> seeds;      // empty: one run per θ at the recipe's seed
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> flags;  // section -> (key, value)
   std::map<std::string, bool> skip;                                                // section -> skip
+  std::vector<std::pair<std::string, std::string>> slurm;  // [slurm] (key, value), arrays as repeated keys
 };
 
 // The stages of one run (a θ, or a θ and a seed), in the order they run.
@@ -64,6 +67,9 @@ struct Member {
 std::vector<Member> members(const Study& s);
 std::string member_label(const Member& m);             // "θ=1e4" or "θ=1e4 seed=7"
 std::string run_dir(const Study& s, const Member& m);  // OUT/theta-1e4 or OUT/theta-1e4-seed-7
+
+// Whether the study file says `skip = true` for this stage.
+bool skipped_by_file(const Study& s, const std::string& stage);
 
 // One stage's next action, decided from what is on disk now.
 struct Step {
