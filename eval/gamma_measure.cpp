@@ -33,12 +33,17 @@ int64_t prompt_length(const GammaProtocol& p, int64_t context, int64_t d) {
 
 std::vector<int64_t> default_distances(const GammaProtocol& p, int64_t context, double fit_min_d) {
   const int64_t lo = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(fit_min_d)));
-  const int64_t hi = p.name == "fixed" ? std::min(prompt_length(p, context, 0), context) - 1 : context - p.tail;
+  // The farthest key keeps tail − 1 tokens before it under both protocols (at
+  // position tail − 1, where taf puts every key): the first tokens of a prompt
+  // draw attention for being first (sinks), and a grid reaching them would
+  // measure position, not distance (docs/gamma-protocol.md).
+  const int64_t hi = (p.name == "fixed" ? std::min(prompt_length(p, context, 0), context) : context) - p.tail;
   if (hi < lo)
     throw Error("no distance >= " + std::to_string(lo) + " (--fit-min-d) has a prompt inside the context of " +
                 std::to_string(context) + " tokens under --protocol " + p.name +
                 (p.name == "taf" ? " (prompts of d + " + std::to_string(p.tail) + ")" : "") +
-                "; lower --fit-min-d" + (p.name == "taf" ? " or --tail, or use --protocol fixed" : "") +
+                (p.name == "fixed" ? " (the farthest key keeps " + std::to_string(p.tail - 1) + " tokens before it)" : "") +
+                "; lower --fit-min-d" + (p.name == "taf" ? " or --tail" : "") + ", give --distances" +
                 ", or raise --context on purpose");
   std::set<int64_t> grid;
   const int64_t n = p.grid_points;

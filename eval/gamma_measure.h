@@ -47,8 +47,10 @@ void check_protocol(const GammaProtocol& p);
 int64_t prompt_length(const GammaProtocol& p, int64_t context, int64_t d);
 
 // The default distances: grid_points log-spaced integers from fit_min_d up
-// to the largest distance whose prompt fits the context (context − tail
-// under taf, the prompt length − 1 under fixed), so every one is fitted.
+// to context − tail under taf (the longest prompt that fits), prompt length −
+// tail under fixed (the farthest key keeps tail − 1 tokens before it, as every
+// taf key does, away from the first tokens' sink attention), so every one is
+// fitted and both protocols fit one grid at prompt length = context.
 // Throws Error when that range is empty, saying what would make room.
 std::vector<int64_t> default_distances(const GammaProtocol& p, int64_t context, double fit_min_d);
 

@@ -143,24 +143,25 @@ TEST(GammaMeasure, UniformBaselineOfTheProtocol) {
 }
 
 // The default grid lies inside the context: at T_train 128 taf fits 10
-// log-spaced distances in [30, 78] (prompts up to 128), fixed in [30, 127].
+// log-spaced distances in [30, 78] (prompts up to 128), and fixed the same
+// ones (prompts of 128, the farthest key at position 49, where taf's are).
 TEST(GammaMeasure, DefaultGridFitsTheContext) {
   eval::GammaProtocol p;
   const auto taf = eval::default_distances(p, 128, 30);
   // round(30·(78/30)^(i/9)), i = 0..9
   EXPECT_EQ(taf, (std::vector<int64_t>{30, 33, 37, 41, 46, 51, 57, 63, 70, 78}));
   p.name = "fixed";
-  const auto fixed = eval::default_distances(p, 128, 30);
-  EXPECT_EQ(fixed.front(), 30);
-  EXPECT_EQ(fixed.back(), 127);
-  EXPECT_EQ(fixed.size(), 10u);
+  EXPECT_EQ(eval::default_distances(p, 128, 30), taf);
+  p.prompt_length = 100;  // a shorter fixed prompt: d <= 100 - 50
+  EXPECT_EQ(eval::default_distances(p, 128, 30).back(), 50);
+  p.prompt_length = 0;
   p.name = "taf";
   try {
     eval::default_distances(p, 64, 30);  // d + 50 <= 64 leaves d <= 14 < 30
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("no distance >= 30"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("--protocol fixed"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("give --distances"), std::string::npos) << e.what();
   }
 }
 
