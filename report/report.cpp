@@ -261,7 +261,7 @@ class Collector {
       } else if (auto* kept = kept_kind(r)) {
         kept->push_back({r, file.string(), model_id(r).empty() ? "?" : model_id(r), std::nullopt});
         if (const auto step = number_at(r, {"step"})) kept->back().step = static_cast<int64_t>(std::llround(*step));
-      } else {
+      } else if (kind_of(r) != "between_trainings") {  // a previous report's own summary: derived, not an input
         ++unknown[kind_of(r) + missing_fields(r)];
       }
     }

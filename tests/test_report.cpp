@@ -563,6 +563,14 @@ TEST_F(ReportTest, BetweenTrainingIntervalsPerTheta) {
   opt.svg = false;
   report::write_report({study}, opt);
   EXPECT_EQ(ropelab::io::read_jsonl(out + "/between_trainings.jsonl").size(), in.between_trainings.size());
+
+  // A study's report lives in the study (OUT/report, as the pilot writes it):
+  // reading the study again takes its runs, not the previous report's summary.
+  opt.out_dir = study + "/report";
+  report::write_report({study}, opt);
+  const auto again = report::collect_inputs({study});
+  EXPECT_EQ(again.between_trainings.size(), in.between_trainings.size());
+  for (const auto& u : again.unknown) EXPECT_EQ(u.kind.find("between_trainings"), std::string::npos) << u.file;
 }
 
 // Perplexity of several models: one panel per model and one colour per
