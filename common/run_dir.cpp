@@ -15,6 +15,7 @@ namespace fs = std::filesystem;
 std::string config_path(const std::string& run) { return run + "/config.json"; }
 std::string metrics_path(const std::string& run) { return run + "/metrics.jsonl"; }
 std::string builds_path(const std::string& run) { return run + "/builds.jsonl"; }
+std::string profile_path(const std::string& run) { return run + "/profile.json"; }
 std::string checkpoints_dir(const std::string& run) { return run + "/checkpoints"; }
 std::string manifest_path(const std::string& run) { return checkpoints_dir(run) + "/manifest.json"; }
 

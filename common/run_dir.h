@@ -4,6 +4,7 @@
 //   RUN/metrics.jsonl                one record per step
 //   RUN/builds.jsonl                 one record per start or resume: {step, world_size, build}
 //                                    (train/fingerprint.h), so a run says what computed each stretch
+//   RUN/profile.json                 with train --profile-steps A:B: the op-level profile (Chrome trace)
 //   RUN/checkpoints/step_XXXXXXXX.pt the checkpoints, listed (sorted by step) in
 //   RUN/checkpoints/manifest.json    {"checkpoints": [{step, file, tokens_seen}, ...]}
 //   RUN/NAME.jsonl                   evaluation results (gamma, niah, kv), written
@@ -23,6 +24,7 @@ namespace ropelab::rundir {
 std::string config_path(const std::string& run);      // RUN/config.json
 std::string metrics_path(const std::string& run);     // RUN/metrics.jsonl
 std::string builds_path(const std::string& run);      // RUN/builds.jsonl
+std::string profile_path(const std::string& run);     // RUN/profile.json (train --profile-steps)
 std::string checkpoints_dir(const std::string& run);  // RUN/checkpoints
 std::string manifest_path(const std::string& run);    // RUN/checkpoints/manifest.json
 std::string checkpoint_file_name(int64_t step);       // step_00000042.pt

@@ -120,10 +120,12 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, co
   // Fused kernels when the mask is plain causal: flash/memory-efficient on
   // CUDA, the fused CPU kernel otherwise (the explicit path below holds the
   // whole [Tq, Tk] score matrix and a mask; measured in docs/performance.md).
-  // The score multiplier is folded into q so SDPA's default 1/sqrt(D) applies.
+  // The score multiplier is folded into q so SDPA's default 1/sqrt(D) applies
+  // (and skipped at 1: a product over q, and its backward, every layer and step).
   const bool window_hides = window_ > 0 && k.size(2) > window_;
   if ((k.size(2) == T || T == 1) && !window_hides) {
-    y = at::scaled_dot_product_attention(q * s.score_multiplier, k, v, {}, 0.0, /*is_causal=*/T > 1);
+    const auto q_scaled = s.score_multiplier == 1.0 ? q : q * s.score_multiplier;
+    y = at::scaled_dot_product_attention(q_scaled, k, v, {}, 0.0, /*is_causal=*/T > 1);
   } else
 #endif
   {

@@ -52,6 +52,7 @@ train::TrainConfig all_set() {
   c.fused_adamw = false;
   c.ce_chunk = 64;
   c.cuda_graph = false;
+  c.profile_steps = "3:4";
   auto& m = c.model;
   m.vocab_size = 300;
   m.d_model = 96;

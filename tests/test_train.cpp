@@ -3,6 +3,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "common/error.h"
 #include "common/io.h"
@@ -48,6 +49,36 @@ TEST(Train, GradientAccumulationEqualsTheLargerBatch) {
   ASSERT_EQ(a.size(), 6u);
   ASSERT_EQ(b.size(), 6u);
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << i;
+}
+
+// --profile-steps A:B: the op-level profile of those steps lands in
+// RUN/profile.json (nothing half-written beside it), with the step's named
+// scopes and the matmuls inside them; builds.jsonl has the start's build.
+// A range that is not A:B with 1 <= A <= B is refused by name.
+TEST(Train, ProfileStepsWritesTheTraceOfThoseSteps) {
+  const auto dir = ropelab::test::scratch_dir();
+  auto cfg = ropelab::test::tiny_config(ropelab::test::tiny_data(dir));
+  cfg.max_steps = 4;
+  cfg.checkpoints = "every:4";
+  cfg.profile_steps = "2:3";
+  train::train_new(cfg, dir + "/run");
+  ASSERT_TRUE(std::filesystem::exists(dir + "/run/profile.json"));
+  EXPECT_FALSE(std::filesystem::exists(dir + "/run/profile.json.partial"));
+  const auto trace = io::read_json(dir + "/run/profile.json");
+  std::map<std::string, int> seen;
+  for (const auto& e : trace) ++seen[e.value("name", "")];
+  EXPECT_EQ(seen["ropelab::optimizer"], 2);  // steps 2 and 3, not 1 or 4
+  EXPECT_EQ(seen["ropelab::backward"], 2);
+  EXPECT_GT(seen["aten::mm"] + seen["aten::addmm"], 0);
+  const auto builds = io::read_jsonl(dir + "/run/builds.jsonl");
+  ASSERT_EQ(builds.size(), 1u);
+  EXPECT_EQ(builds[0]["step"], 0);
+  EXPECT_TRUE(builds[0]["build"].contains("allocator"));
+  for (const char* bad : {"3:1", "0:2", "2", "2:3x"}) {
+    auto c = cfg;
+    c.profile_steps = bad;
+    EXPECT_THROW(c.validate(), Error) << bad;
+  }
 }
 
 // A run is named by its seed, its build and its thread count: with all three

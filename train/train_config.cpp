@@ -70,6 +70,12 @@ const std::vector<config::Field<TrainConfig>>& train_fields() {
        {[](const C& c) { return c.ce_chunk >= -1; }, "must be -1, 0 or a row count"}, kOptional},
       {"cuda_graph", "cuda-graph", &C::cuda_graph, "speed", "replay the step as one CUDA graph (CUDA, 1 rank, grad-accum 1)",
        {}, kOptional},
+      {"profile_steps", "profile-steps", &C::profile_steps, "speed",
+       "A:B: record an op-level profile of steps A..B (first step 1) into RUN/profile.json (a Chrome trace; "
+       "bench/profile_breakdown.py sums it by kind)",
+       {[](const C& c) { return c.profile_steps.empty() || parse_step_range(c.profile_steps).has_value(); },
+        "must be A:B with 1 <= A <= B"},
+       kOptional},
       {"fault_nan_step", "fault-nan-step", &C::fault_nan_step, "run", "testing: treat the loss at this step as NaN"},
       {"fault_kill_at", "fault-kill-at", &C::fault_kill_at, "run",
        "testing: RANK:STEP[:TERM], that rank kills itself (SIGKILL) or sends itself SIGTERM",
@@ -124,6 +130,14 @@ std::optional<FaultKill> parse_fault_kill(const std::string& spec) {
   k.step = step;
   k.term = got == 3;
   return k;
+}
+
+std::optional<StepRange> parse_step_range(const std::string& spec) {
+  long first = 0, last = 0;
+  int used = 0;
+  if (std::sscanf(spec.c_str(), "%ld:%ld%n", &first, &last, &used) != 2 || used != int(spec.size())) return std::nullopt;
+  if (first < 1 || last < first) return std::nullopt;
+  return StepRange{first, last};
 }
 
 }  // namespace ropelab::train

@@ -51,6 +51,7 @@ struct TrainConfig {
   bool fused_adamw = true;            // at::_fused_adamw_ where this libtorch has it for the device
   int64_t ce_chunk = -1;              // rows per chunk of the fused head + cross-entropy; -1: 4096 on CUDA, off on the CPU; 0: off
   bool cuda_graph = true;             // capture the step as one CUDA graph (CUDA, one rank, grad_accum 1)
+  std::string profile_steps;          // "A:B": an op-level profile of steps A..B (first step 1) into RUN/profile.json
 
   std::string autocast_on(const std::string& dev) const;  // "bf16" or "off" for that device
   int64_t ce_chunk_on(const std::string& dev) const;      // the chunk (0: off) for that device
@@ -73,5 +74,9 @@ struct FaultKill {
   bool term = false;
 };
 std::optional<FaultKill> parse_fault_kill(const std::string& spec);  // nothing when malformed
+struct StepRange {
+  int64_t first, last;  // steps counted from 1, first <= last
+};
+std::optional<StepRange> parse_step_range(const std::string& spec);  // "A:B"; nothing when malformed
 
 }  // namespace ropelab::train

@@ -1,5 +1,7 @@
 #include "train/trainer.h"
 
+#include <ATen/record_function.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 #include <torch/utils.h>
@@ -103,6 +105,31 @@ void init_from_hf(model::Transformer& m, const std::string& dir) {
 
 // One training run: the state its steps share, set up in order by the
 // constructor; run() is the loop.
+// --profile-steps A:B: libtorch's op-level profiler over steps A..B; its
+// Chrome trace (one event per op, backward ops and the step's named scopes
+// included) lands in RUN/profile.json when step B ends, written beside and
+// renamed so a cut-short run leaves no half-written trace.
+class StepProfile {
+ public:
+  StepProfile(const std::string& spec, const std::string& run_dir)
+      : range_(parse_step_range(spec)), path_(rundir::profile_path(run_dir)) {}
+  void before(int64_t next_step) {
+    if (range_ && next_step == range_->first) recorder_ = std::make_unique<torch::autograd::profiler::RecordProfile>(partial());
+  }
+  void after(int64_t done_step) {
+    if (!recorder_ || done_step != range_->last) return;
+    recorder_.reset();  // writes the trace
+    std::filesystem::rename(partial(), path_);
+    std::cerr << "\nprofile of steps " << range_->first << ".." << range_->last << ": " << path_ << "\n";
+  }
+
+ private:
+  std::string partial() const { return path_ + ".partial"; }
+  std::optional<StepRange> range_;
+  std::string path_;
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> recorder_;
+};
+
 class Trainer {
  public:
   Trainer(TrainConfig cfg, const std::string& run_dir, bool resume);
@@ -150,6 +177,7 @@ class Trainer {
   std::string metrics_path_;
   nlohmann::json state_;  // what every checkpoint carries besides the weights
   std::optional<FaultKill> kill_;
+  std::unique_ptr<StepProfile> profile_;  // --profile-steps, on the main rank
   int64_t step_ = 0;
   std::vector<int64_t> buf_;
 };
@@ -202,6 +230,7 @@ void Trainer::setup_model() {
             {"build", build_fingerprint(cfg_.device)}};
   // --fault-kill-at (tests of rank failure): checked with the config
   if (!cfg_.fault_kill_at.empty()) kill_ = parse_fault_kill(cfg_.fault_kill_at);
+  if (!cfg_.profile_steps.empty() && main_) profile_ = std::make_unique<StepProfile>(cfg_.profile_steps, run_dir_);
   buf_.resize(cfg_.batch_size * (cfg_.model.T_train + 1));
 }
 
@@ -258,8 +287,10 @@ TrainResult Trainer::run() {
   while (step_ < cfg_.max_steps) {
     if (kill_ && step_ == kill_->step && rank() == kill_->rank) std::raise(kill_->term ? SIGTERM : SIGKILL);
     const double lr = lr_at(step_, cfg_.lr, cfg_.min_lr, cfg_.warmup_steps, cfg_.max_steps);
+    if (profile_) profile_->before(step_ + 1);
     const StepOutcome out = graph_ ? graph_step(lr) : eager_step(lr);
     ++step_;
+    if (profile_) profile_->after(step_);
     ++steps_since;
     if (!out.read) continue;
     const auto now = std::chrono::steady_clock::now();
@@ -286,8 +317,14 @@ Trainer::StepOutcome Trainer::eager_step(double lr) {
   StepOutcome out;
   out.loss = step_loss(step_, out.stopping, out.reduce);
   stop_if_not_finite(out.loss, step_);
-  out.grad_norm = torch::nn::utils::clip_grad_norm_(m_->parameters(), cfg_.grad_clip > 0 ? cfg_.grad_clip : 1e30);
-  adamw_step(*opt_, cfg_.fused_adamw);
+  {
+    RECORD_USER_SCOPE("ropelab::clip_grad_norm");
+    out.grad_norm = torch::nn::utils::clip_grad_norm_(m_->parameters(), cfg_.grad_clip > 0 ? cfg_.grad_clip : 1e30);
+  }
+  {
+    RECORD_USER_SCOPE("ropelab::optimizer");
+    adamw_step(*opt_, cfg_.fused_adamw);
+  }
   return out;
 }
 
@@ -317,6 +354,7 @@ bool Trainer::reads_back(int64_t next_step, bool stopping) const {
 // buf_ <- the B windows of global samples first_sample.. at `step`, passkey
 // examples mixed in as --data-mix asks.
 void Trainer::fill_windows(int64_t step, int64_t first_sample) {
+  RECORD_USER_SCOPE("ropelab::data");
   const int64_t B = cfg_.batch_size, T = cfg_.model.T_train;
   data::sample_windows(*train_stream_, cfg_.seed, step, first_sample, B, T, buf_.data());
   if (passkeys_) data::apply_data_mix(mix_, *passkeys_, cfg_.seed, step, first_sample, B, T, buf_.data());
@@ -335,13 +373,17 @@ double Trainer::step_loss(int64_t step, bool& stopping, DataParallel::ReduceStat
     auto w = window_tensor(buf_, B, T, dev_);
     at::Tensor loss;
     {
+      RECORD_USER_SCOPE("ropelab::forward");
       AutocastScope autocast(dev_, cfg_.autocast_on(cfg_.device) == "bf16");
       loss = m_->loss(w.narrow(1, 0, T), w.narrow(1, 1, T), nullptr, cfg_.ce_chunk_on(cfg_.device)) /
              double(cfg_.grad_accum);
     }
     // The last micro-batch's backward starts the gradient all-reduces as buckets fill.
     if (dp_ && micro + 1 == cfg_.grad_accum) dp_->overlap_next_backward();
-    loss.backward();
+    {
+      RECORD_USER_SCOPE("ropelab::backward");
+      loss.backward();
+    }
     loss_sum += loss.item<double>();
   }
   // A stop signal counts once any rank has it: the flag travels with the
