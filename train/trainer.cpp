@@ -103,8 +103,6 @@ void init_from_hf(model::Transformer& m, const std::string& dir) {
   for (auto& p : m->named_parameters()) p.value().copy_(from[p.key()]);
 }
 
-// One training run: the state its steps share, set up in order by the
-// constructor; run() is the loop.
 // --profile-steps A:B: libtorch's op-level profiler over steps A..B; its
 // Chrome trace (one event per op, backward ops and the step's named scopes
 // included) lands in RUN/profile.json when step B ends, written beside and
@@ -130,6 +128,8 @@ class StepProfile {
   std::unique_ptr<torch::autograd::profiler::RecordProfile> recorder_;
 };
 
+// One training run: the state its steps share, set up in order by the
+// constructor; run() is the loop.
 class Trainer {
  public:
   Trainer(TrainConfig cfg, const std::string& run_dir, bool resume);
