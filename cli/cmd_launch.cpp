@@ -46,8 +46,10 @@ int launch(int nproc, int port, int grace_s, const std::vector<std::string>& arg
       if (exit_code == 0) exit_code = exit_code_of(status);
       continue;
     }
-    std::cerr << "launch: rank " << rank << " " << describe(status)
-              << (failed_rank < 0 ? "; stopping the other ranks" : "") << "\n";
+    // One write: the ranks share this stderr, and a line sent in pieces gets theirs in between.
+    const std::string line = "launch: rank " + std::to_string(rank) + " " + describe(status) +
+                             (failed_rank < 0 ? "; stopping the other ranks" : "") + "\n";
+    std::cerr << line << std::flush;
     if (failed_rank >= 0) continue;
     failed_rank = rank;
     exit_code = exit_code_of(status);  // a real failure outranks an interruption
