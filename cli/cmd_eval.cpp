@@ -67,7 +67,8 @@ void add_niah_command(CLI::App& ev) {
   n->add_option("--depths", opt->depths, "needle depths in [0,1]")->delimiter(',')->capture_default_str();
   n->add_option("--trials", opt->trials, "trials per (method, length, depth)")->capture_default_str();
   n->add_option("--scaling", opt->scaling,
-                "none,pi:S,ntk:A|alpha_opt|alpha_opt_measured,ntk-aware:A,dynamic[:S],yarn:S,logn; "
+                "KIND[:FACTOR][:KEY=VALUE...], KIND a method of `ropelab rope list` (none, pi:S, ntk:A|alpha_opt|alpha_opt_measured, "
+                "ntk-aware:A, dynamic[:S], yarn:S, llama3:S, proportional, logn, ...); "
                 "sweeps KIND-sweep:LO..HI:xR, e.g. ntk-sweep:0.25..64:x2")
       ->capture_default_str();
   n->add_option("--keys", opt->n_keys, "needles per prompt (>1: multi-key, one asked)")->capture_default_str();

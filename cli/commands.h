@@ -16,6 +16,8 @@ void add_launch_command(CLI::App& root);   // ropelab launch --nproc N -- CMD
 void add_report_command(CLI::App& root);   // ropelab report
 void add_export_command(CLI::App& root);   // ropelab export hf
 void add_pilot_command(CLI::App& root);    // ropelab pilot --config STUDY
+void add_rope_command(CLI::App& root);     // ropelab rope list | freqs
+void add_logits_command(CLI::App& root);   // ropelab logits
 
 // The words after a standalone "--" on the command line (main splits them off
 // before CLI11 parses the rest); only `launch` takes them.

@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
   ropelab::cli::add_report_command(app);
   ropelab::cli::add_export_command(app);
   ropelab::cli::add_pilot_command(app);
+  ropelab::cli::add_rope_command(app);
+  ropelab::cli::add_logits_command(app);
   // Everything after a standalone "--" is the command `launch` runs.
   for (int i = 1; i < argc; ++i)
     if (std::string(argv[i]) == "--") {

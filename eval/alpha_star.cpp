@@ -148,8 +148,7 @@ std::vector<nlohmann::json> reach_records(const std::vector<AlphaPoint>& points,
                           {"alpha_source", first.source}, {"lengths", lengths}, {"rank_accuracies", acc},
                           {"rank_ci95_lo", lo}, {"longest_retrieving_length", longest},
                           {"criterion", "Wilson 95% lower bound of the pooled rank accuracy above chance " +
-                                            std::to_string(chance).substr(0, 4)},
-                          {"T_train", rope.T_train}};
+                                            std::to_string(chance).substr(0, 4)}};
     // Liu and Men predict for an unscaled model or a fixed NTK base θ' = α·θ.
     const bool fixed_base = first.family == "none" || (first.family == "ntk" && first.source == "fixed");
     if (fixed_base) {

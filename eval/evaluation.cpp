@@ -103,9 +103,22 @@ nlohmann::json OpenedModel::arch() const {
                       {"n_kv_heads", c.n_kv_heads}, {"n_params_M", model->parameter_count() / 1e6},
                       {"rope_theta", c.rope_theta}, {"T_train", c.T_train}, {"rotary_fraction", c.rotary_fraction},
                       {"family", hf ? "huggingface" : "ropelab"}};
+  // The RoPE method of the full layers, with its parameters as transformers names them.
+  a["rope_scaling"] = c.rope_scaling;
+  a["rope"] = model::rope_params_json(c.rope_params());
+  if (c.qk_norm) a["qk_norm"] = true;
+  if (!c.layer_pattern.empty()) {  // per-layer attention: each layer's type and what belongs to it
+    a["layer_pattern"] = c.layer_pattern;
+    std::vector<std::string> types;
+    for (int64_t l = 0; l < c.n_layers; ++l) types.push_back(c.layer_type(l));
+    a["layer_types"] = types;
+    a["sliding_window"] = c.sliding_window;
+    a["sliding_rope_theta"] = c.sliding_rope_theta > 0 ? c.sliding_rope_theta : c.rope_theta;
+    if (c.nope_attn_scale > 0) a["nope_attn_scale"] = {{"scale", c.nope_attn_scale}, {"floor", c.nope_floor_scale}};
+  }
+  if (c.attention_window > 0) a["attention_window"] = c.attention_window;
   if (hf) {
     a["architecture"] = model::hf_architecture_of(state.at("config"));
-    a["rope_scaling"] = c.rope_scaling;
     a["dtype"] = c10::toString(model->tok_emb->weight.scalar_type());
   }
   return a;
@@ -114,6 +127,7 @@ nlohmann::json OpenedModel::arch() const {
 nlohmann::json OpenedModel::provenance() const {
   const auto device = model->tok_emb->weight.device().str();
   return {{"model_id", model_id},
+          {"arch", arch()},  // every record of every evaluation: one arch block, read from one path
           {"checkpoint", path},
           {"step", state.at("step")},
           {"versions", versions()},

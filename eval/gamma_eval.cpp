@@ -40,6 +40,28 @@ nlohmann::json fit_each(const std::vector<std::vector<double>>& curves, const fi
 
 std::string text_corpus_label(const GammaProtocol& p) { return p.corpus == "random" ? "random_tokens" : "real_text"; }
 
+// γ of each layer type of a per-layer-attention model (full, sliding, nope):
+// A(d) averaged over the layers of that type, fitted as the whole model's is.
+// {"full": {"gamma": ..., "layers": [3, 7], ...}, "sliding": {...}}
+nlohmann::json fit_per_layer_type(const model::ModelConfig& c, const DecayMeasurement& meas, const fit::FitOptions& fit) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& type : c.layer_types()) {
+    std::vector<int64_t> layers;
+    std::vector<double> mean(meas.curve.distances.size(), 0.0);
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      if (c.layer_type(l) != type) continue;
+      layers.push_back(l);
+      for (size_t d = 0; d < mean.size(); ++d) mean[d] += meas.per_layer[size_t(l)][d];
+    }
+    for (auto& a : mean) a /= double(layers.size());
+    auto fitted = fit_each({mean}, meas.curve, fit).at(0);
+    fitted.erase("index");
+    fitted["layers"] = layers;
+    out[type] = fitted;
+  }
+  return out;
+}
+
 }  // namespace
 
 nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEvalOptions& opt) {
@@ -80,6 +102,7 @@ nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEv
   r["train_config"] = opened.state.at("config");
   r["versions"] = versions();  // (kept here too: records never lose a field)
   if (opt.per_layer || p.per_head) r["per_layer"] = fit_each(meas.per_layer, meas.curve, opt.fit);
+  if (!m->cfg.layer_pattern.empty()) r["per_layer_type"] = fit_per_layer_type(m->cfg, meas, opt.fit);
   if (p.per_head) {
     r["per_head"] = nlohmann::json::array();
     for (const auto& heads : meas.per_head) r["per_head"].push_back(fit_each(heads, meas.curve, opt.fit));

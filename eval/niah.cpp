@@ -103,7 +103,7 @@ namespace {
 std::vector<model::ScalingMethod> with_closed_forms(std::vector<model::ScalingMethod> methods, bool measured) {
   std::vector<std::string> labels;
   for (const auto& m : methods)
-    if (!m.sweep.empty() && m.kind != "pi") {
+    if (!m.sweep.empty() && model::rope_method(m.kind).closed_form) {
       labels.push_back(m.kind + ":alpha_opt");
       if (measured) labels.push_back(m.kind + ":alpha_opt_measured");
     }
@@ -309,7 +309,7 @@ std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOp
   check_lengths(d, plan);
 
   auto shared = opened.provenance();
-  shared.update({{"T_train", cfg.T_train}, {"rope_theta", cfg.rope_theta}, {"seed", opt.seed},
+  shared.update({{"seed", opt.seed},
                  {"gamma_target", opt.gamma_target}});
   if (opened.state.contains("config") && opened.state["config"].contains("seed"))
     shared["train_seed"] = opened.state["config"]["seed"];

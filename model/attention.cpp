@@ -49,13 +49,36 @@ torch::nn::Linear linear(int64_t in, int64_t out, bool bias) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
 }
 
-AttentionImpl::AttentionImpl(const ModelConfig& c)
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
+
+at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
+  auto xf = x.to(at::kFloat);
+  auto y = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_);
+  return (y * weight.to(at::kFloat)).to(x.scalar_type());
+}
+
+namespace {
+int64_t window_of(const ModelConfig& c, const std::string& type) {
+  if (type == "sliding") return c.sliding_window;
+  if (type == "nope") return 0;
+  return c.attention_window;
+}
+}  // namespace
+
+AttentionImpl::AttentionImpl(const ModelConfig& c, int64_t layer)
     : n_heads_(c.n_heads), n_kv_heads_(c.n_kv_heads), d_head_(c.d_head), rotary_dim_(c.rotary_dim()),
-      window_(c.attention_window) {
+      window_(window_of(c, c.layer_type(layer))), rotates_(c.layer_type(layer) != "nope"),
+      nope_attn_scale_(c.nope_attn_scale), nope_floor_scale_(c.nope_floor_scale) {
   wq = register_module("wq", linear(c.d_model, c.n_heads * c.d_head, c.qkv_bias));
   wk = register_module("wk", linear(c.d_model, c.n_kv_heads * c.d_head, c.qkv_bias));
   wv = register_module("wv", linear(c.d_model, c.n_kv_heads * c.d_head, c.qkv_bias));
   wo = register_module("wo", linear(c.n_heads * c.d_head, c.d_model, c.out_bias));
+  if (c.qk_norm) {
+    q_norm = register_module("q_norm", RMSNorm(c.d_head, c.norm_eps));
+    k_norm = register_module("k_norm", RMSNorm(c.d_head, c.norm_eps));
+  }
 }
 
 at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, const AttentionSettings& s,
@@ -65,13 +88,24 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, co
   auto q = heads(wq->forward(x), n_heads_);
   auto k = heads(wk->forward(x), n_kv_heads_);
   auto v = heads(wv->forward(x), n_kv_heads_);
+  if (q_norm) {  // Qwen3: each head's q and k normalised before the rotation
+    q = q_norm->forward(q);
+    k = k_norm->forward(k);
+  }
 
   const at::Tensor q_pre_rope = probe && probe->keep_queries ? q : at::Tensor();
-  const auto inv_freq = s.inv_freq.defined() ? s.inv_freq : rope_inv_freq(s.rope_theta, rotary_dim_, x.device());
-  const auto tables = rope_tables(inv_freq, pos, s.position_scale, q.scalar_type());
-  q = apply_rope(q, tables);
-  k = apply_rope(k, tables);
-  if (s.logn_train_length > 0) {
+  if (rotates_) {
+    const auto inv_freq = s.inv_freq.defined() ? s.inv_freq : rope_inv_freq(s.rope_theta, rotary_dim_, x.device());
+    const auto tables = rope_tables(inv_freq, pos, s.rope_attention_factor, q.scalar_type());
+    q = apply_rope(q, tables);
+    k = apply_rope(k, tables);
+  } else if (nope_attn_scale_ > 0) {
+    // Llama 4's NoPE layers: queries at n scaled by 1 + s·log(⌊(n+1)/floor⌋ + 1).
+    auto n = pos.to(at::kDouble) + 1.0;
+    auto f = at::log(at::floor(n / double(nope_floor_scale_)) + 1.0) * nope_attn_scale_ + 1.0;
+    q = q * f.to(q.scalar_type()).view({1, 1, T, 1});
+  }
+  if (s.logn_train_length > 0 && rotates_) {
     // log-n scaling: a query at position n > T_train sharpens by log(n)/log(T_train).
     auto n = pos.to(at::kDouble) + 1.0;
     auto f = at::clamp_min(at::log(n) / std::log(double(s.logn_train_length)), 1.0);
@@ -86,6 +120,15 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, co
       k_pos = at::cat({cache->pos, pos}, 0);
     }
     cache->k = k; cache->v = v; cache->pos = k_pos;
+    if (window_ > 0 && k_pos.size(0) >= window_) {
+      // A windowed layer keeps only the keys a later query can see: those
+      // after (the next position) − window.
+      const int64_t next = pos[-1].item<int64_t>() + 1;
+      const auto keep = (k_pos > next - window_).nonzero().squeeze(1);
+      cache->k = k.index_select(2, keep);
+      cache->v = v.index_select(2, keep);
+      cache->pos = k_pos.index_select(0, keep);
+    }
   }
   // Grouped-query attention: KV head g serves query heads g*G .. g*G+G-1.
   const int64_t groups = n_heads_ / n_kv_heads_;
@@ -93,7 +136,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, co
     k = k.repeat_interleave(groups, 1);
     v = v.repeat_interleave(groups, 1);
   }
-  const double scale = s.score_multiplier / std::sqrt(double(d_head_));
+  const double scale = 1.0 / std::sqrt(double(d_head_));
 
   // When every query row is probed in order (a decode step, or a probed
   // prefill), the probabilities are the attention itself: reuse them for the
@@ -120,12 +163,10 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, co
   // Fused kernels when the mask is plain causal: flash/memory-efficient on
   // CUDA, the fused CPU kernel otherwise (the explicit path below holds the
   // whole [Tq, Tk] score matrix and a mask; measured in docs/performance.md).
-  // The score multiplier is folded into q so SDPA's default 1/sqrt(D) applies
-  // (and skipped at 1: a product over q, and its backward, every layer and step).
+  // (YaRN's attention factor is in the rotated q and k: SDPA's default 1/sqrt(D) applies.)
   const bool window_hides = window_ > 0 && k.size(2) > window_;
   if ((k.size(2) == T || T == 1) && !window_hides) {
-    const auto q_scaled = s.score_multiplier == 1.0 ? q : q * s.score_multiplier;
-    y = at::scaled_dot_product_attention(q_scaled, k, v, {}, 0.0, /*is_causal=*/T > 1);
+    y = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/T > 1);
   } else
 #endif
   {

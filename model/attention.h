@@ -14,12 +14,11 @@ namespace ropelab::model {
 // A Linear layer; ropelab's own models have no biases, released ones may.
 torch::nn::Linear linear(int64_t in, int64_t out, bool bias = false);
 
-// How positions become rotations and scores become probabilities.
+// How positions become rotations (model/trained_rope.h makes them from a RoPE method).
 struct AttentionSettings {
-  double rope_theta = 10000.0;       // base θ (NTK scaling changes it)
-  double position_scale = 1.0;       // position interpolation: pos / s
-  at::Tensor inv_freq;               // undefined: θ^(-2i/rd); else per-frequency (YaRN)
-  double score_multiplier = 1.0;     // times 1/sqrt(d_head) (YaRN temperature)
+  double rope_theta = 10000.0;       // base θ, when inv_freq is undefined
+  at::Tensor inv_freq;               // undefined: θ^(-2i/rd); else one per rotated pair, float64
+  double rope_attention_factor = 1.0;  // cos and sin multiplied by it (YaRN, LongRoPE)
   int64_t logn_train_length = 0;     // >0: queries at n > this scaled by log(n)/log(train length)
 };
 
@@ -52,17 +51,38 @@ at::Tensor attend(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
 at::Tensor attention_probs(const at::Tensor& q_rows, const at::Tensor& k, const at::Tensor& q_pos_rows,
                            const at::Tensor& k_pos, double scale, int64_t window = 0);
 
+// RMSNorm over the last dimension (the model's norms, and Qwen3's per-head q/k norm).
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  explicit RMSNormImpl(int64_t dim, double eps = 1e-5);
+  at::Tensor forward(const at::Tensor& x);
+  at::Tensor weight;
+ private:
+  double eps_;
+};
+TORCH_MODULE(RMSNorm);
+
+// Attention of layer `layer`: its type (cfg.layer_type) decides whether it
+// rotates (full, sliding) and which keys it sees (sliding: the last
+// sliding_window; full: attention_window, 0 = all; nope: all).
 class AttentionImpl : public torch::nn::Module {
  public:
-  explicit AttentionImpl(const ModelConfig& cfg);
+  AttentionImpl(const ModelConfig& cfg, int64_t layer);
   // x: [B, T, d_model]; pos: int64 [T] absolute positions of x's tokens.
   at::Tensor forward(const at::Tensor& x, const at::Tensor& pos, const AttentionSettings& s,
                      LayerKV* cache, AttentionProbe* probe);
 
   torch::nn::Linear wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
+  RMSNorm q_norm{nullptr}, k_norm{nullptr};  // qk_norm only
+
+  int64_t window() const { return window_; }
+  bool rotates() const { return rotates_; }
 
  private:
   int64_t n_heads_, n_kv_heads_, d_head_, rotary_dim_, window_;
+  bool rotates_;
+  double nope_attn_scale_;
+  int64_t nope_floor_scale_;
 };
 TORCH_MODULE(Attention);
 

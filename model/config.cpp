@@ -6,12 +6,27 @@
 
 #include "common/config_fields.h"
 #include "common/error.h"
+#include "common/text.h"
 
 namespace ropelab::model {
 
 namespace {
 using C = ModelConfig;
 using F = config::Field<C>;
+
+const char* const kLayerTypes[] = {"full", "sliding", "nope"};
+
+// Why c.layer_pattern is no pattern over c.n_layers ("" when it is one).
+std::string pattern_problem(const ModelConfig& c) {
+  if (c.layer_pattern.empty()) return "";
+  const auto types = text::split(c.layer_pattern);
+  for (const auto& t : types)
+    if (std::find(std::begin(kLayerTypes), std::end(kLayerTypes), t) == std::end(kLayerTypes))
+      return "layer type " + text::quoted(t) + " is none of full, sliding, nope";
+  if (types.empty() || c.n_layers % int64_t(types.size()) != 0)
+    return "a pattern of " + std::to_string(types.size()) + " layers does not divide n_layers " + std::to_string(c.n_layers);
+  return "";
+}
 }  // namespace
 
 const std::vector<config::Field<ModelConfig>>& model_fields() {
@@ -45,30 +60,63 @@ const std::vector<config::Field<ModelConfig>>& model_fields() {
       {"attention_window", "attention-window", &C::attention_window, "model",
        "0 = full causal; N = each query sees the last N keys (sliding window)",
        {[](const C& c) { return c.attention_window >= 0; }, "must be >= 0"}, true},
-      {"rope_scaling", nullptr, &C::rope_scaling, "", "",
-       {[](const C& c) {
-          for (const char* k : {"none", "linear", "dynamic", "yarn", "llama3", "longrope"})
-            if (c.rope_scaling == k) return true;
-          return false;
-        }, "must be none, linear, dynamic, yarn, llama3 or longrope"}, true},
-      {"rope_scaling_factor", nullptr, &C::rope_scaling_factor, "", "",
+      {"qk_norm", "qk-norm", &C::qk_norm, "model", "RMSNorm over each head's q and k before RoPE (Qwen3)", {}, true},
+      {"layer_pattern", "layer-pattern", &C::layer_pattern, "model",
+       "layer types repeated over the depth, e.g. sliding,sliding,sliding,full (full, sliding, nope; empty: all full)",
+       {}, true},  // checked in resolved(), naming the bad type or the depth
+      {"sliding_window", "sliding-window", &C::sliding_window, "model", "keys a sliding layer sees (the last N)",
+       {[](const C& c) { return c.sliding_window >= 0; }, "must be >= 0"}, true},
+      {"sliding_rope_theta", "sliding-rope-theta", &C::sliding_rope_theta, "model", "θ of sliding layers (0: rope-theta)",
+       {[](const C& c) { return c.sliding_rope_theta >= 0 && std::isfinite(c.sliding_rope_theta); }, "must be >= 0"}, true},
+      {"nope_attn_scale", "nope-attn-scale", &C::nope_attn_scale, "model",
+       "nope layers: queries at n scaled by 1 + s*log(floor((n+1)/nope-floor-scale) + 1) (Llama 4; 0: off)",
+       {[](const C& c) { return c.nope_attn_scale >= 0 && std::isfinite(c.nope_attn_scale); }, "must be >= 0"}, true},
+      {"nope_floor_scale", "nope-floor-scale", &C::nope_floor_scale, "model", "the floor of nope-attn-scale",
+       {[](const C& c) { return c.nope_floor_scale > 0; }, "must be > 0"}, true},
+      // The RoPE method of the full layers and its parameters (model/rope_methods.h; `ropelab rope list`).
+      {"rope_scaling", "rope-scaling", &C::rope_scaling, "rope", "RoPE method (ropelab rope list): default, linear, yarn, ...",
+       {[](const C& c) { return is_rope_method(c.rope_scaling); }, "must name a RoPE method (ropelab rope list)"}, true},
+      {"rope_scaling_factor", "rope-factor", &C::rope_scaling_factor, "rope", "the method's factor",
        {[](const C& c) { return c.rope_scaling_factor > 0 && std::isfinite(c.rope_scaling_factor); }, "must be a finite number > 0"}, true},
-      {"rope_original_max_positions", nullptr, &C::rope_original_max_positions, "", "",
+      {"rope_original_max_positions", "rope-original-max-positions", &C::rope_original_max_positions, "rope",
+       "the pre-extension context (0: T-train)",
        {[](const C& c) { return c.rope_original_max_positions >= 0; }, "must be >= 0"}, true},
-      {"rope_low_freq_factor", nullptr, &C::rope_low_freq_factor, "", "",
+      {"rope_low_freq_factor", "rope-low-freq-factor", &C::rope_low_freq_factor, "rope", "llama3",
        {[](const C& c) { return c.rope_low_freq_factor > 0 && c.rope_low_freq_factor < c.rope_high_freq_factor; },
         "must be > 0 and below rope_high_freq_factor"}, true},
-      {"rope_high_freq_factor", nullptr, &C::rope_high_freq_factor, "", "", {}, true},
-      {"rope_beta_fast", nullptr, &C::rope_beta_fast, "", "",
+      {"rope_high_freq_factor", "rope-high-freq-factor", &C::rope_high_freq_factor, "rope", "llama3", {}, true},
+      {"rope_beta_fast", "rope-beta-fast", &C::rope_beta_fast, "rope", "yarn",
        {[](const C& c) { return c.rope_beta_fast > c.rope_beta_slow && c.rope_beta_slow > 0; }, "must exceed rope_beta_slow > 0"}, true},
-      {"rope_beta_slow", nullptr, &C::rope_beta_slow, "", "", {}, true},
-      {"rope_attention_factor", nullptr, &C::rope_attention_factor, "", "",
+      {"rope_beta_slow", "rope-beta-slow", &C::rope_beta_slow, "rope", "yarn", {}, true},
+      {"rope_attention_factor", "rope-attention-factor", &C::rope_attention_factor, "rope", "yarn, longrope (0: the method's own)",
        {[](const C& c) { return c.rope_attention_factor >= 0 && std::isfinite(c.rope_attention_factor); }, "must be >= 0"}, true},
-      {"rope_long_factor", nullptr, &C::rope_long_factor, "", "", {}, true},
-      {"rope_short_factor", nullptr, &C::rope_short_factor, "", "", {}, true},
+      {"rope_mscale", "rope-mscale", &C::rope_mscale, "rope", "yarn (0: unset)",
+       {[](const C& c) { return c.rope_mscale >= 0 && std::isfinite(c.rope_mscale); }, "must be >= 0"}, true},
+      {"rope_mscale_all_dim", "rope-mscale-all-dim", &C::rope_mscale_all_dim, "rope", "yarn (0: unset)",
+       {[](const C& c) { return c.rope_mscale_all_dim >= 0 && std::isfinite(c.rope_mscale_all_dim); }, "must be >= 0"}, true},
+      {"rope_truncate", "rope-truncate", &C::rope_truncate, "rope", "yarn: floor/ceil the ramp's ends", {}, true},
+      {"rope_long_factor", "rope-long-factor", &C::rope_long_factor, "rope", "longrope: one divisor per rotated pair", {}, true},
+      {"rope_short_factor", "rope-short-factor", &C::rope_short_factor, "rope", "longrope: one divisor per rotated pair", {}, true},
   };
   return fields;
 }
+
+namespace {
+// The pattern's layers against the settings that belong to them.
+void check_layer_pattern(const ModelConfig& c) {
+  const std::string why = pattern_problem(c);
+  need(why.empty(), "model config: layer_pattern " + text::quoted(c.layer_pattern) + ": " + why);
+  const auto types = c.layer_types();
+  const auto has = [&](const char* t) { return std::find(types.begin(), types.end(), t) != types.end(); };
+  need(!has("sliding") || c.sliding_window > 0, "model config: layer_pattern has sliding layers: sliding_window must be > 0");
+  need(has("sliding") || c.sliding_window == 0, "model config: sliding_window is set but layer_pattern has no sliding layer");
+  need(has("sliding") || c.sliding_rope_theta == 0,
+       "model config: sliding_rope_theta is set but layer_pattern has no sliding layer");
+  need(!has("nope") || c.attention_window == 0,
+       "model config: attention_window on a pattern with nope layers: a window on a NoPE layer is not built "
+       "(sliding layers take sliding_window)");
+}
+}  // namespace
 
 ModelConfig ModelConfig::resolved() const {
   ModelConfig c = *this;
@@ -90,12 +138,8 @@ ModelConfig ModelConfig::resolved() const {
   need(c.d_head > 0 && c.d_head % 2 == 0, "model config: d_head must be a positive even number");
   if (c.d_ff == 0) c.d_ff = c.mlp == "gelu" ? 4 * c.d_model : ((8 * c.d_model / 3 + 63) / 64) * 64;
   need(c.rotary_dim() >= 2, "model config: rotary_fraction * d_head leaves no dimension pair to rotate");
-  if (c.rope_scaling == "longrope")
-    for (const auto* f : {&c.rope_long_factor, &c.rope_short_factor})
-      need(int64_t(f->size()) == c.rotary_dim() / 2 &&
-               std::all_of(f->begin(), f->end(), [](double x) { return x > 0 && std::isfinite(x); }),
-           "model config: longrope's rope_long_factor and rope_short_factor need rotary_dim/2 = " +
-               std::to_string(c.rotary_dim() / 2) + " positive numbers each");
+  check_rope_params(c.rope_params(), c.rope_geometry(), "model config: rope_scaling");
+  check_layer_pattern(c);
   // parameter_count() sums int64 products; every one of them is at most this total.
   const double params = double(c.vocab_size) * double(c.d_model) * 2 +
                         double(c.n_layers) * (4.0 * c.d_model + double(c.d_model) * double(c.d_head) *
@@ -105,9 +149,43 @@ ModelConfig ModelConfig::resolved() const {
   return c;
 }
 
-int64_t ModelConfig::rotary_dim() const {
-  const int64_t dh = d_head > 0 ? d_head : d_model / n_heads;
-  return (static_cast<int64_t>(dh * rotary_fraction) / 2) * 2;
+int64_t ModelConfig::rotary_dim() const { return rotary_dims(rope_params(), rope_geometry()); }
+
+RopeParams ModelConfig::rope_params() const {
+  RopeParams p;
+  p.type = rope_method(rope_scaling).name;
+  p.factor = rope_scaling_factor;
+  p.original_max_position_embeddings = rope_original_max_positions;
+  p.low_freq_factor = rope_low_freq_factor;
+  p.high_freq_factor = rope_high_freq_factor;
+  p.beta_fast = rope_beta_fast;
+  p.beta_slow = rope_beta_slow;
+  p.mscale = rope_mscale;
+  p.mscale_all_dim = rope_mscale_all_dim;
+  p.truncate = rope_truncate;
+  p.attention_factor = rope_attention_factor;
+  p.long_factor = rope_long_factor;
+  p.short_factor = rope_short_factor;
+  return p;
+}
+
+RopeGeometry ModelConfig::rope_geometry() const {
+  return {rope_theta, d_head > 0 ? d_head : d_model / n_heads, rotary_fraction, T_train};
+}
+
+bool ModelConfig::plain_rope() const { return std::string(rope_method(rope_scaling).name) == "default"; }
+
+std::string ModelConfig::layer_type(int64_t i) const {
+  if (layer_pattern.empty()) return "full";
+  const auto types = text::split(layer_pattern);
+  return types[size_t(i % int64_t(types.size()))];
+}
+
+std::vector<std::string> ModelConfig::layer_types() const {
+  std::vector<std::string> out;
+  for (int64_t i = 0; i < n_layers; ++i)
+    if (std::find(out.begin(), out.end(), layer_type(i)) == out.end()) out.push_back(layer_type(i));
+  return out;
 }
 
 int64_t ModelConfig::parameter_count() const {

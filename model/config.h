@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "model/rope_methods.h"
+
 namespace ropelab::config { template <class C> struct Field; }
 
 namespace ropelab::model {
@@ -32,9 +34,21 @@ struct ModelConfig {
   bool parallel_residual = false;  // x + attn(norm1 x) + mlp(norm2 x) (GPT-NeoX)
   double norm_eps = 1e-5;
   int64_t attention_window = 0;    // >0: a query sees the last this-many keys (Mistral's sliding_window)
-  // The RoPE scaling the model was trained with (HF rope_scaling), applied by
-  // every forward as the model's own positions (model/trained_rope.h):
-  std::string rope_scaling = "none";   // none | linear | dynamic | yarn | llama3 | longrope
+  bool qk_norm = false;            // RMSNorm over each head's q and k before RoPE (Qwen3)
+  // Per-layer attention: a pattern of layer types repeated over the depth
+  // ("" = every layer full). full: RoPE at rope_theta with the model's RoPE
+  // method, causal over everything; sliding: plain RoPE at sliding_rope_theta,
+  // the last sliding_window keys (Gemma 3's local layers); nope: no position
+  // encoding, causal over everything (Llama 4, Command A), optionally with
+  // Llama 4's query temperature.
+  std::string layer_pattern;
+  int64_t sliding_window = 0;      // the window of sliding layers
+  double sliding_rope_theta = 0;   // θ of sliding layers (0: rope_theta)
+  double nope_attn_scale = 0;      // >0: nope layers scale queries by 1 + s·log(⌊(n+1)/floor⌋ + 1)
+  int64_t nope_floor_scale = 8192; // that floor
+  // The RoPE method the model was trained with (model/rope_methods.h; HF
+  // rope_scaling / rope_parameters), applied by every forward of its full layers:
+  std::string rope_scaling = "none";   // a name of model/rope_methods.h's table ("none" = default)
   double rope_scaling_factor = 1.0;
   int64_t rope_original_max_positions = 0;  // the pre-extension context (0: T_train)
   double rope_low_freq_factor = 1.0;   // llama3
@@ -42,11 +56,19 @@ struct ModelConfig {
   double rope_beta_fast = 32.0;        // yarn
   double rope_beta_slow = 1.0;         // yarn
   double rope_attention_factor = 0.0;  // yarn, longrope: 0 = the method's default
+  double rope_mscale = 0.0, rope_mscale_all_dim = 0.0;  // yarn (DeepSeek's variant): 0 = unset
+  bool rope_truncate = true;           // yarn: floor/ceil the ramp's ends
   std::vector<double> rope_long_factor, rope_short_factor;  // longrope: per-frequency divisors
 
   // Fills the derived fields and throws Error naming the first bad field.
   ModelConfig resolved() const;
-  int64_t rotary_dim() const;       // even; the first rotary_dim dims of a head rotate
+  int64_t rotary_dim() const;       // even; the first rotary_dim dims of a head rotate (all of it for proportional)
+  RopeParams rope_params() const;   // the method and its parameters, as model/rope_methods.h takes them
+  RopeGeometry rope_geometry() const;
+  bool plain_rope() const;          // the method is default RoPE
+  // The type of layer i (full, sliding or nope), from layer_pattern.
+  std::string layer_type(int64_t i) const;
+  std::vector<std::string> layer_types() const;  // the pattern's distinct types, in order of first use
   int64_t parameter_count() const;  // exact, from the shapes (no module needed)
 };
 

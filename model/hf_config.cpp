@@ -76,54 +76,87 @@ void read_rope(const HfReader& top, ModelConfig& c) {
 
   c.rope_theta = rope.number_or("rope_theta", top.number_or("rope_theta", top.number_or("rotary_emb_base", 10000.0)));
   // "rope_type" (newer) or "type" (older); "default" and absent mean plain RoPE.
-  std::string type = rope.text_or("rope_type", rope.text_or("type", "default"));
-  if (type == "default") type = "none";
-  static const char* known[] = {"none", "linear", "dynamic", "yarn", "llama3", "longrope"};
-  rope.require(std::find(std::begin(known), std::end(known), type) != std::end(known),
-               "rope type " + text::quoted(type) + " is not one ropelab applies (default, linear, dynamic, yarn, llama3, longrope)");
-  c.rope_scaling = type;
-  if (type == "none") return;
-  // original_max_position_embeddings: in the scaling's own keys, or at the top level (Phi-3's longrope).
-  c.rope_original_max_positions = rope.whole_or("original_max_position_embeddings",
-                                                top.whole_or("original_max_position_embeddings", 0));
-  if (type != "longrope") c.rope_scaling_factor = rope.number("factor");
-  if (type == "yarn") {
-    for (const char* k : {"mscale", "mscale_all_dim"})
-      rope.require(!rope.has(k), std::string(k) + " is set (DeepSeek's YaRN variant): not applied by ropelab");
-    rope.require(rope.flag_or("truncate", true), "truncate false: ropelab's YaRN floors and ceils the ramp's ends as HF's default");
-    c.rope_beta_fast = rope.number_or("beta_fast", 32.0);
-    c.rope_beta_slow = rope.number_or("beta_slow", 1.0);
-    c.rope_attention_factor = rope.number_or("attention_factor", 0.0);
-  } else if (type == "llama3") {
-    rope.require(c.rope_original_max_positions > 0, "llama3 needs \"original_max_position_embeddings\"");
-    c.rope_low_freq_factor = rope.number("low_freq_factor");
-    c.rope_high_freq_factor = rope.number("high_freq_factor");
-  } else if (type == "longrope") {
-    c.rope_long_factor = rope.numbers("long_factor");
-    c.rope_short_factor = rope.numbers("short_factor");
-    c.rope_attention_factor = rope.number_or("attention_factor", 0.0);
-    // As HF: with a top-level original_max_position_embeddings the factor is
-    // the ratio of the two contexts; otherwise the scaling's own "factor".
-    if (top.has("original_max_position_embeddings")) {
-      c.rope_scaling_factor = double(c.T_train) / double(std::max<int64_t>(c.rope_original_max_positions, 1));
-    } else {
-      c.rope_original_max_positions = c.T_train;
-      c.rope_scaling_factor = rope.number_or("factor", 1.0);
-    }
+  const std::string type = rope.text_or("rope_type", rope.text_or("type", "default"));
+  const bool hf_type = std::any_of(rope_methods().begin(), rope_methods().end(),
+                                   [&](const RopeMethod& m) { return type == m.hf_type; });
+  rope.require(hf_type && !type.empty(), "rope type " + text::quoted(type) + " is not one of transformers' (ropelab rope list)");
+  RopeParams p;
+  p.type = rope_method(type).name;
+  // Every key through the one table (model/rope_methods.h), which names a key the type does not take.
+  for (const auto& [key, value] : params.items()) {
+    if (key == "rope_type" || key == "type" || key == "rope_theta" || key == "partial_rotary_factor") continue;
+    if (value.is_null()) continue;
+    // transformers reads no original context for dynamic (it warns the key is unused): neither does ropelab.
+    if (key == "original_max_position_embeddings" && p.type == "dynamic") continue;
+    set_rope_param(p, key, value, rope.where);
   }
+  // transformers 5: a top-level original_max_position_embeddings (Phi-3's
+  // layout) wins over the one in the rope parameters; without either, the
+  // original context is max_position_embeddings.
+  if (top.has("original_max_position_embeddings") && p.type != "dynamic")
+    p.original_max_position_embeddings = top.whole("original_max_position_embeddings");
+  const bool factor_given = params.contains("factor") && !params["factor"].is_null();
+  const RopeMethod& method = rope_method(p.type);
+  rope.require(factor_given || !method.factor_required, p.type + " needs \"factor\"");
+  if (p.type == "longrope" && !factor_given) {
+    // As transformers: without a factor, the ratio of the context to the original one.
+    const double original = double(p.original_max_position_embeddings > 0 ? p.original_max_position_embeddings : c.T_train);
+    p.factor = double(c.T_train) / original;
+  }
+  if (p.type == "proportional")  // p-RoPE's p is the rotary fraction of the rope parameters
+    c.rotary_fraction = rope.number_or("partial_rotary_factor", 1.0);
+  c.rope_scaling = p.type == "default" ? "none" : p.type;  // ropelab's configs call plain RoPE "none"
+  c.rope_scaling_factor = p.factor;
+  c.rope_original_max_positions = p.original_max_position_embeddings;
+  c.rope_low_freq_factor = p.low_freq_factor;
+  c.rope_high_freq_factor = p.high_freq_factor;
+  c.rope_beta_fast = p.beta_fast;
+  c.rope_beta_slow = p.beta_slow;
+  c.rope_mscale = p.mscale;
+  c.rope_mscale_all_dim = p.mscale_all_dim;
+  c.rope_truncate = p.truncate;
+  c.rope_attention_factor = p.attention_factor;
+  c.rope_long_factor = p.long_factor;
+  c.rope_short_factor = p.short_factor;
 }
 
+// transformers' layer_types (full_attention, sliding_attention) as ropelab's
+// layer_pattern: all full is no pattern; otherwise the whole list, with the
+// sliding layers' window from sliding_window.
+void read_layer_types(const HfReader& r, ModelConfig& c) {
+  if (!r.has("layer_types")) return;
+  r.require(r.j["layer_types"].is_array() && int64_t(r.j["layer_types"].size()) == c.n_layers,
+            "config.json needs a list of num_hidden_layers layer types at \"layer_types\"");
+  std::string pattern;
+  bool any_sliding = false;
+  for (const auto& t : r.j["layer_types"]) {
+    r.require(t == "full_attention" || t == "sliding_attention",
+              "layer_types holds " + t.dump() + ": ropelab builds full_attention and sliding_attention layers");
+    any_sliding = any_sliding || t == "sliding_attention";
+    pattern += (pattern.empty() ? "" : ",") + std::string(t == "full_attention" ? "full" : "sliding");
+  }
+  if (!any_sliding) return;
+  c.layer_pattern = pattern;
+  c.sliding_window = r.whole("sliding_window");
+  c.attention_window = 0;
+}
 }  // namespace
+
+const std::vector<std::pair<std::string, std::string>>& hf_model_types() {
+  static const std::vector<std::pair<std::string, std::string>> types = {
+      {"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"},
+      {"mistral", "MistralForCausalLM"}, {"gpt_neox", "GPTNeoXForCausalLM"}};
+  return types;
+}
 
 std::string hf_architecture_of(const nlohmann::json& hf) {
   if (hf.is_object() && hf.contains("architectures") && hf["architectures"].is_array() &&
       !hf["architectures"].empty() && hf["architectures"][0].is_string())
     return hf["architectures"][0].get<std::string>();
-  static const std::map<std::string, std::string> by_type = {{"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"},
-                                                             {"mistral", "MistralForCausalLM"}, {"gpt_neox", "GPTNeoXForCausalLM"}};
   if (hf.is_object() && hf.contains("model_type") && hf["model_type"].is_string()) {
-    const auto it = by_type.find(hf["model_type"].get<std::string>());
-    return it == by_type.end() ? hf["model_type"].get<std::string>() : it->second;
+    for (const auto& [type, arch] : hf_model_types())
+      if (type == hf["model_type"].get<std::string>()) return arch;
+    return hf["model_type"].get<std::string>();
   }
   return "";
 }
@@ -135,11 +168,12 @@ ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& wh
     r.require(hf["architectures"].is_array() && (hf["architectures"].empty() || hf["architectures"][0].is_string()),
               "config.json needs a list of strings at \"architectures\"");
   const std::string arch = hf_architecture_of(hf);
-  const bool neox = arch == "GPTNeoXForCausalLM", qwen2 = arch == "Qwen2ForCausalLM",
+  const bool neox = arch == "GPTNeoXForCausalLM", qwen2 = arch == "Qwen2ForCausalLM", qwen3 = arch == "Qwen3ForCausalLM",
              mistral = arch == "MistralForCausalLM", llama = arch == "LlamaForCausalLM";
-  r.require(neox || qwen2 || mistral || llama,
+  r.require(neox || qwen2 || qwen3 || mistral || llama,
             "config.json describes " + text::quoted(arch) +
-                "; ropelab loads LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM and GPTNeoXForCausalLM");
+                "; ropelab loads LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM and "
+                "GPTNeoXForCausalLM");
 
   ModelConfig c;
   c.vocab_size = r.whole("vocab_size");
@@ -168,22 +202,23 @@ ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& wh
     c.d_head = r.whole_or("head_dim", c.d_model / std::max<int64_t>(c.n_heads, 1));
     r.require(r.number_or("partial_rotary_factor", 1.0) == 1.0,
               "partial_rotary_factor below 1: the Llama family rotates whole heads in ropelab");
+    if (qwen2 || qwen3)
+      r.require(!r.flag_or("use_sliding_window", false) || r.has("layer_types"),
+                "use_sliding_window is true without layer_types: the per-layer windows (max_window_layers) are not implemented");
     if (qwen2) {
       c.qkv_bias = true;  // Qwen2's q, k, v projections have biases; o_proj does not
-      r.require(!r.flag_or("use_sliding_window", false),
-                "use_sliding_window is true: Qwen2's per-layer windows (max_window_layers) are not implemented");
-      if (r.has("layer_types"))
-        for (const auto& t : hf["layer_types"])
-          r.require(t == "full_attention", "layer_types holds a layer that is not full_attention: not implemented");
     } else {
       c.qkv_bias = c.out_bias = r.flag_or("attention_bias", false);
       c.mlp_bias = r.flag_or("mlp_bias", false);
     }
     if (mistral) c.attention_window = r.whole_or("sliding_window", 0);
+    if (qwen3) c.qk_norm = true;  // Qwen3: RMSNorm over each head's q and k
+    read_layer_types(r, c);
   }
   if (r.has("rope_parameters") && hf["rope_parameters"].is_object()) {
     const HfReader rp{hf["rope_parameters"], where + " rope_parameters"};
-    if (rp.has("partial_rotary_factor")) {
+    const bool proportional = rp.text_or("rope_type", rp.text_or("type", "")) == "proportional";
+    if (rp.has("partial_rotary_factor") && !proportional) {  // proportional's p: read with the method
       if (neox) c.rotary_fraction = rp.number("partial_rotary_factor");
       else rp.require(rp.number("partial_rotary_factor") == 1.0,
                       "partial_rotary_factor below 1: the Llama family rotates whole heads in ropelab");

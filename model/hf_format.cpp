@@ -65,6 +65,10 @@ class Bindings {
       linear(L + "self_attn.k_proj", blk->attn->wk, false);
       linear(L + "self_attn.v_proj", blk->attn->wv, false);
       linear(L + "self_attn.o_proj", blk->attn->wo, false);
+      if (blk->attn->q_norm) {  // Qwen3
+        plain(L + "self_attn.q_norm.weight", blk->attn->q_norm->weight);
+        plain(L + "self_attn.k_norm.weight", blk->attn->k_norm->weight);
+      }
       norm(L + "post_attention_layernorm", blk->norm2);
       linear(L + "mlp.gate_proj", blk->mlp->gate, false);
       linear(L + "mlp.up_proj", blk->mlp->up, false);
@@ -134,8 +138,20 @@ using text::quoted;
 std::string hf_architecture(const ModelConfig& config) {
   const ModelConfig c = config.resolved();
   auto refuse = [](const std::string& why) { throw Error("export hf: " + why); };
-  if (c.rope_scaling != "none") refuse("rope_scaling " + c.rope_scaling + " is written back only for models loaded with it: not supported");
+  if (!*rope_method(c.rope_scaling).hf_type)
+    refuse("rope_scaling " + c.rope_scaling + " is ropelab's own RoPE method: transformers has no rope_type for it");
+  if (c.layer_types().size() > 1 || c.layer_type(0) != "full") {
+    if (c.layer_pattern.find("nope") != std::string::npos) refuse("layer_pattern has nope layers: no exported family has them");
+    if (c.sliding_rope_theta > 0 && c.sliding_rope_theta != c.rope_theta)
+      refuse("sliding_rope_theta: a per-layer-type θ has no counterpart in the exported families");
+  }
   if (is_llama_family(c)) {
+    if (c.qk_norm) {
+      if (c.qkv_bias != c.out_bias || c.mlp_bias || c.parallel_residual || c.rotary_dim() != c.d_head)
+        refuse("qk_norm with biases, parallel residual or partial rotary: Qwen3ForCausalLM has none of them");
+      return "Qwen3ForCausalLM";
+    }
+    if (!c.layer_pattern.empty()) refuse("layer_pattern without qk_norm: of the Llama family only Qwen3 exports layer_types");
     if (c.rotary_dim() != c.d_head)
       refuse("rotary_fraction " + std::to_string(c.rotary_fraction) +
              ": LlamaForCausalLM rotates whole heads (use rotary_fraction 1, or the Pythia-style layernorm + gelu)");
@@ -158,6 +174,8 @@ std::string hf_architecture(const ModelConfig& config) {
       refuse("rotary_fraction * d_head must be an even whole number for GPTNeoXForCausalLM");
     if (c.qkv_bias != c.out_bias) refuse("qkv_bias != out_bias: GPT-NeoX's attention_bias covers both");
     if (c.attention_window > 0) refuse("attention_window: GPTNeoXForCausalLM has no sliding window");
+    if (!c.layer_pattern.empty()) refuse("layer_pattern: GPTNeoXForCausalLM has one layer type");
+    if (c.qk_norm) refuse("qk_norm: GPTNeoXForCausalLM has no q/k norm");
     return "GPTNeoXForCausalLM";
   }
   refuse("norm " + c.norm + " with mlp " + c.mlp +
@@ -168,12 +186,20 @@ std::string hf_architecture(const ModelConfig& config) {
 nlohmann::json hf_config(const ModelConfig& config) {
   const ModelConfig c = config.resolved();
   const std::string arch = hf_architecture(c);
+  // The RoPE method as transformers 5 writes it (rope_parameters) and as 4.x reads it (rope_scaling).
+  nlohmann::json rope_parameters = rope_params_json(c.rope_params());
+  rope_parameters["rope_theta"] = c.rope_theta;
+  rope_parameters["partial_rotary_factor"] = c.rotary_fraction;
+  nlohmann::json rope_scaling = nullptr;
+  if (!c.plain_rope()) {
+    rope_scaling = rope_params_json(c.rope_params());
+    rope_scaling["type"] = rope_scaling["rope_type"];  // 4.x's older key
+  }
   nlohmann::json j = {{"architectures", {arch}}, {"vocab_size", c.vocab_size}, {"hidden_size", c.d_model},
                       {"intermediate_size", c.d_ff}, {"num_hidden_layers", c.n_layers},
                       {"num_attention_heads", c.n_heads}, {"max_position_embeddings", c.T_train},
                       {"rope_theta", c.rope_theta}, {"tie_word_embeddings", c.tie_embeddings},
-                      {"rope_parameters", {{"rope_type", "default"}, {"rope_theta", c.rope_theta},
-                                           {"partial_rotary_factor", c.rotary_fraction}}},
+                      {"rope_parameters", rope_parameters},
                       {"initializer_range", 0.02}, {"use_cache", true}, {"bos_token_id", 1}, {"eos_token_id", 2}};
   if (arch == "GPTNeoXForCausalLM") {
     // Both the classic keys (rotary_pct, rotary_emb_base) and the newer ones.
@@ -181,13 +207,23 @@ nlohmann::json hf_config(const ModelConfig& config) {
               {"rotary_emb_base", c.rope_theta}, {"hidden_act", "gelu"}, {"layer_norm_eps", c.norm_eps},
               {"use_parallel_residual", c.parallel_residual}, {"attention_bias", c.qkv_bias}});
   } else {
-    static const std::map<std::string, std::string> type = {
-        {"LlamaForCausalLM", "llama"}, {"Qwen2ForCausalLM", "qwen2"}, {"MistralForCausalLM", "mistral"}};
-    j.update({{"model_type", type.at(arch)}, {"num_key_value_heads", c.n_kv_heads}, {"head_dim", c.d_head},
-              {"hidden_act", "silu"}, {"rms_norm_eps", c.norm_eps}, {"rope_scaling", nullptr}});
+    std::string model_type;
+    for (const auto& [type, a] : hf_model_types())
+      if (a == arch) model_type = type;
+    j.update({{"model_type", model_type}, {"num_key_value_heads", c.n_kv_heads}, {"head_dim", c.d_head},
+              {"hidden_act", "silu"}, {"rms_norm_eps", c.norm_eps}, {"rope_scaling", rope_scaling}});
     if (arch == "LlamaForCausalLM") j.update({{"attention_bias", c.qkv_bias}, {"mlp_bias", c.mlp_bias}});
     if (arch == "MistralForCausalLM") j["sliding_window"] = c.attention_window;
     if (arch == "Qwen2ForCausalLM") j.update({{"use_sliding_window", false}, {"sliding_window", nullptr}});
+    if (arch == "Qwen3ForCausalLM") {
+      j.update({{"attention_bias", c.qkv_bias}, {"use_sliding_window", !c.layer_pattern.empty()},
+                {"sliding_window", c.layer_pattern.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.sliding_window)},
+                {"max_window_layers", c.n_layers}});
+      nlohmann::json types = nlohmann::json::array();
+      for (int64_t i = 0; i < c.n_layers; ++i)
+        types.push_back(c.layer_type(i) == "sliding" ? "sliding_attention" : "full_attention");
+      j["layer_types"] = types;
+    }
   }
   return j;
 }

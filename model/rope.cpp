@@ -9,16 +9,12 @@ at::Tensor rope_inv_freq(double theta, int64_t rotary_dim, const at::Device& dev
   return at::pow(theta, -i / static_cast<double>(rotary_dim));
 }
 
-double ntk_aware_theta(double theta, double alpha, int64_t rotary_dim) {
-  return theta * std::pow(alpha, double(rotary_dim) / double(rotary_dim - 2));
-}
-
-RopeTables rope_tables(const at::Tensor& inv_freq, const at::Tensor& positions, double position_scale,
+RopeTables rope_tables(const at::Tensor& inv_freq, const at::Tensor& positions, double attention_factor,
                        at::ScalarType dtype) {
   // Angles in float64: at 1e5 positions float32 angles lose the low frequencies' phase.
-  auto pos = positions.to(at::kDouble) / position_scale;
-  auto angles = at::outer(pos, inv_freq.to(positions.device(), at::kDouble));
-  return {at::cos(angles).to(dtype), at::sin(angles).to(dtype)};
+  auto angles = at::outer(positions.to(at::kDouble), inv_freq.to(positions.device(), at::kDouble));
+  if (attention_factor == 1.0) return {at::cos(angles).to(dtype), at::sin(angles).to(dtype)};
+  return {(at::cos(angles) * attention_factor).to(dtype), (at::sin(angles) * attention_factor).to(dtype)};
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const RopeTables& t) {

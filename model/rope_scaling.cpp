@@ -1,37 +1,41 @@
 #include "model/rope_scaling.h"
 
+#include <algorithm>
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "common/error.h"
 #include "common/text.h"
 #include "theory/closed_forms.h"
-#include "model/rope.h"
+#include "model/rope_methods.h"
 #include "model/trained_rope.h"
 
 namespace ropelab::model {
 
 std::string ScalingMethod::label() const {
-  if (kind == "none" || kind == "logn") return kind;
-  if (alpha_opt) return kind + (measured_gamma ? ":alpha_opt_measured" : ":alpha_opt");
+  const RopeMethod& m = rope_method(kind);
   std::ostringstream s;
-  s << kind << ":" << factor;
+  s << kind;
+  if (alpha_opt) s << (measured_gamma ? ":alpha_opt_measured" : ":alpha_opt");
+  else if (!m.params.empty() && m.params[0].name == std::string("factor")) s << ":" << factor;
+  for (const auto& [k, v] : params) s << ":" << k << "=" << v;
   return s.str();
 }
 
 bool factor_allowed(const std::string& kind, double factor) {
-  const bool any_positive = kind == "ntk" || kind == "ntk-aware";
-  return std::isfinite(factor) && (any_positive ? factor > 0 : factor >= 1.0);
+  const RopeMethod& m = rope_method(kind);
+  return std::isfinite(factor) && (m.factor_any_positive ? factor > 0 : factor >= 1.0);
 }
 
 namespace {
 
-bool takes_factor(const std::string& kind) {
-  return kind == "pi" || kind == "ntk" || kind == "ntk-aware" || kind == "yarn";
+std::string domain_text(const std::string& kind) {
+  return rope_method(kind).factor_any_positive ? "a number > 0" : "a number >= 1";
 }
 
-std::string domain_text(const std::string& kind) {
-  return kind == "ntk" || kind == "ntk-aware" ? "a number > 0" : "a number >= 1";
+bool takes_factor(const RopeMethod& m) {
+  return std::any_of(m.params.begin(), m.params.end(), [](const RopeParam& p) { return p.name == std::string("factor"); });
 }
 
 // A whole-string number, or NaN.
@@ -42,28 +46,54 @@ double number(const std::string& s) {
   return used == s.size() && !s.empty() ? v : NAN;
 }
 
+// VALUE of KEY=VALUE as JSON: true/false, a number, a/b/c as a list of numbers.
+nlohmann::json param_value(const std::string& v) {
+  if (v == "true" || v == "false") return v == "true";
+  if (v.find('/') != std::string::npos) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& x : text::split(v, '/')) list.push_back(std::isfinite(number(x)) ? nlohmann::json(number(x)) : nlohmann::json(x));
+    return list;
+  }
+  if (std::isfinite(number(v))) return number(v);
+  return v;
+}
+
 ScalingMethod parse_one(const std::string& item) {
   ScalingMethod m;
-  const auto colon = item.find(':');
-  m.kind = item.substr(0, colon);
-  const std::string arg = colon == std::string::npos ? "" : item.substr(colon + 1);
-  if (m.kind == "none" || m.kind == "logn") {
-    if (!arg.empty()) throw Error("scaling method \"" + item + "\": " + m.kind + " takes no factor");
-  } else if (takes_factor(m.kind) || m.kind == "dynamic") {
-    if (arg.empty() && m.kind != "dynamic") throw Error("scaling method \"" + item + "\": needs a factor, e.g. " + m.kind + ":4");
-    const bool closed_form_ok = m.kind == "ntk" || m.kind == "ntk-aware" || m.kind == "yarn";
-    if ((arg == "alpha_opt" || arg == "alpha_opt_measured") && closed_form_ok) {
+  const auto parts = text::split(item, ':');
+  m.kind = parts.empty() ? "" : parts[0];
+  if (!is_rope_method(m.kind))
+    throw Error("unknown scaling method \"" + item + "\" (expected KIND[:FACTOR][:KEY=VALUE...] or KIND-sweep:LO..HI:xR, KIND one of " +
+                rope_method_names() + "; ropelab rope list)");
+  const RopeMethod& method = rope_method(m.kind);
+  size_t next = 1;
+  const bool factor_given = parts.size() > 1 && parts[1].find('=') == std::string::npos;
+  if (factor_given) {
+    const std::string arg = parts[1];
+    next = 2;
+    if (!takes_factor(method)) throw Error("scaling method \"" + item + "\": " + m.kind + " takes no factor");
+    if ((arg == "alpha_opt" || arg == "alpha_opt_measured") && method.closed_form) {
       m.alpha_opt = true;
       m.measured_gamma = arg == "alpha_opt_measured";
-    } else if (!arg.empty()) {
+    } else {
       m.factor = number(arg);
       if (!factor_allowed(m.kind, m.factor))
         throw Error("scaling method \"" + item + "\": factor must be " + domain_text(m.kind) +
-                    (closed_form_ok ? ", alpha_opt or alpha_opt_measured" : ""));
+                    (method.closed_form ? ", alpha_opt or alpha_opt_measured" : ""));
     }
-  } else {
-    throw Error("unknown scaling method \"" + item +
-                "\" (expected none, pi:S, ntk:A, ntk-aware:A, dynamic[:S], yarn:S, logn, KIND-sweep:LO..HI:xR)");
+  } else if (method.factor_required) {
+    throw Error("scaling method \"" + item + "\": needs a factor, e.g. " + m.kind + ":4");
+  }
+  RopeParams check;
+  check.type = method.name;
+  for (size_t i = next; i < parts.size(); ++i) {
+    const auto eq = parts[i].find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw Error("scaling method \"" + item + "\": " + text::quoted(parts[i]) + " is no KEY=VALUE");
+    const std::string key = parts[i].substr(0, eq), value = parts[i].substr(eq + 1);
+    if (key == "factor") throw Error("scaling method \"" + item + "\": give the factor as " + m.kind + ":F");
+    set_rope_param(check, key, param_value(value), "scaling method \"" + item + "\"");  // names a bad key or value now
+    m.params.emplace_back(key, value);
   }
   return m;
 }
@@ -82,7 +112,8 @@ std::vector<ScalingMethod> parse_sweep(const std::string& item) {
   };
   const auto colon = item.find(':');
   const std::string kind = sweep_kind(item);
-  if (!takes_factor(kind)) throw bad("KIND must be pi, ntk, ntk-aware or yarn");
+  if (!is_rope_method(kind) || !rope_method(kind).factor_required)
+    throw bad("KIND must be a method whose factor is required (pi/linear, ntk, ntk-aware, yarn, llama3)");
   const std::string arg = colon == std::string::npos ? "" : item.substr(colon + 1);
   const auto dots = arg.find(".."), step = arg.find(":x");
   if (dots == std::string::npos || step == std::string::npos || step < dots) throw bad("malformed");
@@ -145,48 +176,34 @@ std::string scaling_unavailable(const ScalingMethod& m, const ModelConfig& cfg, 
 }
 
 namespace {
-// YaRN (Peng et al. 2023): frequencies whose wavelength fits in the training
-// context fewer than `low` times are interpolated (ω/S), more than `high`
-// times kept, with a linear ramp in between.
-at::Tensor yarn_inv_freq(double theta, int64_t rd, double s, int64_t T_train, double low = 1.0, double high = 32.0) {
-  auto inv = rope_inv_freq(theta, rd);
-  auto rotations = double(T_train) * inv / (2.0 * M_PI);  // times each pair turns within T_train
-  auto keep = at::clamp((rotations - low) / (high - low), 0.0, 1.0);
-  return inv / s * (1.0 - keep) + inv * keep;
+RopeParams scaling_params(const ScalingMethod& m, const ModelConfig& cfg, int64_t target_length, double gamma_target) {
+  RopeParams p;
+  p.type = rope_method(m.kind).name;
+  p.factor = scaling_factor(m, cfg, target_length, gamma_target);
+  for (const auto& [k, v] : m.params) set_rope_param(p, k, param_value(v), "scaling method \"" + m.label() + "\"");
+  return p;
 }
 }  // namespace
 
 AttentionSettings scaling_settings(const ScalingMethod& m, const ModelConfig& cfg, int64_t seq_len,
                                    int64_t target_length, double gamma_target) {
-  if (cfg.rope_scaling != "none") {
-    // A model trained with a RoPE scaling (Llama 3.1's llama3, YaRN, ...) is
+  const bool plain = std::string(rope_method(m.kind).name) == "default";
+  if (!cfg.plain_rope()) {
+    // A model trained with a RoPE method (Llama 3.1's llama3, YaRN, ...) is
     // evaluated as trained: another method on top would be a new method.
-    if (m.kind != "none")
-      throw Error("scaling method \"" + m.label() + "\": the model applies its own rope_scaling (" + cfg.rope_scaling +
-                  ") from config.json; ropelab evaluates such a model with --scaling none only");
+    if (!plain)
+      throw Error("scaling method \"" + m.label() + "\": the model applies its own RoPE method (" + cfg.rope_scaling +
+                  ") from its config; ropelab evaluates such a model with --scaling none only");
     return trained_attention(cfg, seq_len);
   }
-  AttentionSettings s;
-  s.rope_theta = cfg.rope_theta;
-  const int64_t rd = cfg.rotary_dim();
-  const double f = scaling_factor(m, cfg, target_length, gamma_target);
-  if (m.kind == "pi") {
-    s.position_scale = f;
-  } else if (m.kind == "ntk") {
-    s.rope_theta = cfg.rope_theta * f;
-  } else if (m.kind == "ntk-aware") {
-    s.rope_theta = ntk_aware_theta(cfg.rope_theta, f, rd);
-  } else if (m.kind == "dynamic") {
-    if (seq_len > cfg.T_train)
-      s.rope_theta = ntk_aware_theta(cfg.rope_theta, f * double(seq_len) / double(cfg.T_train) - (f - 1.0), rd);
-  } else if (m.kind == "yarn") {
-    s.inv_freq = yarn_inv_freq(cfg.rope_theta, rd, f, cfg.T_train);
-    const double mscale = 0.1 * std::log(f) + 1.0;
-    s.score_multiplier = mscale * mscale;  // as HF: cos and sin both scaled by mscale
-  } else if (m.kind == "logn") {
-    s.logn_train_length = cfg.T_train;
-  }
-  return s;
+  const RopeParams p = scaling_params(m, cfg, target_length, gamma_target);
+  const RopeGeometry g = cfg.rope_geometry();
+  check_rope_params(p, g, "scaling method \"" + m.label() + "\"");
+  if (rotary_dims(p, g) != cfg.rotary_dim())
+    throw Error("scaling method \"" + m.label() + "\": rotates " + std::to_string(rotary_dims(p, g)) +
+                " dims of each head where the model rotates " + std::to_string(cfg.rotary_dim()) +
+                " (proportional rotates whole heads: the model must too)");
+  return rope_attention(p, g, seq_len);
 }
 
 }  // namespace ropelab::model

@@ -1,21 +1,15 @@
-// Zero-shot context extension as values of AttentionSettings: every method
-// is a different θ, position scale, per-frequency table, temperature or
-// query scale fed to the one attention implementation.
-//
-//   none          the trained model
-//   pi:S          linear position interpolation: positions / S
-//   ntk:A         NTK base scaling as the TAF tool applies α: θ' = α·θ (any α > 0:
-//                 α_opt itself falls below 1 where L is small against θ)
-//   ntk-aware:A   NTK-aware: θ' = θ·α^(d/(d−2)), d = rotary dims
-//                 (A of ntk, ntk-aware and yarn may be "alpha_opt": the closed form
-//                 α_opt(θ, L, γ_t) for the target length, or "alpha_opt_measured":
-//                 the same with the checkpoint's measured γ in place of γ_t)
-//   dynamic[:S]   dynamic NTK: NTK-aware with α = S·n/T_train − (S−1) once n > T_train
-//   yarn:S        YaRN: per-frequency ramp between interpolation (long
-//                 wavelengths) and extrapolation (short ones), logits × (0.1·ln S + 1)²
-//   logn          queries at position n > T_train scaled by log(n)/log(T_train)
-//   KIND-sweep:LO..HI:xR   for KIND in pi, ntk, ntk-aware, yarn: KIND:LO, KIND:LO·R,
-//                 KIND:LO·R², ... up to HI, e.g. ntk-sweep:0.25..64:x2 (one method per α)
+// Zero-shot context extension: any method of model/rope_methods.h's table
+// applied at evaluation time to a model trained with plain RoPE, written
+//   KIND[:FACTOR][:KEY=VALUE...]   e.g. pi:4, ntk:8, yarn:4:beta_fast=16, llama3:8:high_freq_factor=2,
+//                                  dynamic (factor 1), logn, longrope:2:short_factor=1/1/1.5/2
+// (KEY is a parameter of the method, as Hugging Face names it; a list is
+// written a/b/c). The model's context (original_max_position_embeddings
+// where a method asks for it) is its T_train. For the methods with a closed
+// form (ntk, ntk-aware, yarn) FACTOR may be "alpha_opt": α_opt(θ, L, γ_t)
+// for the target length, or "alpha_opt_measured": the same with the
+// checkpoint's measured γ in place of γ_t.
+//   KIND-sweep:LO..HI:xR   for a KIND whose factor is required: KIND:LO,
+//                 KIND:LO·R, ... up to HI, e.g. ntk-sweep:0.25..64:x2
 #pragma once
 #include <optional>
 #include <string>
@@ -27,8 +21,9 @@
 namespace ropelab::model {
 
 struct ScalingMethod {
-  std::string kind;          // none, pi, ntk, ntk-aware, dynamic, yarn, logn
+  std::string kind;          // a method's name or alias, as written (pi, ntk, yarn, ...)
   double factor = 1.0;       // S or α
+  std::vector<std::pair<std::string, std::string>> params;  // KEY=VALUE as written, in order
   bool alpha_opt = false;    // factor comes from the closed-form α_opt
   bool measured_gamma = false;  // ... with γ = `gamma` (the checkpoint's measured γ), not γ_t
   std::optional<double> gamma;  // that γ; set by whoever read the checkpoint's γ record
@@ -36,8 +31,8 @@ struct ScalingMethod {
   std::string label() const; // as the user wrote it, e.g. "ntk:alpha_opt", "ntk:0.25"
 };
 
-// Whether `factor` is in the domain of `kind`: > 0 for ntk and ntk-aware
-// (θ' = α·θ is a valid base for any α > 0), >= 1 for the others.
+// Whether `factor` is in the domain of `kind`'s factor (model/rope_methods.h):
+// > 0 for ntk and ntk-aware (θ' = α·θ is a valid base for any α > 0), >= 1 for most.
 bool factor_allowed(const std::string& kind, double factor);
 
 // Parses a comma list such as "none,pi:4,ntk:alpha_opt,ntk:8,yarn:4,logn,ntk-sweep:0.25..64:x2"

@@ -15,16 +15,6 @@
 namespace ropelab::model {
 namespace F = torch::nn::functional;
 
-RMSNormImpl::RMSNormImpl(int64_t dim, double eps) : eps_(eps) {
-  weight = register_parameter("weight", torch::ones({dim}));
-}
-
-at::Tensor RMSNormImpl::forward(const at::Tensor& x) {
-  auto xf = x.to(at::kFloat);
-  auto y = xf * at::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps_);
-  return (y * weight.to(at::kFloat)).to(x.scalar_type());
-}
-
 namespace {
 torch::nn::AnyModule make_norm(const ModelConfig& c) {
   if (c.norm == "layernorm")
@@ -44,9 +34,10 @@ at::Tensor MLPImpl::forward(const at::Tensor& x) {
   return down->forward(F::gelu(up->forward(x)));
 }
 
-BlockImpl::BlockImpl(const ModelConfig& c) : norm1(make_norm(c)), norm2(make_norm(c)), parallel(c.parallel_residual) {
+BlockImpl::BlockImpl(const ModelConfig& c, int64_t layer)
+    : norm1(make_norm(c)), norm2(make_norm(c)), parallel(c.parallel_residual) {
   register_module("norm1", norm1.ptr());
-  attn = register_module("attn", Attention(c));
+  attn = register_module("attn", Attention(c, layer));
   register_module("norm2", norm2.ptr());
   mlp = register_module("mlp", MLP(c));
 }
@@ -61,9 +52,10 @@ at::Tensor BlockImpl::forward(const at::Tensor& x, const at::Tensor& pos, const 
 
 TransformerImpl::TransformerImpl(const ModelConfig& config) : cfg(config.resolved()) {
   attention.rope_theta = cfg.rope_theta;
+  sliding.rope_theta = cfg.sliding_rope_theta > 0 ? cfg.sliding_rope_theta : cfg.rope_theta;
   tok_emb = register_module("tok_emb", torch::nn::Embedding(cfg.vocab_size, cfg.d_model));
   blocks = register_module("blocks", torch::nn::ModuleList());
-  for (int64_t i = 0; i < cfg.n_layers; ++i) blocks->push_back(Block(cfg));
+  for (int64_t i = 0; i < cfg.n_layers; ++i) blocks->push_back(Block(cfg, i));
   norm_f = make_norm(cfg);
   register_module("norm_f", norm_f.ptr());
   if (!cfg.tie_embeddings) lm_head = register_module("lm_head", linear(cfg.d_model, cfg.vocab_size));
@@ -86,11 +78,14 @@ at::Tensor TransformerImpl::hidden(const at::Tensor& idx, KVCache* cache, Attent
     probe->queries_pre_rope.clear();
   }
   auto x = tok_emb->forward(idx);
-  // Without settings: the model's own positions (θ, or the RoPE scaling it was trained with).
-  const AttentionSettings own = cfg.rope_scaling == "none" ? attention : trained_attention(cfg, start + T);
-  const AttentionSettings& s = settings ? *settings : own;
-  for (int64_t l = 0; l < cfg.n_layers; ++l)
-    x = blocks[l]->as<BlockImpl>()->forward(x, pos, s, cache ? &cache->layers[l] : nullptr, probe);
+  // Without settings: the model's own positions (θ, or the RoPE method it was trained with).
+  const AttentionSettings own = cfg.plain_rope() ? attention : trained_attention(cfg, start + T);
+  const AttentionSettings& full = settings ? *settings : own;
+  for (int64_t l = 0; l < cfg.n_layers; ++l) {
+    auto* block = blocks[l]->as<BlockImpl>();
+    const AttentionSettings& s = cfg.layer_type(l) == "sliding" ? sliding : full;
+    x = block->forward(x, pos, s, cache ? &cache->layers[l] : nullptr, probe);
+  }
   if (cache) cache->next_pos += T;
   return norm_f.forward(x);
 }

@@ -2,6 +2,9 @@
 //   tokens -> embedding -> n_layers x [x + attn(norm1 x); x + mlp(norm2 x)]
 //          -> final norm -> LM head (tied to the embedding or not)
 // (GPT-NeoX's parallel residual: x + attn(norm1 x) + mlp(norm2 x).)
+// Layer l's attention is of type cfg.layer_type(l): full layers take the
+// forward's RoPE settings (the model's method, or the evaluation's), sliding
+// layers plain RoPE at their own θ, nope layers none.
 #pragma once
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/modulelist.h>
@@ -13,16 +16,6 @@
 
 namespace ropelab::model {
 
-class RMSNormImpl : public torch::nn::Module {
- public:
-  explicit RMSNormImpl(int64_t dim, double eps = 1e-5);
-  at::Tensor forward(const at::Tensor& x);
-  at::Tensor weight;
- private:
-  double eps_;
-};
-TORCH_MODULE(RMSNorm);
-
 class MLPImpl : public torch::nn::Module {
  public:
   explicit MLPImpl(const ModelConfig& cfg);
@@ -33,7 +26,7 @@ TORCH_MODULE(MLP);
 
 class BlockImpl : public torch::nn::Module {
  public:
-  explicit BlockImpl(const ModelConfig& cfg);
+  BlockImpl(const ModelConfig& cfg, int64_t layer);
   at::Tensor forward(const at::Tensor& x, const at::Tensor& pos, const AttentionSettings& s, LayerKV* cache,
                      AttentionProbe* probe);
   torch::nn::AnyModule norm1, norm2;
@@ -64,8 +57,9 @@ class TransformerImpl : public torch::nn::Module {
   int64_t parameter_count() const;
 
   ModelConfig cfg;
-  AttentionSettings attention;  // the defaults, from cfg (an evaluation passes its own to forward);
-                                // a model trained with rope_scaling uses model/trained_rope.h instead
+  AttentionSettings attention;  // plain RoPE at cfg's θ (an evaluation passes its own settings to
+                                // forward; a model trained with another method uses model/trained_rope.h)
+  AttentionSettings sliding;    // the sliding layers': plain RoPE at sliding_rope_theta (no method applies)
   torch::nn::Embedding tok_emb{nullptr};
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::AnyModule norm_f;

@@ -113,18 +113,8 @@ void add_ci(json& row, const json& record, const char* key, const char* lo_name,
   if (ci[0].is_number() && ci[1].is_number()) row[lo_name] = ci[0], row[hi_name] = ci[1];
 }
 
-// T_train: the record's own, else model.T_train in the config of the run its checkpoint is in.
-std::optional<double> t_train(const Inputs& in, const ResultRecord& r) {
-  if (const auto t = number_at(r.record, {"T_train"})) return t;
-  if (!r.record.contains("checkpoint") || !r.record["checkpoint"].is_string()) return std::nullopt;
-  namespace fs = std::filesystem;
-  const fs::path run_dir = rundir::run_of_checkpoint(r.record["checkpoint"].get<std::string>());
-  std::error_code ec, ec2;
-  const fs::path canon = fs::weakly_canonical(run_dir, ec);
-  for (const auto& run : in.runs)
-    if (!ec && fs::weakly_canonical(run.dir, ec2) == canon && !ec2) return number_at(run.config, {"model", "T_train"});
-  return std::nullopt;
-}
+// T_train: the record's arch block (every evaluation record carries one).
+std::optional<double> t_train(const Inputs&, const ResultRecord& r) { return number_at(r.record, {"arch", "T_train"}); }
 
 }  // namespace
 

@@ -158,7 +158,7 @@ Table alpha_star_table(const Inputs& in) {
   });
   for (const ResultRecord* k : newest) {
     const json& r = k->record;
-    const auto theta = number_at(r, {"rope_theta"});
+    const auto theta = number_at(r, {"arch", "rope_theta"});
     const std::string acc = fmt(number_at(r, {"best_accuracy"}), "%.2f") + " " + pair_cell(r, "best_ci95", "[%.2f, %.2f]");
     std::vector<std::string> row = {k->model, step_cell(k->step), theta ? theta_cell(*theta) : "-",
                                     str_at(r, "family", "?"), fmt(number_at(r, {"length"}), "%g"),

@@ -56,8 +56,23 @@ inline ReferenceOutput reference_forward(Transformer& m, const at::Tensor& ids /
   for (int64_t l = 0; l < c.n_layers; ++l) {
     const std::string p = "blocks." + std::to_string(l) + ".";
     auto h = norm_ref(x, m, p + "norm1");
-    auto q = rope_ref(h.matmul(param(m, p + "attn.wq.weight").t()).view({T, H, D}), c.rope_theta, c.rotary_dim());
-    auto k = rope_ref(h.matmul(param(m, p + "attn.wk.weight").t()).view({T, KV, D}), c.rope_theta, c.rotary_dim());
+    auto q = h.matmul(param(m, p + "attn.wq.weight").t()).view({T, H, D});
+    auto k = h.matmul(param(m, p + "attn.wk.weight").t()).view({T, KV, D});
+    if (c.qk_norm) {  // Qwen3: RMSNorm over each head vector
+      q = q / torch::sqrt((q * q).mean(-1, true) + c.norm_eps) * param(m, p + "attn.q_norm.weight");
+      k = k / torch::sqrt((k * k).mean(-1, true) + c.norm_eps) * param(m, p + "attn.k_norm.weight");
+    }
+    // The layer's type: full (θ, attention_window), sliding (its θ and window), nope (no rotation).
+    const std::string type = c.layer_type(l);
+    const double theta = type == "sliding" && c.sliding_rope_theta > 0 ? c.sliding_rope_theta : c.rope_theta;
+    const int64_t window = type == "sliding" ? c.sliding_window : type == "full" ? c.attention_window : 0;
+    if (type != "nope") {
+      q = rope_ref(q, theta, c.rotary_dim());
+      k = rope_ref(k, theta, c.rotary_dim());
+    } else if (c.nope_attn_scale > 0) {  // Llama 4's query temperature
+      for (int64_t t = 0; t < T; ++t)
+        q[t] *= 1.0 + c.nope_attn_scale * std::log(std::floor(double(t + 1) / double(c.nope_floor_scale)) + 1.0);
+    }
     auto v = h.matmul(param(m, p + "attn.wv.weight").t()).view({T, KV, D});
     auto out = torch::zeros({T, H, D}, at::kDouble);
     auto probs = torch::zeros({H, T, T}, at::kDouble);
@@ -66,7 +81,7 @@ inline ReferenceOutput reference_forward(Transformer& m, const at::Tensor& ids /
       auto s = q.select(1, hd).matmul(k.select(1, g).t()) / std::sqrt(double(D));
       for (int64_t i = 0; i < T; ++i)
         for (int64_t j = 0; j < T; ++j)
-          if (j > i || (visible && !visible(i, j))) s[i][j] = -INFINITY;
+          if (j > i || (visible && !visible(i, j)) || (window > 0 && i - j >= window)) s[i][j] = -INFINITY;
       probs[hd].copy_(torch::softmax(s, -1));
       out.select(1, hd).copy_(probs[hd].matmul(v.select(1, g)));
     }

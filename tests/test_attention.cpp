@@ -66,8 +66,8 @@ TEST(Attention, ProbingEveryRowLeavesTheOutputUnchanged) {
 
 TEST(Attention, GroupedQueryEqualsRepeatedHeads) {
   // 4 query heads sharing 2 KV heads == 4 heads whose K/V weights repeat each group.
-  auto gqa = Attention(tiny(2));
-  auto mha = Attention(tiny(4));
+  auto gqa = Attention(tiny(2), 0);
+  auto mha = Attention(tiny(4), 0);
   torch::NoGradGuard ng;
   mha->wq->weight.copy_(gqa->wq->weight);
   mha->wo->weight.copy_(gqa->wo->weight);

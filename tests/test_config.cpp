@@ -80,6 +80,15 @@ train::TrainConfig all_set() {
   m.rope_attention_factor = 1.2;
   m.rope_long_factor = {1, 1.5, 2, 3, 4, 6, 8, 10};
   m.rope_short_factor = {1, 1, 1, 1.2, 1.4, 1.6, 1.8, 2};
+  m.rope_mscale = 1;
+  m.rope_mscale_all_dim = 0.5;
+  m.rope_truncate = false;
+  m.qk_norm = true;
+  m.layer_pattern = "sliding,full,full";
+  m.sliding_window = 16;
+  m.sliding_rope_theta = 100;
+  m.nope_attn_scale = 0.1;  // (acts on nope layers only: none here)
+  m.nope_floor_scale = 100;
   return c;
 }
 

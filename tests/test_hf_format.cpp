@@ -231,8 +231,11 @@ TEST(HfFormat, RefusesWhatHasNoExactCounterpart) {
   EXPECT_EQ(yarn.rope_scaling, "yarn");
   EXPECT_EQ(yarn.rope_scaling_factor, 4.0);
   EXPECT_EQ(yarn.rope_original_max_positions, 8);
-  cfg["rope_parameters"]["mscale"] = 1.0;
-  EXPECT_NE(error_of([&] { model_config_from_hf(cfg, "c.json"); }).find("mscale"), std::string::npos);
+  cfg["rope_parameters"]["mscale"] = 1.0;  // DeepSeek's YaRN variant: honoured
+  EXPECT_EQ(model_config_from_hf(cfg, "c.json").rope_mscale, 1.0);
+  cfg["rope_parameters"]["low_freq_factor"] = 1.0;  // a key YaRN does not take: named
+  EXPECT_NE(error_of([&] { model_config_from_hf(cfg, "c.json"); }).find("yarn takes no parameter \"low_freq_factor\""),
+            std::string::npos);
 }
 
 TEST(HfFormat, SafetensorsReaderNamesTheFault) {

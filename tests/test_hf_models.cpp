@@ -245,23 +245,72 @@ at::Tensor pythia_reference(const Weights& w, const std::vector<int64_t>& ids) {
   return linear(w, "embed_out", layer_norm(w, "gpt_neox.final_layer_norm", x, 1e-5));
 }
 
-at::Tensor llama_family_reference(const Weights& w, const std::vector<int64_t>& ids, double base, double eps,
-                                  bool tied, int64_t window = 0) {
+// HF's rotary: q·cos·a + rotate_half(q)·sin·a with angles t·inv_freq[i] over the pairs (i, i + rd/2).
+at::Tensor rope_with(at::Tensor x /*[T,H,D]*/, const std::vector<double>& inv, double a) {
+  x = x.clone();
+  auto acc = x.accessor<double, 3>();
+  const int64_t half = int64_t(inv.size());
+  for (int64_t t = 0; t < x.size(0); ++t)
+    for (int64_t h = 0; h < x.size(1); ++h)
+      for (int64_t i = 0; i < half; ++i) {
+        const double c = std::cos(t * inv[size_t(i)]) * a, s = std::sin(t * inv[size_t(i)]) * a;
+        const double x1 = acc[t][h][i], x2 = acc[t][h][i + half];
+        acc[t][h][i] = x1 * c - x2 * s;
+        acc[t][h][i + half] = x2 * c + x1 * s;
+      }
+  return x;
+}
+std::vector<double> plain_inv(double base) {
+  std::vector<double> inv;
+  for (int64_t j = 0; j < DH; j += 2) inv.push_back(1.0 / std::pow(base, double(j) / DH));
+  return inv;
+}
+
+// What varies among the Llama-family references: the rotation (inv_freq and
+// attention factor, per layer when layer types differ), windows, Qwen3's q/k norm.
+struct LlamaRef {
+  std::vector<double> inv;       // the full layers' frequencies
+  double attention_factor = 1.0;
+  double eps = 1e-6;
+  bool tied = true;
+  int64_t window = 0;            // every layer's (Mistral)
+  std::vector<int64_t> layer_windows;  // per layer, when given (sliding layers)
+  bool qk_norm = false;
+};
+
+at::Tensor llama_family_reference(const Weights& w, const std::vector<int64_t>& ids, const LlamaRef& r) {
   const int64_t T = ids.size();
   auto x = w.at("model.embed_tokens.weight").index_select(0, at::tensor(ids, at::kLong));
   for (int l = 0; l < L; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    auto h = rms_norm(w, p + "input_layernorm", x, eps);
-    auto q = test::rope_ref(linear(w, p + "self_attn.q_proj", h).view({T, H, DH}), base, DH);
-    auto k = test::rope_ref(linear(w, p + "self_attn.k_proj", h).view({T, KV, DH}), base, DH);
+    auto h = rms_norm(w, p + "input_layernorm", x, r.eps);
+    auto q = linear(w, p + "self_attn.q_proj", h).view({T, H, DH});
+    auto k = linear(w, p + "self_attn.k_proj", h).view({T, KV, DH});
+    if (r.qk_norm) {
+      q = rms_norm(w, p + "self_attn.q_norm", q, r.eps);
+      k = rms_norm(w, p + "self_attn.k_norm", k, r.eps);
+    }
+    q = rope_with(q, r.inv, r.attention_factor);
+    k = rope_with(k, r.inv, r.attention_factor);
     auto v = linear(w, p + "self_attn.v_proj", h).view({T, KV, DH});
+    const int64_t window = r.layer_windows.empty() ? r.window : r.layer_windows[size_t(l)];
     x = x + linear(w, p + "self_attn.o_proj", attention(q, k, v, window).reshape({T, H * DH}));
-    auto h2 = rms_norm(w, p + "post_attention_layernorm", x, eps);
+    auto h2 = rms_norm(w, p + "post_attention_layernorm", x, r.eps);
     auto gate = linear(w, p + "mlp.gate_proj", h2);
     x = x + linear(w, p + "mlp.down_proj", gate / (1 + at::exp(-gate)) * linear(w, p + "mlp.up_proj", h2));
   }
-  x = rms_norm(w, "model.norm", x, eps);
-  return x.matmul((tied ? w.at("model.embed_tokens.weight") : w.at("lm_head.weight")).t());
+  x = rms_norm(w, "model.norm", x, r.eps);
+  return x.matmul((r.tied ? w.at("model.embed_tokens.weight") : w.at("lm_head.weight")).t());
+}
+
+at::Tensor llama_family_reference(const Weights& w, const std::vector<int64_t>& ids, double base, double eps,
+                                  bool tied, int64_t window = 0) {
+  LlamaRef r;
+  r.inv = plain_inv(base);
+  r.eps = eps;
+  r.tied = tied;
+  r.window = window;
+  return llama_family_reference(w, ids, r);
 }
 
 std::vector<int64_t> some_ids(int64_t n) {
@@ -408,10 +457,10 @@ TEST(HfModels, TrainedRopeScalingFollowsTheHfFormulas) {
     const double ramp = std::min(1.0, std::max(0.0, (i - std::max(lo, 0.0)) / (std::min(hi, 15.0) - std::max(lo, 0.0))));
     EXPECT_NEAR(s.inv_freq[i].item<double>(), f / 4 * ramp + f * (1 - ramp), 1e-15) << i;
   }
-  EXPECT_NEAR(s.score_multiplier, std::pow(0.1 * std::log(4.0) + 1, 2), 1e-15);
+  EXPECT_NEAR(s.rope_attention_factor, 0.1 * std::log(4.0) + 1, 1e-15);
   // Evaluation-time scaling on top of a trained one is refused by name.
   EXPECT_NE(error_of([&] { model::scaling_settings(model::parse_scaling_methods("ntk:4")[0], y, 10, 10); })
-                .find("rope_scaling (yarn)"),
+                .find("own RoPE method (yarn)"),
             std::string::npos);
 }
 
@@ -551,4 +600,130 @@ TEST(HfModels, GammaFlowOverStepFoldersResumes) {
   // A folder whose name states no step is refused by name.
   write_hf_dir(root + "/final", pythia_config(), pythia_weights(1), "F32", 1);
   EXPECT_NE(error_of([&] { eval::eval_gamma_hf_run(root, g); }).find("final"), std::string::npos);
+}
+
+TEST(HfModels, Qwen3ShapedWithSlidingLayersEqualsTheFloat64Reference) {
+  // Qwen3: q/k RMSNorm per head before RoPE; layer_types with a sliding layer (transformers 5).
+  const auto dir = scratch_dir() + "/qwen3-tiny";
+  auto w = llama_family_weights(6, false);
+  auto g = at::make_generator<at::CPUGeneratorImpl>(66);
+  for (int l = 0; l < L; ++l)
+    for (const char* n : {"q_norm", "k_norm"})
+      w["model.layers." + std::to_string(l) + ".self_attn." + n + ".weight"] = 1.0 + rnd({DH}, 0.3, g);
+  round_to(w, "F32");
+  json cfg = qwen2_config();
+  cfg.update({{"architectures", {"Qwen3ForCausalLM"}}, {"model_type", "qwen3"}, {"head_dim", DH}, {"attention_bias", false},
+              {"use_sliding_window", true}, {"sliding_window", 4}, {"layer_types", {"sliding_attention", "full_attention"}}});
+  write_hf_dir(dir, cfg, w, "F32", 1);
+  auto m = model::import_hf(dir);
+  EXPECT_TRUE(m->cfg.qk_norm);
+  EXPECT_EQ(m->cfg.layer_pattern, "sliding,full");
+  EXPECT_EQ(m->cfg.sliding_window, 4);
+  const auto ids = some_ids(14);
+  LlamaRef r;
+  r.inv = plain_inv(1e6);
+  r.qk_norm = true;
+  r.layer_windows = {4, 0};
+  const auto ref = llama_family_reference(w, ids, r);
+  EXPECT_LT(max_diff(logits_of(m, ids), ref), 1e-5);
+  r.qk_norm = false;
+  EXPECT_GT(max_diff(ref, llama_family_reference(w, ids, r)), 1e-3);  // the norms matter here
+  // Exported and loaded again: the same architecture, layer types and logits.
+  model::export_hf(*m, dir + "-out", "");
+  const auto back = io::read_json(dir + "-out/config.json");
+  EXPECT_EQ(back["architectures"][0], "Qwen3ForCausalLM");
+  EXPECT_EQ(back["layer_types"], json({"sliding_attention", "full_attention"}));
+  auto again = model::import_hf(dir + "-out");
+  EXPECT_LT(max_diff(logits_of(again, ids), ref), 1e-5);
+}
+
+TEST(HfModels, GemmaAndOtherFamiliesAreRefusedByName) {
+  const auto dir = scratch_dir() + "/gemma3";
+  json cfg = qwen2_config();
+  cfg.update({{"architectures", {"Gemma3ForCausalLM"}}, {"model_type", "gemma3_text"}});
+  write_hf_dir(dir, cfg, llama_family_weights(1, false), "F32", 1);
+  EXPECT_NE(error_of([&] { model::import_hf(dir); }).find("\"Gemma3ForCausalLM\"; ropelab loads"), std::string::npos);
+}
+
+TEST(HfModels, DynamicNtkAndLongropeMatchTransformersDefinitions) {
+  auto w = llama_family_weights(7, false);
+  round_to(w, "F32");
+  const auto ids = some_ids(40);
+  // Dynamic NTK: C = max_position_embeddings (16); the original context key is read by neither.
+  {
+    const auto dir = scratch_dir() + "/dynamic";
+    json cfg = qwen2_config();
+    cfg.update({{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"max_position_embeddings", 16},
+                {"rope_theta", 1e4}, {"rope_scaling", {{"rope_type", "dynamic"}, {"factor", 2.0},
+                                                       {"original_max_position_embeddings", 8}}}});
+    write_hf_dir(dir, cfg, w, "F32", 1);
+    auto m = model::import_hf(dir);
+    LlamaRef r;
+    r.inv = plain_inv(1e4 * std::pow(2.0 * 40 / 16 - 1, double(DH) / (DH - 2)));  // seq_len 40
+    const auto ref = llama_family_reference(w, ids, r);
+    EXPECT_LT(max_diff(logits_of(m, ids), ref), 1e-5 * ref.abs().max().item<double>());  // float32 against float64
+  }
+  // LongRoPE with its original context only inside rope_parameters (transformers 5's layout):
+  // past 8 tokens the long factors, attention factor √(1 + ln(32/8) / ln 8).
+  for (const bool top_level : {false, true}) {
+    const auto dir = scratch_dir() + "/longrope" + std::to_string(top_level);
+    json cfg = qwen2_config();
+    json rope = {{"rope_type", "longrope"}, {"rope_theta", 1e4}, {"short_factor", {1.0, 1.2, 1.5, 2.0}},
+                 {"long_factor", {1.0, 2.0, 4.0, 8.0}}};
+    if (!top_level) rope["original_max_position_embeddings"] = 8;
+    cfg.update({{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"max_position_embeddings", 32},
+                {"rope_parameters", rope}});
+    cfg.erase("rope_theta");
+    if (top_level) cfg["original_max_position_embeddings"] = 8;  // Phi-3's layout
+    write_hf_dir(dir, cfg, w, "F32", 1);
+    auto m = model::import_hf(dir);
+    for (const int64_t T : {6, 12}) {
+      const std::vector<int64_t> some(ids.begin(), ids.begin() + T);
+      LlamaRef r;
+      r.inv = plain_inv(1e4);
+      const std::vector<double> ext = T > 8 ? std::vector<double>{1.0, 2.0, 4.0, 8.0} : std::vector<double>{1.0, 1.2, 1.5, 2.0};
+      for (size_t i = 0; i < r.inv.size(); ++i) r.inv[i] /= ext[i];
+      r.attention_factor = std::sqrt(1 + std::log(32.0 / 8) / std::log(8.0));
+      const auto ref = llama_family_reference(w, some, r);
+      EXPECT_LT(max_diff(logits_of(m, some), ref), 1e-5 * ref.abs().max().item<double>()) << top_level << " T=" << T;
+      ASSERT_GT(ref.abs().max().item<double>(), 1.0);
+    }
+  }
+}
+
+TEST(HfModels, EveryTransformersRopeTypeRoundTripsThroughExport) {
+  const std::vector<json> types = {
+      {{"rope_type", "default"}},
+      {{"rope_type", "linear"}, {"factor", 2.0}},
+      {{"rope_type", "dynamic"}, {"factor", 2.0}},
+      {{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 16}, {"beta_fast", 16.0},
+       {"mscale", 1.0}, {"mscale_all_dim", 0.5}, {"truncate", false}},
+      {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+       {"original_max_position_embeddings", 16}},
+      {{"rope_type", "longrope"}, {"factor", 3.0}, {"original_max_position_embeddings", 16},
+       {"short_factor", {1.0, 1.1, 1.2, 1.3}}, {"long_factor", {1.0, 2.0, 3.0, 4.0}}},
+      {{"rope_type", "proportional"}, {"partial_rotary_factor", 0.5}},
+  };
+  auto w = llama_family_weights(8, false);
+  round_to(w, "F32");
+  const auto ids = some_ids(70);  // past max_position_embeddings 64: dynamic and longrope's long factors act
+  for (const auto& rope : types) {
+    const std::string type = rope["rope_type"];
+    const auto dir = scratch_dir() + "/" + type;
+    json cfg = qwen2_config();
+    json params = rope;
+    params["rope_theta"] = 1e4;
+    cfg.update({{"architectures", {"LlamaForCausalLM"}}, {"model_type", "llama"}, {"rope_parameters", params}});
+    cfg.erase("rope_theta");
+    write_hf_dir(dir, cfg, w, "F32", 1);
+    auto m = model::import_hf(dir);
+    EXPECT_EQ(m->cfg.rope_params().type, type == "default" ? "default" : type);
+    const auto before = logits_of(m, ids);
+    model::export_hf(*m, dir + "-out", "");
+    auto again = model::import_hf(dir + "-out");
+    EXPECT_EQ(model::to_json(again->cfg), model::to_json(m->cfg)) << type;
+    EXPECT_EQ(max_diff(logits_of(again, ids), before), 0.0) << type;
+    const auto written = io::read_json(dir + "-out/config.json")["rope_parameters"];
+    EXPECT_EQ(written["rope_type"], type) << written.dump();
+  }
 }

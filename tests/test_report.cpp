@@ -194,7 +194,7 @@ class ReportTest : public ::testing::Test {
   // policies at 3 ratios and df at 2 values of f, and one kv_summary.
   static std::string eval_records() {
     const json common = {{"model_id", "ropelab:test"}, {"checkpoint", "x/run/checkpoints/step_00000030.pt"},
-                         {"step", 30}, {"T_train", 256}};
+                         {"step", 30}, {"arch", {{"T_train", 256}}}};
     std::string s;
     auto add = [&](json r) {
       r.update(common);
@@ -583,7 +583,7 @@ TEST_F(ReportTest, PerplexityOfSeveralModelsIsFacetedByModel) {
     for (const char* method : {"none", "yarn:4"})
       for (int len : {128, 256})
         s += json({{"kind", "perplexity"}, {"model_id", model}, {"method", method}, {"length", len},
-                   {"perplexity", 50.0 + len / 8}, {"T_train", model[8] == 'a' ? 128 : 256}, {"step", 10}})
+                   {"perplexity", 50.0 + len / 8}, {"arch", {{"T_train", model[8] == 'a' ? 128 : 256}}}, {"step", 10}})
                  .dump() + "\n";
   ropelab::io::write_atomic(file, s);
   const auto in = report::collect_inputs({file});
@@ -696,7 +696,7 @@ TEST_F(ReportTest, HuggingFaceStepFoldersAreOneSeriesNamedByModelId) {
 TEST_F(ReportTest, AlphaSweepChartAndAlphaStarTable) {
   const std::string file = root + "/alpha.jsonl";
   std::string s;
-  auto add = [&](json r) { r["model_id"] = "ropelab:t"; r["step"] = 6000; r["rope_theta"] = 1000.0; s += r.dump() + "\n"; };
+  auto add = [&](json r) { r["model_id"] = "ropelab:t"; r["step"] = 6000; r["arch"] = {{"rope_theta", 1000.0}}; s += r.dump() + "\n"; };
   for (double f : {0.5, 1.0, 2.0})
     add({{"kind", "niah_pooled"}, {"method", "ntk:" + fmt(f, "%g")}, {"family", "ntk"}, {"alpha_source", "fixed"},
          {"scaling_factor", f}, {"length", 256}, {"trials", 100}, {"rank_accuracy", f / 2}, {"rank_ci95", {0.1, 0.9}}});

@@ -61,10 +61,13 @@ TEST(Rope, DotProductDependsOnlyOnOffset) {
   EXPECT_GT(std::abs(dot(10, 4) - base), 1e-6);  // a different offset gives a different score
 }
 
-TEST(Rope, PositionScaleDividesPositions) {
+TEST(Rope, AttentionFactorScalesCosAndSin) {
+  // transformers multiplies cos and sin by YaRN's / LongRoPE's attention factor.
   auto inv = rope_inv_freq(10000.0, 8);
-  auto a = rope_tables(inv, at::tensor({0, 4, 8, 12}, at::kLong), 4.0, at::kDouble);
-  auto b = rope_tables(inv, at::tensor({0, 1, 2, 3}, at::kLong), 1.0, at::kDouble);
-  EXPECT_TRUE(at::allclose(a.cos, b.cos, 0, 1e-14));
-  EXPECT_TRUE(at::allclose(a.sin, b.sin, 0, 1e-14));
+  const auto pos = at::tensor({0, 1, 7, 300}, at::kLong);
+  auto a = rope_tables(inv, pos, 1.25, at::kDouble);
+  auto b = rope_tables(inv, pos, 1.0, at::kDouble);
+  EXPECT_TRUE(at::allclose(a.cos, b.cos * 1.25, 0, 1e-15));
+  EXPECT_TRUE(at::allclose(a.sin, b.sin * 1.25, 0, 1e-15));
+  EXPECT_DOUBLE_EQ(b.cos[3][0].item<double>(), std::cos(300.0));  // pair 0 turns once per position
 }

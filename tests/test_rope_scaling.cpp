@@ -19,6 +19,11 @@ ModelConfig cfg4() {  // d_head 4: two rotated pairs, easy to do by hand
   c.vocab_size = 30; c.d_model = 8; c.n_layers = 1; c.n_heads = 2; c.T_train = 256; c.rope_theta = 10000;
   return c.resolved();
 }
+// The base θ a two-pair table stands for: inv_freq[1] = θ^(−2/4).
+double base_of(const AttentionSettings& s) {
+  return s.inv_freq.defined() ? std::pow(s.inv_freq[1].item<double>(), -2.0) : s.rope_theta;
+}
+
 AttentionSettings settings(const std::string& spec, int64_t seq_len = 100, int64_t L = 4096) {
   return scaling_settings(parse_scaling_methods(spec).at(0), cfg4(), seq_len, L);
 }
@@ -76,21 +81,25 @@ TEST(RopeScaling, SweepsExpandGeometricallyAndClosedFormsTakeAMeasuredGamma) {
 
 TEST(RopeScaling, HandComputedBasesAndFrequencies) {
   EXPECT_DOUBLE_EQ(settings("none").rope_theta, 10000.0);
-  EXPECT_DOUBLE_EQ(settings("ntk:8").rope_theta, 80000.0);             // plain: 8 * 1e4
-  EXPECT_DOUBLE_EQ(settings("ntk-aware:4").rope_theta, 160000.0);      // 1e4 * 4^(4/(4-2))
+  EXPECT_NEAR(base_of(settings("ntk:8")), 80000.0, 1e-7);             // plain: 8 * 1e4
+  EXPECT_NEAR(base_of(settings("ntk-aware:4")), 160000.0, 1e-6);      // 1e4 * 4^(4/(4-2))
   // α_opt(1e4, 4096, 0.85) = 4096·√2·1.85 / (2·1e4·0.15) = 3.5721...
-  EXPECT_NEAR(settings("ntk:alpha_opt").rope_theta, 35721.3, 0.5);
-  EXPECT_DOUBLE_EQ(settings("pi:4").position_scale, 4.0);
+  EXPECT_NEAR(base_of(settings("ntk:alpha_opt")), 35721.3, 0.5);
+  // Linear (pi): every frequency / 4 (transformers divides inv_freq; positions / 4 is the same map).
+  const auto pi = settings("pi:4");
+  ASSERT_TRUE(pi.inv_freq.defined());
+  EXPECT_NEAR(pi.inv_freq[0].item<double>(), 0.25, 1e-15);
+  EXPECT_NEAR(pi.inv_freq[1].item<double>(), 0.01 / 4, 1e-15);
   // YaRN s=4, T_train 256: pair 0 (ω=1) turns 256/2π = 40.7 times -> kept (ramp 1);
   // pair 1 (ω=0.01) turns 0.41 times -> interpolated: 0.01/4 = 0.0025.
   auto y = settings("yarn:4");
   ASSERT_TRUE(y.inv_freq.defined());
   EXPECT_NEAR(y.inv_freq[0].item<double>(), 1.0, 1e-12);
   EXPECT_NEAR(y.inv_freq[1].item<double>(), 0.0025, 1e-12);
-  EXPECT_NEAR(y.score_multiplier, std::pow(0.1 * std::log(4.0) + 1.0, 2), 1e-12);  // 1.29648
+  EXPECT_NEAR(y.rope_attention_factor, 0.1 * std::log(4.0) + 1.0, 1e-12);  // cos, sin × 1.13863
   // Dynamic NTK: nothing changes up to T_train; at n = 2·T_train, α = 2 -> θ·2^2.
-  EXPECT_DOUBLE_EQ(settings("dynamic", 256).rope_theta, 10000.0);
-  EXPECT_DOUBLE_EQ(settings("dynamic", 512).rope_theta, 40000.0);
+  EXPECT_NEAR(base_of(settings("dynamic", 256)), 10000.0, 1e-8);
+  EXPECT_NEAR(base_of(settings("dynamic", 512)), 40000.0, 1e-7);
   EXPECT_EQ(settings("logn").logn_train_length, 256);
 }
 

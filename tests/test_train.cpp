@@ -187,3 +187,51 @@ TEST(Train, TrainsOnAFolderOfBareLlmcShards) {
   EXPECT_EQ(io::read_json(dir + "/run/config.json")["model"]["vocab_size"], 50);
   EXPECT_EQ(r.output.find("preparing"), std::string::npos) << r.output;
 }
+
+// A model of the designs released models ship — a sliding layer at its own θ
+// and a full layer with YaRN, QK-norm — trained through the binary: resumed
+// training gives the uninterrupted losses, and `ropelab logits` gives the same
+// logits in one pass and through the KV cache (where the sliding layer keeps
+// only its window).
+TEST(Train, AHybridModelTrainsResumesAndItsLogitsAgreeThroughTheKvCache) {
+  using ropelab::test::run_ropelab;
+  const auto dir = ropelab::test::scratch_dir();
+  auto flags = ropelab::test::tiny_flags(ropelab::test::tiny_data(dir));
+  flags.replace(flags.find("--log-every 1000"), 16, "--log-every 1");  // a loss every step to compare
+  flags += " --layer-pattern sliding,full --sliding-window 8 --sliding-rope-theta 100 --qk-norm true"
+           " --rope-scaling yarn --rope-factor 2";
+  auto r = run_ropelab("train " + flags + " --max-steps 6 --checkpoints list:3,6 --out " + dir + "/straight");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_ropelab("train " + flags + " --max-steps 3 --checkpoints list:3 --out " + dir + "/split");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_ropelab("train --resume " + dir + "/split --max-steps 6");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto a = io::read_jsonl(dir + "/straight/metrics.jsonl"), b = io::read_jsonl(dir + "/split/metrics.jsonl");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i]["loss"], b[i]["loss"]) << i;
+  const auto cfg = io::read_json(dir + "/straight/config.json")["model"];
+  EXPECT_EQ(cfg["layer_pattern"], "sliding,full");
+  EXPECT_EQ(cfg["rope_scaling"], "yarn");
+
+  const std::string ckpt = train::checkpoints_dir(dir + "/straight") + "/step_00000006.pt";
+  r = run_ropelab("logits --ckpt " + ckpt + " --length 40 --seed 3 --out " + dir + "/one.json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_ropelab("logits --ckpt " + ckpt + " --length 40 --seed 3 --kv-cache --out " + dir + "/kv.json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto one = io::read_json(dir + "/one.json"), kv = io::read_json(dir + "/kv.json");
+  EXPECT_EQ(one["ids"], kv["ids"]);
+  EXPECT_EQ(one["ids"].size(), 40u);
+  EXPECT_EQ(one["arch"]["layer_pattern"], "sliding,full");
+  double worst = 0;
+  for (size_t t = 0; t < 40; ++t)
+    for (size_t v = 0; v < one["logits"][t].size(); ++v)
+      worst = std::max(worst, std::abs(one["logits"][t][v].get<double>() - kv["logits"][t][v].get<double>()));
+  EXPECT_LT(worst, 1e-4);
+  // An evaluation-time method on a model with its own is refused, naming both.
+  r = run_ropelab("logits --ckpt " + ckpt + " --ids 1,2,3 --scaling ntk:4");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("own RoPE method (yarn)"), std::string::npos) << r.output;
+  r = run_ropelab("logits --ckpt " + ckpt + " --ids 1,2,99999");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("--ids item 3 (99999) is outside the vocabulary"), std::string::npos) << r.output;
+}
