@@ -21,7 +21,8 @@ void add_export_command(CLI::App& root) {
   auto* ex = root.add_subcommand("export", "write a checkpoint in another framework's layout");
   ex->require_subcommand(1);
   auto* hf = ex->add_subcommand("hf", "Hugging Face layout: config.json, model.safetensors, tokenizer "
-                                      "(LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM or GPTNeoXForCausalLM)");
+                                      "(LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Gemma3ForCausalLM, MistralForCausalLM "
+                                      "or GPTNeoXForCausalLM)");
   auto ckpt = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   auto no_tokenizer = std::make_shared<bool>(false);

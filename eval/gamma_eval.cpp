@@ -41,8 +41,9 @@ nlohmann::json fit_each(const std::vector<std::vector<double>>& curves, const fi
 std::string text_corpus_label(const GammaProtocol& p) { return p.corpus == "random" ? "random_tokens" : "real_text"; }
 
 // γ of each layer type of a per-layer-attention model (full, sliding, nope):
-// A(d) averaged over the layers of that type, fitted as the whole model's is.
-// {"full": {"gamma": ..., "layers": [3, 7], ...}, "sliding": {...}}
+// A(d) averaged over the layers of that type, fitted as the whole model's is
+// (a sliding layer over the distances inside its window: beyond it A is 0 by
+// construction). {"full": {"gamma": ..., "layers": [3, 7], ...}, "sliding": {...}}
 nlohmann::json fit_per_layer_type(const model::ModelConfig& c, const DecayMeasurement& meas, const fit::FitOptions& fit) {
   nlohmann::json out = nlohmann::json::object();
   for (const auto& type : c.layer_types()) {
@@ -54,9 +55,21 @@ nlohmann::json fit_per_layer_type(const model::ModelConfig& c, const DecayMeasur
       for (size_t d = 0; d < mean.size(); ++d) mean[d] += meas.per_layer[size_t(l)][d];
     }
     for (auto& a : mean) a /= double(layers.size());
-    auto fitted = fit_each({mean}, meas.curve, fit).at(0);
+    fit::DecayCurve whole = meas.curve;
+    if (type == "sliding") {  // the distances a sliding query can see
+      fit::DecayCurve inside;
+      for (size_t d = 0; d < whole.distances.size(); ++d)
+        if (whole.distances[d] < double(c.sliding_window)) {
+          inside.distances.push_back(whole.distances[d]);
+          if (!whole.prompt_lengths.empty()) inside.prompt_lengths.push_back(whole.prompt_lengths[d]);
+        }
+      mean.resize(inside.distances.size());
+      whole = inside;
+    }
+    auto fitted = fit_each({mean}, whole, fit).at(0);
     fitted.erase("index");
     fitted["layers"] = layers;
+    fitted["distances"] = whole.distances;
     out[type] = fitted;
   }
   return out;

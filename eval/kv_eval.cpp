@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -41,6 +42,10 @@ at::Tensor group_mean(const at::Tensor& t, int64_t G) {
 // attention rows, the attention accumulated by every query, the queries.
 struct Prefill {
   model::KVCache cache;
+  // Per layer: whether it keeps its own window (a sliding layer). Its cache is
+  // bounded by the design; the policies compress the other layers, and the
+  // masses and kept counts are over those.
+  std::vector<bool> own_window;
   std::vector<at::Tensor> recent, accum;              // [1, H, obs, N], [1, H, N]
   std::vector<at::Tensor> queries, queries_pre_rope;  // [1, H, N, D] each
 };
@@ -52,6 +57,11 @@ Prefill prefill(model::Transformer& m, const std::vector<int64_t>& tokens, int64
   probe.rows = torch::arange(N, at::kLong);
   probe.keep_queries = true;
   m->forward(torch::tensor(tokens, at::kLong).unsqueeze(0), &p.cache, &probe);
+  // A layer whose cache already dropped keys keeps its own window (sliding layers, or a Mistral window < N).
+  for (const auto& layer : p.cache.layers) p.own_window.push_back(layer.k.size(2) < N);
+  if (std::none_of(p.own_window.begin(), p.own_window.end(), [](bool own) { return !own; }))
+    throw Error("eval kv: every layer keeps its own window, shorter than the context " + std::to_string(N) +
+                " (sliding_window / attention_window): there is no cache left to compress");
   for (const auto& a : probe.probs) {
     p.recent.push_back(a.narrow(2, N - obs, obs).clone());
     p.accum.push_back(a.sum(2));
@@ -70,7 +80,7 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 struct StepEviction {
   model::KVPolicySpec spec;
   std::vector<int64_t> budgets;
-  std::vector<at::Tensor> accum;  // [1, G, T] per layer
+  std::vector<at::Tensor> accum;  // [1, G, T] per layer (undefined for a layer with its own window)
   int64_t G = 1;
   bool in_place = true;           // KVEvalOptions::evict_in_place
 };
@@ -83,7 +93,7 @@ StepEviction start_eviction(const model::KVPolicySpec& spec, int64_t mean_budget
   const int64_t L = kept.size();
   for (int64_t l = 0; l < L; ++l) {
     ev.budgets.push_back(model::layer_budget(spec, mean_budget, l, L));
-    ev.accum.push_back(group_mean(pre.accum[l], G).gather(2, kept[l]));
+    ev.accum.push_back(kept[l].defined() ? group_mean(pre.accum[l], G).gather(2, kept[l]) : at::Tensor());
   }
   return ev;
 }
@@ -94,6 +104,11 @@ void evict_step(model::KVCache& cache, const std::vector<at::Tensor>& probs, Ste
   const int64_t L = cache.layers.size();
   for (int64_t l = 0; l < L; ++l) {
     auto& layer = cache.layers[l];
+    if (!ev.accum[l].defined()) continue;  // a sliding layer: its window evicts
+    if (layer.k.size(2) != ev.accum[l].size(2) + 1) {  // the layer's window began dropping keys mid-decode
+      ev.accum[l] = at::Tensor();
+      continue;
+    }
     auto a = group_mean(probs[l], ev.G);  // [1, G, 1, T]
     ev.accum[l] = at::cat({ev.accum[l], at::zeros({1, ev.G, 1}, ev.accum[l].options())}, 2) + a.squeeze(2).to(ev.accum[l].scalar_type());
     if (layer.k.size(2) <= ev.budgets[l]) continue;
@@ -169,6 +184,10 @@ model::KVCache compress(const Prefill& pre, const model::KVPolicySpec& spec, int
   const int64_t L = pre.cache.layers.size();
   for (int64_t l = 0; l < L; ++l) {
     auto& layer = out.layers[l];
+    if (pre.own_window[l]) {  // kept as the design keeps it
+      kept->push_back(at::Tensor());
+      continue;
+    }
     const int64_t D = layer.k.size(3);
     model::KVView v;
     v.keys = layer.k;
@@ -193,11 +212,14 @@ model::KVCache compress(const Prefill& pre, const model::KVPolicySpec& spec, int
   return out;
 }
 
-// Mean over layers and heads of the share of the first decoded query's
-// full-cache attention on the prefix that the kept tokens carry.
+// Mean over the compressed layers and their heads of the share of the first
+// decoded query's full-cache attention on the prefix that the kept tokens carry.
 double retained_mass(const std::vector<at::Tensor>& first_attn, const std::vector<at::Tensor>& kept, int64_t G) {
   double total = 0;
+  int64_t rows = 0;
   for (size_t l = 0; l < kept.size(); ++l) {
+    if (!kept[l].defined()) continue;
+    rows += first_attn[l].size(1);
     const auto& a = first_attn[l];  // [1, H, 1, N+1]
     const int64_t H = a.size(1), per = H / G;
     const int64_t N = a.size(-1) - 1;  // the last key is the query's own token, never evicted
@@ -206,7 +228,7 @@ double retained_mass(const std::vector<at::Tensor>& first_attn, const std::vecto
       total += row.index_select(0, kept[l][0][h / per]).sum().item<double>() / row.narrow(0, 0, N).sum().item<double>();
     }
   }
-  return total / double(kept.size() * first_attn[0].size(1));
+  return total / double(rows);
 }
 
 // One compressed decode: compress the prefill to `budget`, then decode `tail`
@@ -404,7 +426,9 @@ nlohmann::json measure(KVSetup& k, const model::KVPolicySpec& spec, int64_t budg
     decode_s += d.decode_seconds;
     stepwise = d.stepwise;
     mass += retained_mass(k.first_attn[w], d.kept, k.G) / opt.windows;
-    for (const auto& kept : d.kept) kept_mean += double(kept.size(2)) / d.kept.size() / opt.windows;
+    const auto compressed = std::count_if(d.kept.begin(), d.kept.end(), [](const at::Tensor& t) { return t.defined(); });
+    for (const auto& kept : d.kept)
+      if (kept.defined()) kept_mean += double(kept.size(2)) / double(compressed) / opt.windows;
   }
   nlohmann::json r = {{"loss", loss}, {"rel_loss_increase", loss / k.loss_full - 1}, {"retained_mass", mass},
                       {"kept_mean", kept_mean}, {"stepwise_eviction", stepwise},
@@ -429,7 +453,9 @@ double window_mass(const KVSetup& k, int64_t D) {
   double total = 0;
   int64_t count = 0;
   for (const auto& layers : k.first_attn)
-    for (const auto& a : layers) {  // [1, H, 1, N+1]; the last key is the query's own token
+    for (size_t l = 0; l < layers.size(); ++l) {  // [1, H, 1, N+1]; the last key is the query's own token
+      if (k.pre.front().own_window[l]) continue;  // a sliding layer: not compressed, not counted
+      const auto& a = layers[l];
       const int64_t N = a.size(-1) - 1;
       const auto row = a[0].select(1, 0).narrow(1, 0, N).to(at::kDouble);  // [H, N]
       total += (row.narrow(1, N - D, D).sum(1) / row.sum(1)).sum().item<double>();

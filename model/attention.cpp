@@ -69,7 +69,9 @@ int64_t window_of(const ModelConfig& c, const std::string& type) {
 
 AttentionImpl::AttentionImpl(const ModelConfig& c, int64_t layer)
     : n_heads_(c.n_heads), n_kv_heads_(c.n_kv_heads), d_head_(c.d_head), rotary_dim_(c.rotary_dim()),
-      window_(window_of(c, c.layer_type(layer))), rotates_(c.layer_type(layer) != "nope"),
+      window_(window_of(c, c.layer_type(layer))),
+      scale_(1.0 / std::sqrt(c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : double(c.d_head))),
+      rotates_(c.layer_type(layer) != "nope"),
       nope_attn_scale_(c.nope_attn_scale), nope_floor_scale_(c.nope_floor_scale) {
   wq = register_module("wq", linear(c.d_model, c.n_heads * c.d_head, c.qkv_bias));
   wk = register_module("wk", linear(c.d_model, c.n_kv_heads * c.d_head, c.qkv_bias));
@@ -136,7 +138,7 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, co
     k = k.repeat_interleave(groups, 1);
     v = v.repeat_interleave(groups, 1);
   }
-  const double scale = 1.0 / std::sqrt(double(d_head_));
+  const double scale = scale_;
 
   // When every query row is probed in order (a decode step, or a probed
   // prefill), the probabilities are the attention itself: reuse them for the
@@ -166,7 +168,9 @@ at::Tensor AttentionImpl::forward(const at::Tensor& x, const at::Tensor& pos, co
   // (YaRN's attention factor is in the rotated q and k: SDPA's default 1/sqrt(D) applies.)
   const bool window_hides = window_ > 0 && k.size(2) > window_;
   if ((k.size(2) == T || T == 1) && !window_hides) {
-    y = at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/T > 1);
+    // SDPA scales by 1/sqrt(d_head); another scale (Gemma's) is folded into q.
+    const double fold = scale_ * std::sqrt(double(d_head_));
+    y = at::scaled_dot_product_attention(fold == 1.0 ? q : q * fold, k, v, {}, 0.0, /*is_causal=*/T > 1);
   } else
 #endif
   {

@@ -80,6 +80,7 @@ class AttentionImpl : public torch::nn::Module {
 
  private:
   int64_t n_heads_, n_kv_heads_, d_head_, rotary_dim_, window_;
+  double scale_;  // of the scores: d_head^(-1/2), or query_pre_attn_scalar^(-1/2) (Gemma 3)
   bool rotates_;
   double nope_attn_scale_;
   int64_t nope_floor_scale_;

@@ -47,7 +47,8 @@ const std::vector<config::Field<ModelConfig>>& model_fields() {
       {"T_train", "T-train", &C::T_train, "model", "training sequence length", {[](const C& c) { return c.T_train > 0; }, "must be > 0"}},
       {"norm", "norm", &C::norm, "model", "rmsnorm or layernorm",
        {[](const C& c) { return c.norm == "rmsnorm" || c.norm == "layernorm"; }, "must be rmsnorm or layernorm"}},
-      {"mlp", "mlp", &C::mlp, "model", "swiglu or gelu", {[](const C& c) { return c.mlp == "swiglu" || c.mlp == "gelu"; }, "must be swiglu or gelu"}},
+      {"mlp", "mlp", &C::mlp, "model", "swiglu, gelu or geglu",
+       {[](const C& c) { return c.mlp == "swiglu" || c.mlp == "gelu" || c.mlp == "geglu"; }, "must be swiglu, gelu or geglu"}},
       {"tie_embeddings", "tie-embeddings", &C::tie_embeddings, "model", "share embedding and LM head"},
       // Added with released models: older config.json files lack them and keep the defaults.
       {"qkv_bias", "qkv-bias", &C::qkv_bias, "model", "biases on q, k, v (Qwen2, GPT-NeoX)", {}, true},
@@ -61,6 +62,12 @@ const std::vector<config::Field<ModelConfig>>& model_fields() {
        "0 = full causal; N = each query sees the last N keys (sliding window)",
        {[](const C& c) { return c.attention_window >= 0; }, "must be >= 0"}, true},
       {"qk_norm", "qk-norm", &C::qk_norm, "model", "RMSNorm over each head's q and k before RoPE (Qwen3)", {}, true},
+      {"embed_scale", "embed-scale", &C::embed_scale, "model", "embeddings × sqrt(d-model) (Gemma)", {}, true},
+      {"sandwich_norms", "sandwich-norms", &C::sandwich_norms, "model",
+       "norms on the attention and MLP outputs too (Gemma 3)", {}, true},
+      {"query_pre_attn_scalar", "query-pre-attn-scalar", &C::query_pre_attn_scalar, "model",
+       "scores scaled by this^(-1/2) (0: d-head; Gemma 3)",
+       {[](const C& c) { return c.query_pre_attn_scalar >= 0 && std::isfinite(c.query_pre_attn_scalar); }, "must be >= 0"}, true},
       {"layer_pattern", "layer-pattern", &C::layer_pattern, "model",
        "layer types repeated over the depth, e.g. sliding,sliding,sliding,full (full, sliding, nope; empty: all full)",
        {}, true},  // checked in resolved(), naming the bad type or the depth
@@ -192,11 +199,13 @@ int64_t ModelConfig::parameter_count() const {
   const ModelConfig c = resolved();
   const int64_t norm = c.norm == "layernorm" ? 2 * c.d_model : c.d_model;
   const int64_t attn = c.d_model * c.d_head * (2 * c.n_heads + 2 * c.n_kv_heads) +
-                       (c.qkv_bias ? c.d_head * (c.n_heads + 2 * c.n_kv_heads) : 0) + (c.out_bias ? c.d_model : 0);
-  const int64_t mlp = (c.mlp == "swiglu" ? 3 : 2) * c.d_model * c.d_ff +
-                      (c.mlp_bias ? (c.mlp == "swiglu" ? 2 : 1) * c.d_ff + c.d_model : 0);
+                       (c.qkv_bias ? c.d_head * (c.n_heads + 2 * c.n_kv_heads) : 0) + (c.out_bias ? c.d_model : 0) +
+                       (c.qk_norm ? 2 * c.d_head : 0);
+  const bool gated = c.mlp != "gelu";
+  const int64_t mlp = (gated ? 3 : 2) * c.d_model * c.d_ff + (c.mlp_bias ? (gated ? 2 : 1) * c.d_ff + c.d_model : 0);
   const int64_t embed = c.vocab_size * c.d_model;
-  return embed + c.n_layers * (2 * norm + attn + mlp) + norm + (c.tie_embeddings ? 0 : embed);
+  const int64_t norms = (c.sandwich_norms ? 4 : 2) * norm;
+  return embed + c.n_layers * (norms + attn + mlp) + norm + (c.tie_embeddings ? 0 : embed);
 }
 
 nlohmann::json to_json(const ModelConfig& c) { return config::to_json(c, model_fields()); }

@@ -24,7 +24,7 @@ struct ModelConfig {
   double rotary_fraction = 1.0;  // Pythia rotates 25% of each head
   int64_t T_train = 256;
   std::string norm = "rmsnorm";  // "rmsnorm" | "layernorm"
-  std::string mlp = "swiglu";    // "swiglu" | "gelu"
+  std::string mlp = "swiglu";    // "swiglu" | "gelu" | "geglu" (Gemma: tanh-gelu gate)
   bool tie_embeddings = true;
   // What released models add (GPT-NeoX/Pythia, Qwen2, Mistral); ropelab's own
   // runs keep the defaults, which are the architecture it has always had.
@@ -34,7 +34,13 @@ struct ModelConfig {
   bool parallel_residual = false;  // x + attn(norm1 x) + mlp(norm2 x) (GPT-NeoX)
   double norm_eps = 1e-5;
   int64_t attention_window = 0;    // >0: a query sees the last this-many keys (Mistral's sliding_window)
-  bool qk_norm = false;            // RMSNorm over each head's q and k before RoPE (Qwen3)
+  bool qk_norm = false;            // RMSNorm over each head's q and k before RoPE (Qwen3, Gemma 3)
+  // Gemma 3 (text): embeddings × √d_model; a norm on the attention output and
+  // on the MLP output too (sandwich norms); queries scaled by
+  // query_pre_attn_scalar^(-1/2) instead of d_head^(-1/2).
+  bool embed_scale = false;
+  bool sandwich_norms = false;
+  double query_pre_attn_scalar = 0;  // 0: d_head
   // Per-layer attention: a pattern of layer types repeated over the depth
   // ("" = every layer full). full: RoPE at rope_theta with the model's RoPE
   // method, causal over everything; sliding: plain RoPE at sliding_rope_theta,

@@ -60,7 +60,24 @@ void read_rope(const HfReader& top, ModelConfig& c) {
   const bool v5 = top.has("rope_parameters");
   if (v5) top.require(top.j["rope_parameters"].is_object(), "config.json needs an object at \"rope_parameters\"");
   if (top.has("rope_scaling")) top.require(top.j["rope_scaling"].is_object(), "config.json needs an object or null at \"rope_scaling\"");
-  const nlohmann::json& params = v5 ? top.j["rope_parameters"] : top.has("rope_scaling") ? top.j["rope_scaling"] : empty;
+  const nlohmann::json* chosen = v5 ? &top.j["rope_parameters"] : top.has("rope_scaling") ? &top.j["rope_scaling"] : &empty;
+  // transformers 5's per-layer-type parameters (Gemma 3): the full layers' are
+  // the model's method; the sliding layers' θ is theirs (plain RoPE only).
+  if (v5 && chosen->contains("full_attention")) {
+    const nlohmann::json& nested = *chosen;
+    for (const auto& [key, value] : nested.items())
+      top.require(key == "full_attention" || key == "sliding_attention",
+                  "rope_parameters." + key + ": ropelab's layer types are full_attention and sliding_attention");
+    top.require(nested["full_attention"].is_object(), "config.json needs an object at \"rope_parameters.full_attention\"");
+    if (nested.contains("sliding_attention")) {
+      const HfReader local{nested["sliding_attention"], where + " rope_parameters.sliding_attention"};
+      local.require(local.text_or("rope_type", "default") == "default",
+                    "sliding layers take plain RoPE in ropelab (their own θ, no scaling)");
+      if (c.layer_pattern.find("sliding") != std::string::npos) c.sliding_rope_theta = local.number_or("rope_theta", 0.0);
+    }
+    chosen = &nested["full_attention"];
+  }
+  const nlohmann::json& params = *chosen;
   if (v5 && top.has("rope_scaling")) {
     // Both present (a config converted between transformers versions): they must say the same.
     auto type_of = [](const nlohmann::json& j) {
@@ -120,6 +137,39 @@ void read_rope(const HfReader& top, ModelConfig& c) {
   c.rope_short_factor = p.short_factor;
 }
 
+// Gemma 3 (text): GeGLU with the tanh gelu, RMSNorm (its 1 + w gain is
+// stored as ropelab's w: model/hf_format.cpp adds the 1), four norms a layer,
+// q/k norms, embeddings × √d_model, scores × query_pre_attn_scalar^(-1/2),
+// sliding layers at rope_local_base_freq.
+void read_layer_types(const HfReader& r, ModelConfig& c);
+void read_gemma3(const HfReader& r, ModelConfig& c) {
+  const std::string act = r.text_or("hidden_activation", r.text_or("hidden_act", "gelu_pytorch_tanh"));
+  r.require(act == "gelu_pytorch_tanh", "hidden_activation " + text::quoted(act) + ": Gemma 3's MLP uses gelu_pytorch_tanh");
+  for (const char* k : {"final_logit_softcapping", "attn_logit_softcapping"})
+    r.require(!r.has(k), std::string(k) + " is set: logit soft-capping is not implemented");
+  c.norm = "rmsnorm";
+  c.mlp = "geglu";
+  c.norm_eps = r.number_or("rms_norm_eps", 1e-6);
+  c.n_kv_heads = r.whole_or("num_key_value_heads", c.n_heads);
+  c.d_head = r.whole_or("head_dim", 256);
+  c.qkv_bias = c.out_bias = r.flag_or("attention_bias", false);
+  c.qk_norm = c.embed_scale = c.sandwich_norms = true;
+  c.tie_embeddings = r.flag_or("tie_word_embeddings", true);  // Gemma 3's default
+  c.query_pre_attn_scalar = r.number_or("query_pre_attn_scalar", 256);
+  c.sliding_rope_theta = r.number_or("rope_local_base_freq", 10000.0);
+  if (!r.has("layer_types") && r.has("sliding_window_pattern")) {
+    // Older configs: every sliding_window_pattern-th layer is global.
+    const int64_t every = r.whole("sliding_window_pattern");
+    r.require(every > 0, "config.json needs a whole number > 0 at \"sliding_window_pattern\"");
+    std::string pattern;
+    for (int64_t i = 0; i < c.n_layers; ++i) pattern += (i ? "," : "") + std::string((i + 1) % every ? "sliding" : "full");
+    c.layer_pattern = pattern;
+    c.sliding_window = r.whole("sliding_window");
+  }
+  read_layer_types(r, c);
+  if (c.layer_pattern.empty()) c.sliding_rope_theta = 0;  // no sliding layer to take it
+}
+
 // transformers' layer_types (full_attention, sliding_attention) as ropelab's
 // layer_pattern: all full is no pattern; otherwise the whole list, with the
 // sliding layers' window from sliding_window.
@@ -145,7 +195,7 @@ void read_layer_types(const HfReader& r, ModelConfig& c) {
 const std::vector<std::pair<std::string, std::string>>& hf_model_types() {
   static const std::vector<std::pair<std::string, std::string>> types = {
       {"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"},
-      {"mistral", "MistralForCausalLM"}, {"gpt_neox", "GPTNeoXForCausalLM"}};
+      {"mistral", "MistralForCausalLM"}, {"gpt_neox", "GPTNeoXForCausalLM"}, {"gemma3_text", "Gemma3ForCausalLM"}};
   return types;
 }
 
@@ -169,11 +219,11 @@ ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& wh
               "config.json needs a list of strings at \"architectures\"");
   const std::string arch = hf_architecture_of(hf);
   const bool neox = arch == "GPTNeoXForCausalLM", qwen2 = arch == "Qwen2ForCausalLM", qwen3 = arch == "Qwen3ForCausalLM",
-             mistral = arch == "MistralForCausalLM", llama = arch == "LlamaForCausalLM";
-  r.require(neox || qwen2 || qwen3 || mistral || llama,
+             mistral = arch == "MistralForCausalLM", llama = arch == "LlamaForCausalLM", gemma3 = arch == "Gemma3ForCausalLM";
+  r.require(neox || qwen2 || qwen3 || mistral || llama || gemma3,
             "config.json describes " + text::quoted(arch) +
-                "; ropelab loads LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM and "
-                "GPTNeoXForCausalLM");
+                "; ropelab loads LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, "
+                "Gemma3ForCausalLM (text) and GPTNeoXForCausalLM");
 
   ModelConfig c;
   c.vocab_size = r.whole("vocab_size");
@@ -193,6 +243,8 @@ ModelConfig model_config_from_hf(const nlohmann::json& hf, const std::string& wh
     c.parallel_residual = r.flag_or("use_parallel_residual", true);  // absent counts as true, as in HF
     c.qkv_bias = c.out_bias = r.flag_or("attention_bias", true);
     c.mlp_bias = true;  // GPT-NeoX's MLP always has biases
+  } else if (gemma3) {
+    read_gemma3(r, c);
   } else {
     c.norm = "rmsnorm";
     c.mlp = "swiglu";

@@ -3,7 +3,7 @@
 // libtorch. model/hf_format.h reads and writes the weights.
 //
 // Loaded exactly: LlamaForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM
-// (QK-norm), MistralForCausalLM, GPTNeoXForCausalLM (Pythia), with their
+// (QK-norm), Gemma3ForCausalLM (text), MistralForCausalLM, GPTNeoXForCausalLM (Pythia), with their
 // biases, norm epsilons, head_dim, grouped KV heads, partial rotary
 // (GPT-NeoX), parallel residual, Mistral's sliding window, layer_types
 // (full and sliding layers) and every rope type of transformers

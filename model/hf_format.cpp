@@ -24,6 +24,7 @@ namespace fs = std::filesystem;
 
 namespace {
 bool is_llama_family(const ModelConfig& c) { return c.norm == "rmsnorm" && c.mlp == "swiglu"; }
+bool is_gemma(const ModelConfig& c) { return c.norm == "rmsnorm" && c.mlp == "geglu"; }
 
 // One HF tensor and the ropelab parameters it is made of.
 struct Binding {
@@ -31,6 +32,7 @@ struct Binding {
     kPlain,     // one parameter
     kFusedQKV,  // GPT-NeoX's query_key_value weight or bias: q, k, v interleaved per head
     kZero,      // a tensor the HF layout has and m lacks: written as zeros, must be zero (or absent) on import
+    kPlusOne,   // Gemma's RMSNorm gain: HF stores w, the norm multiplies by 1 + w (ropelab's parameter)
   } kind;
   std::string hf;
   std::vector<at::Tensor> params;  // kPlain: 1; kFusedQKV: q, k, v
@@ -39,7 +41,11 @@ struct Binding {
 
 class Bindings {
  public:
-  explicit Bindings(TransformerImpl& m) : c_(m.cfg) { is_llama_family(c_) ? llama(m) : neox(m); }
+  explicit Bindings(TransformerImpl& m) : c_(m.cfg) {
+    if (is_gemma(c_)) gemma(m);
+    else if (is_llama_family(c_)) llama(m);
+    else neox(m);
+  }
   std::vector<Binding> list;
 
  private:
@@ -75,6 +81,30 @@ class Bindings {
       linear(L + "mlp.down_proj", blk->mlp->down, false);
     }
     norm("model.norm", m.norm_f);
+    if (m.lm_head) plain("lm_head.weight", m.lm_head->weight);
+  }
+  void plus_one(const std::string& hf, const at::Tensor& p) { list.push_back({Binding::kPlusOne, hf, {p}, {}}); }
+  void gemma(TransformerImpl& m) {
+    auto gain = [&](const std::string& hf, torch::nn::AnyModule& mod) { plus_one(hf + ".weight", mod.ptr()->named_parameters()["weight"]); };
+    plain("model.embed_tokens.weight", m.tok_emb->weight);
+    for (int64_t i = 0; i < c_.n_layers; ++i) {
+      auto* blk = m.blocks[i]->as<BlockImpl>();
+      const std::string L = "model.layers." + std::to_string(i) + ".";
+      gain(L + "input_layernorm", blk->norm1);
+      linear(L + "self_attn.q_proj", blk->attn->wq, false);
+      linear(L + "self_attn.k_proj", blk->attn->wk, false);
+      linear(L + "self_attn.v_proj", blk->attn->wv, false);
+      linear(L + "self_attn.o_proj", blk->attn->wo, false);
+      plus_one(L + "self_attn.q_norm.weight", blk->attn->q_norm->weight);
+      plus_one(L + "self_attn.k_norm.weight", blk->attn->k_norm->weight);
+      gain(L + "post_attention_layernorm", blk->attn_out_norm);
+      gain(L + "pre_feedforward_layernorm", blk->norm2);
+      gain(L + "post_feedforward_layernorm", blk->mlp_out_norm);
+      linear(L + "mlp.gate_proj", blk->mlp->gate, false);
+      linear(L + "mlp.up_proj", blk->mlp->up, false);
+      linear(L + "mlp.down_proj", blk->mlp->down, false);
+    }
+    gain("model.norm", m.norm_f);
     if (m.lm_head) plain("lm_head.weight", m.lm_head->weight);
   }
   void neox(TransformerImpl& m) {
@@ -142,9 +172,20 @@ std::string hf_architecture(const ModelConfig& config) {
     refuse("rope_scaling " + c.rope_scaling + " is ropelab's own RoPE method: transformers has no rope_type for it");
   if (c.layer_types().size() > 1 || c.layer_type(0) != "full") {
     if (c.layer_pattern.find("nope") != std::string::npos) refuse("layer_pattern has nope layers: no exported family has them");
-    if (c.sliding_rope_theta > 0 && c.sliding_rope_theta != c.rope_theta)
-      refuse("sliding_rope_theta: a per-layer-type θ has no counterpart in the exported families");
+    if (c.sliding_rope_theta > 0 && c.sliding_rope_theta != c.rope_theta && !is_gemma(c))
+      refuse("sliding_rope_theta: a per-layer-type θ is Gemma 3's (mlp geglu); the other exported families have one θ");
   }
+  if (is_gemma(c)) {
+    if (!c.qk_norm || !c.embed_scale || !c.sandwich_norms || c.qkv_bias != c.out_bias || c.mlp_bias ||
+        c.parallel_residual || c.rotary_dim() != c.d_head || c.attention_window > 0)
+      refuse("mlp geglu is Gemma 3's: it needs qk_norm, embed_scale and sandwich_norms, whole-head rotary, no MLP "
+             "biases, no parallel residual and no attention_window");
+    if (!c.layer_pattern.empty() && c.layer_pattern.find("nope") != std::string::npos)
+      refuse("layer_pattern has nope layers: Gemma3ForCausalLM has none");
+    return "Gemma3ForCausalLM";
+  }
+  if (c.embed_scale || c.sandwich_norms || c.query_pre_attn_scalar > 0)
+    refuse("embed_scale, sandwich_norms and query_pre_attn_scalar are Gemma 3's: they need mlp geglu");
   if (is_llama_family(c)) {
     if (c.qk_norm) {
       if (c.qkv_bias != c.out_bias || c.mlp_bias || c.parallel_residual || c.rotary_dim() != c.d_head)
@@ -224,6 +265,21 @@ nlohmann::json hf_config(const ModelConfig& config) {
         types.push_back(c.layer_type(i) == "sliding" ? "sliding_attention" : "full_attention");
       j["layer_types"] = types;
     }
+    if (arch == "Gemma3ForCausalLM") {
+      // transformers 5's per-layer-type rope parameters, and 4.x's keys beside them.
+      const double local = c.sliding_rope_theta > 0 ? c.sliding_rope_theta : c.rope_theta;
+      nlohmann::json types = nlohmann::json::array();
+      for (int64_t i = 0; i < c.n_layers; ++i)
+        types.push_back(c.layer_type(i) == "sliding" ? "sliding_attention" : "full_attention");
+      j.erase("hidden_act");
+      j.update({{"hidden_activation", "gelu_pytorch_tanh"}, {"attention_bias", c.qkv_bias},
+                {"query_pre_attn_scalar", c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : double(c.d_head)},
+                {"sliding_window", c.layer_pattern.empty() ? nlohmann::json(nullptr) : nlohmann::json(c.sliding_window)},
+                {"layer_types", types}, {"rope_local_base_freq", local},
+                {"final_logit_softcapping", nullptr}, {"attn_logit_softcapping", nullptr},
+                {"rope_parameters", {{"full_attention", rope_parameters},
+                                     {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", local}}}}}});
+    }
   }
   return j;
 }
@@ -235,6 +291,7 @@ std::map<std::string, at::Tensor> to_hf_tensors(TransformerImpl& m) {
   for (const auto& b : Bindings(m).list) {
     at::Tensor t;
     if (b.kind == Binding::kPlain) t = b.params[0];
+    else if (b.kind == Binding::kPlusOne) t = b.params[0] - 1;
     else if (b.kind == Binding::kFusedQKV) t = fuse_qkv(b.params, m.cfg.n_heads);
     else t = at::zeros(b.zero_shape, at::TensorOptions().dtype(dtype));
     out[b.hf] = t.detach().to(at::kCPU).contiguous();
@@ -260,7 +317,8 @@ void load_hf_tensors(TransformerImpl& m, const std::map<std::string, at::Tensor>
       continue;
     if (!known.count(name) && !(m.cfg.tie_embeddings && (name == "lm_head.weight" || name == "embed_out.weight")))
       throw Error(file(name) + ": tensor " + quoted(name) + " has no place in a " +
-                  (is_llama_family(m.cfg) ? "Llama-family" : "GPT-NeoX") + " model of this config.json");
+                  (is_gemma(m.cfg) ? "Gemma 3" : is_llama_family(m.cfg) ? "Llama-family" : "GPT-NeoX") +
+                  " model of this config.json");
   }
   for (const auto& b : bound) {
     const auto it = tensors.find(b.hf);
@@ -282,6 +340,9 @@ void load_hf_tensors(TransformerImpl& m, const std::map<std::string, at::Tensor>
     } else if (b.kind == Binding::kPlain) {
       expect(b.params[0].sizes().vec());
       b.params[0].copy_(src);
+    } else if (b.kind == Binding::kPlusOne) {
+      expect(b.params[0].sizes().vec());
+      b.params[0].copy_(src.to(at::kFloat) + 1);  // as Gemma computes it: 1 + w in float32
     } else {
       auto want = b.params[0].sizes().vec();
       want[0] *= 3;

@@ -25,11 +25,13 @@ torch::nn::AnyModule make_norm(const ModelConfig& c) {
 
 MLPImpl::MLPImpl(const ModelConfig& c) {
   up = register_module("up", linear(c.d_model, c.d_ff, c.mlp_bias));
-  if (c.mlp == "swiglu") gate = register_module("gate", linear(c.d_model, c.d_ff, c.mlp_bias));
+  if (c.mlp != "gelu") gate = register_module("gate", linear(c.d_model, c.d_ff, c.mlp_bias));
+  tanh_gelu_gate_ = c.mlp == "geglu";
   down = register_module("down", linear(c.d_ff, c.d_model, c.mlp_bias));
 }
 
 at::Tensor MLPImpl::forward(const at::Tensor& x) {
+  if (tanh_gelu_gate_) return down->forward(at::gelu(gate->forward(x), "tanh") * up->forward(x));  // Gemma
   if (gate) return down->forward(F::silu(gate->forward(x)) * up->forward(x));
   return down->forward(F::gelu(up->forward(x)));
 }
@@ -40,12 +42,22 @@ BlockImpl::BlockImpl(const ModelConfig& c, int64_t layer)
   attn = register_module("attn", Attention(c, layer));
   register_module("norm2", norm2.ptr());
   mlp = register_module("mlp", MLP(c));
+  if (c.sandwich_norms) {
+    attn_out_norm = make_norm(c);
+    mlp_out_norm = make_norm(c);
+    register_module("attn_out_norm", attn_out_norm.ptr());
+    register_module("mlp_out_norm", mlp_out_norm.ptr());
+  }
 }
 
 at::Tensor BlockImpl::forward(const at::Tensor& x, const at::Tensor& pos, const AttentionSettings& s,
                               LayerKV* cache, AttentionProbe* probe) {
   auto a = attn->forward(norm1.forward(x), pos, s, cache, probe);
   if (parallel) return x + a + mlp->forward(norm2.forward(x));  // GPT-NeoX: both branches read x
+  if (!attn_out_norm.is_empty()) {  // Gemma 3: each branch's output normalised before it is added
+    auto h = x + attn_out_norm.forward(a);
+    return h + mlp_out_norm.forward(mlp->forward(norm2.forward(h)));
+  }
   auto h = x + a;
   return h + mlp->forward(norm2.forward(h));
 }
@@ -78,6 +90,7 @@ at::Tensor TransformerImpl::hidden(const at::Tensor& idx, KVCache* cache, Attent
     probe->queries_pre_rope.clear();
   }
   auto x = tok_emb->forward(idx);
+  if (cfg.embed_scale) x = x * std::sqrt(double(cfg.d_model));  // Gemma: in the embedding's dtype
   // Without settings: the model's own positions (θ, or the RoPE method it was trained with).
   const AttentionSettings own = cfg.plain_rope() ? attention : trained_attention(cfg, start + T);
   const AttentionSettings& full = settings ? *settings : own;

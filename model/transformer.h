@@ -1,7 +1,9 @@
 // A decoder-only RoPE transformer, the whole architecture on one screen:
 //   tokens -> embedding -> n_layers x [x + attn(norm1 x); x + mlp(norm2 x)]
 //          -> final norm -> LM head (tied to the embedding or not)
-// (GPT-NeoX's parallel residual: x + attn(norm1 x) + mlp(norm2 x).)
+// (GPT-NeoX's parallel residual: x + attn(norm1 x) + mlp(norm2 x); Gemma 3's
+// sandwich: x + norm(attn(norm1 x)), then h + norm(mlp(norm2 h)), with the
+// embedding × √d_model.)
 // Layer l's attention is of type cfg.layer_type(l): full layers take the
 // forward's RoPE settings (the model's method, or the evaluation's), sliding
 // layers plain RoPE at their own θ, nope layers none.
@@ -20,7 +22,9 @@ class MLPImpl : public torch::nn::Module {
  public:
   explicit MLPImpl(const ModelConfig& cfg);
   at::Tensor forward(const at::Tensor& x);
-  torch::nn::Linear up{nullptr}, gate{nullptr}, down{nullptr};  // gate only for SwiGLU
+  torch::nn::Linear up{nullptr}, gate{nullptr}, down{nullptr};  // gate for SwiGLU and GeGLU
+ private:
+  bool tanh_gelu_gate_ = false;  // GeGLU (Gemma): gelu(tanh approximation) of the gate, not silu
 };
 TORCH_MODULE(MLP);
 
@@ -30,6 +34,7 @@ class BlockImpl : public torch::nn::Module {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& pos, const AttentionSettings& s, LayerKV* cache,
                      AttentionProbe* probe);
   torch::nn::AnyModule norm1, norm2;
+  torch::nn::AnyModule attn_out_norm, mlp_out_norm;  // sandwich_norms only (Gemma 3)
   Attention attn{nullptr};
   MLP mlp{nullptr};
   bool parallel;  // parallel residual (GPT-NeoX)

@@ -120,6 +120,11 @@ class Aggregator {
     std::string label = buf;
     if (c.contains("data_mix") && c["data_mix"].is_string() && !c["data_mix"].get<std::string>().empty())
       label += " · " + c["data_mix"].get<std::string>();
+    // The design, where the model has one beyond plain RoPE at one θ.
+    if (m.contains("layer_pattern") && m["layer_pattern"].is_string() && !m["layer_pattern"].get<std::string>().empty())
+      label += " · layers " + m["layer_pattern"].get<std::string>();
+    if (m.contains("rope_scaling") && m["rope_scaling"].is_string() && m["rope_scaling"] != "none" && m["rope_scaling"] != "default")
+      label += " · rope " + m["rope_scaling"].get<std::string>();
     int same_theta = 0;
     for (const auto& [key, other] : groups_) same_theta += other.theta == g.theta;
     if (same_theta > 1) label += " · recipe " + std::to_string(std::hash<std::string>{}(g.key) % 10000);

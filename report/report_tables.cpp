@@ -326,10 +326,41 @@ Table stages_table(const Inputs& in) {
   return t;
 }
 
+// γ per layer type (eval gamma's ropelab.per_layer_type) of each run's newest
+// checkpoint: for models with per-layer attention (full, sliding, nope layers).
+Table layer_type_table(const Inputs& in) {
+  Table t{"layer-type-table", "γ per layer type",
+          "For models whose layers differ (layer_pattern: full layers with the model's RoPE method, sliding layers "
+          "at their own θ and window, nope layers without position encoding): γ fitted to A(d) averaged over the "
+          "layers of each type, at each run's newest checkpoint, beside the whole model's γ; a sliding type over the "
+          "distances inside its window only (beyond it its attention is 0 by construction). The whole model's γ of "
+          "a model with sliding layers averages in those zeros, so it reads the window, not a decay: compare such "
+          "models by layer type. The interval is the "
+          "fit's bootstrap over prompts and distances (one training), not a between-training interval.",
+          {"model", "step", "protocol", "layer type", "layers", "γ", "95% CI", "R²", "γ (whole model)", "note"},
+          {false, true, false, false, false, true, false, true, true, false},
+          {},
+          ""};
+  for (const auto& g : final_records(in)) {
+    const json& r = g.record;
+    if (!r.contains("ropelab") || !r["ropelab"].contains("per_layer_type") || !r["ropelab"]["per_layer_type"].is_object())
+      continue;
+    for (const auto& [type, f] : r["ropelab"]["per_layer_type"].items()) {
+      std::string layers;
+      for (const auto& l : f.value("layers", json::array())) layers += (layers.empty() ? "" : ",") + l.dump();
+      t.rows.push_back({g.series, step_cell(g.step), g.protocol, type, layers, fmt(number_at(f, {"gamma"}), "%.3f"),
+                        interval(number_at(f, {"ci95_lo"}), number_at(f, {"ci95_hi"})), fmt(number_at(f, {"R2"}), "%.3f"),
+                        fmt(number_at(r, {"measurement", "gamma"}), "%.3f"),
+                        f.contains("error") && f["error"].is_string() ? f["error"].get<std::string>() : ""});
+    }
+  }
+  return t;
+}
+
 }  // namespace
 
 std::vector<Table> build_tables(const Inputs& in, const std::vector<SummaryRow>& summary) {
-  return {gamma_summary(summary), between_trainings_table(in.between_trainings), niah_table(in),    alpha_star_table(in),
+  return {gamma_summary(summary), layer_type_table(in), between_trainings_table(in.between_trainings), niah_table(in),    alpha_star_table(in),
           reach_table(in),        kv_retrieval_table(in),            df_table(in),      kv_budget_table(in),
           query_gmm_table(in),    stages_table(in)};
 }

@@ -91,6 +91,12 @@ Study load_study(const std::string& path) {
     throw Error(path + ": not a study file (no `study = \"NAME\"` key; train recipes go to `ropelab train --config`)");
   const auto& stages = stage_names();
   for (const auto& it : items) {
+    if (it.name == "++" && it.parents.size() == 2 && it.parents[0] == "design") {  // [design.NAME], maybe without keys
+      if (it.parents[1].find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
+        throw bad("design." + it.parents[1], "a design name is lowercase letters, digits and dashes");
+      if (std::none_of(s.designs.begin(), s.designs.end(), [&](const auto& d) { return d.first == it.parents[1]; }))
+        s.designs.push_back({it.parents[1], {}});
+    }
     if (it.name == "++" || it.name == "--") continue;  // section markers
     if (it.parents.empty()) {
       if (it.name == "study") s.name = single(it);
@@ -120,12 +126,25 @@ Study load_study(const std::string& path) {
       continue;
     }
     const std::string& section = it.parents[0];
+    if (section == "design") {  // [design.NAME]: train flags of one design
+      if (it.parents.size() != 2) throw bad(it.fullname(), "design keys go in a [design.NAME] section");
+      const std::string& name = it.parents[1];
+      if (name.empty() || name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-") != std::string::npos)
+        throw bad(it.fullname(), "a design name is lowercase letters, digits and dashes");
+      const auto& res = reserved_flags("train");
+      if (std::find(res.begin(), res.end(), it.name) != res.end())
+        throw bad(it.fullname(), "is set by the pilot itself (per θ), not by the study file");
+      auto d = std::find_if(s.designs.begin(), s.designs.end(), [&](const auto& x) { return x.first == name; });
+      if (d == s.designs.end()) d = s.designs.insert(s.designs.end(), {name, {}});
+      for (const auto& v : it.inputs) d->second.push_back({it.name, v});
+      continue;
+    }
     if (it.parents.size() == 1 && section == "slurm") {  // checked by study/slurm_launcher.h
       for (const auto& v : it.inputs) s.slurm.push_back({it.name, v});
       continue;
     }
     if (it.parents.size() != 1 || std::find(stages.begin(), stages.end(), section) == stages.end())
-      throw bad(it.fullname(), "unknown section (train, gamma, niah, kv, report, slurm)");
+      throw bad(it.fullname(), "unknown section (train, gamma, niah, kv, report, slurm, design.NAME)");
     if (it.name == "skip") {
       const auto v = single(it);
       if (v != "true" && v != "false") throw bad(it.fullname(), "expected true or false");
@@ -148,26 +167,37 @@ Study load_study(const std::string& path) {
   std::set<uint64_t> seen;
   for (uint64_t seed : s.seeds)
     if (!seen.insert(seed).second) throw bad("seeds", std::to_string(seed) + " is listed twice");
+  for (const auto& [name, flags] : s.designs)
+    for (const auto& [k, v] : flags)
+      if (has_flag(s, "train", k))
+        throw bad("design." + name + "." + k, "is also in [train]; a design's flag belongs to the design alone");
   if (!s.seeds.empty() && has_flag(s, "train", "seed"))
     throw bad("train.seed", "conflicts with the top-level `seeds` list, which gives each run its seed");
   return s;
 }
 
 std::vector<Member> members(const Study& s) {
+  std::vector<std::string> designs;
+  for (const auto& d : s.designs) designs.push_back(d.first);
+  if (designs.empty()) designs.push_back("");
   std::vector<Member> all;
-  for (double theta : s.thetas) {
-    if (s.seeds.empty()) all.push_back({theta, std::nullopt});
-    for (uint64_t seed : s.seeds) all.push_back({theta, seed});
-  }
+  for (const auto& design : designs)
+    for (double theta : s.thetas) {
+      if (s.seeds.empty()) all.push_back({theta, std::nullopt, design});
+      for (uint64_t seed : s.seeds) all.push_back({theta, seed, design});
+    }
   return all;
 }
 
 std::string member_label(const Member& m) {
-  return "θ=" + theta_label(m.theta) + (m.seed ? " seed=" + std::to_string(*m.seed) : "");
+  return (m.design.empty() ? "" : m.design + " ") + "θ=" + theta_label(m.theta) +
+         (m.seed ? " seed=" + std::to_string(*m.seed) : "");
 }
 
 std::string run_dir(const Study& s, const Member& m) {
-  return rundir::study_run_dir(s.out, m.theta, m.seed);
+  const fs::path dir = rundir::study_run_dir(s.out, m.theta, m.seed);
+  if (m.design.empty()) return dir.string();
+  return (dir.parent_path() / (m.design + "-" + dir.filename().string())).string();
 }
 
 bool skipped_by_file(const Study& s, const std::string& stage) {
@@ -233,6 +263,9 @@ Step plan_step(const Study& s, const std::string& stage, const Member& m) {
       st.args = {"train", "--config", s.train_recipe, "--rope-theta=" + theta_label(m.theta)};
       if (m.seed) st.args.push_back("--seed=" + std::to_string(*m.seed));
       append_flags(s, stage, st.args);
+      for (const auto& [name, flags] : s.designs)  // the design's own flags (never also in [train])
+        if (name == m.design)
+          for (const auto& [k, v] : flags) st.args.push_back("--" + k + "=" + v);
       st.args.insert(st.args.end(), {"--out", dir});
     }
     return st;

@@ -7,6 +7,9 @@
 //   train-recipe = "recipes/pilot-model.toml"
 //   thetas = [1e4, 1e5, 1e6]              # only θ differs between the runs
 //   seeds = [1, 2, 3]                     # optional: each θ trained once per seed
+//   [design.NAME]                         # optional, repeatable: a model design compared at each θ and
+//                                         # seed (extra `ropelab train` flags, e.g. layer-pattern); its
+//                                         # runs are OUT/NAME-theta-<θ>[-seed-<s>]
 //   [train]   extra `ropelab train` flags (override the recipe)
 //   [gamma]   `ropelab eval gamma` flags      (the pilot sets --run, --out)
 //   [niah]    `ropelab eval niah` flags       (the pilot sets --ckpt, --out, and --gamma-from when
@@ -44,6 +47,8 @@ struct Study {
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> flags;  // section -> (key, value)
   std::map<std::string, bool> skip;                                                // section -> skip
   std::vector<std::pair<std::string, std::string>> slurm;  // [slurm] (key, value), arrays as repeated keys
+  // [design.NAME] sections in file order: each a name and its train flags.
+  std::vector<std::pair<std::string, std::vector<std::pair<std::string, std::string>>>> designs;
 };
 
 // The stages of one run (a θ, or a θ and a seed), in the order they run.
@@ -58,15 +63,17 @@ Study load_study(const std::string& path);
 
 using rundir::theta_label;  // θ as it appears in run directory names
 
-// One training run of a study: a θ, and a seed when the file lists seeds.
+// One training run of a study: a θ, a seed when the file lists seeds, a
+// design when it has [design.NAME] sections.
 struct Member {
   double theta = 0;
   std::optional<uint64_t> seed;
+  std::string design;  // "" without designs
 };
-// Every run of the study, θ-major (a θ's seeds together), in the file's order.
+// Every run of the study, design-major, then θ (a θ's seeds together), in the file's order.
 std::vector<Member> members(const Study& s);
-std::string member_label(const Member& m);             // "θ=1e4" or "θ=1e4 seed=7"
-std::string run_dir(const Study& s, const Member& m);  // OUT/theta-1e4 or OUT/theta-1e4-seed-7
+std::string member_label(const Member& m);             // "θ=1e4", "θ=1e4 seed=7", "local-global θ=1e4 seed=7"
+std::string run_dir(const Study& s, const Member& m);  // OUT/theta-1e4, OUT/theta-1e4-seed-7, OUT/NAME-theta-1e4-seed-7
 
 // Whether the study file says `skip = true` for this stage.
 bool skipped_by_file(const Study& s, const std::string& stage);

@@ -84,6 +84,8 @@ train::TrainConfig all_set() {
   m.rope_mscale_all_dim = 0.5;
   m.rope_truncate = false;
   m.qk_norm = true;
+  m.embed_scale = m.sandwich_norms = true;
+  m.query_pre_attn_scalar = 24;
   m.layer_pattern = "sliding,full,full";
   m.sliding_window = 16;
   m.sliding_rope_theta = 100;

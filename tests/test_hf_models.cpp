@@ -637,12 +637,107 @@ TEST(HfModels, Qwen3ShapedWithSlidingLayersEqualsTheFloat64Reference) {
   EXPECT_LT(max_diff(logits_of(again, ids), ref), 1e-5);
 }
 
-TEST(HfModels, GemmaAndOtherFamiliesAreRefusedByName) {
-  const auto dir = scratch_dir() + "/gemma3";
+TEST(HfModels, OtherFamiliesAreRefusedByName) {
+  const auto dir = scratch_dir() + "/gemma2";
   json cfg = qwen2_config();
-  cfg.update({{"architectures", {"Gemma3ForCausalLM"}}, {"model_type", "gemma3_text"}});
+  cfg.update({{"architectures", {"Gemma2ForCausalLM"}}, {"model_type", "gemma2"}});
   write_hf_dir(dir, cfg, llama_family_weights(1, false), "F32", 1);
-  EXPECT_NE(error_of([&] { model::import_hf(dir); }).find("\"Gemma3ForCausalLM\"; ropelab loads"), std::string::npos);
+  EXPECT_NE(error_of([&] { model::import_hf(dir); }).find("\"Gemma2ForCausalLM\"; ropelab loads"), std::string::npos);
+}
+
+// ---- Gemma 3 (text), from the transformers definition ----
+
+json gemma3_config() {
+  return {{"architectures", {"Gemma3ForCausalLM"}}, {"model_type", "gemma3_text"}, {"vocab_size", V}, {"hidden_size", D},
+          {"intermediate_size", FF}, {"num_hidden_layers", L}, {"num_attention_heads", H}, {"num_key_value_heads", KV},
+          {"head_dim", DH}, {"max_position_embeddings", 64}, {"rope_theta", 1e4}, {"rope_local_base_freq", 100.0},
+          {"rope_scaling", {{"rope_type", "linear"}, {"factor", 2.0}}}, {"sliding_window", 4},
+          {"layer_types", {"sliding_attention", "full_attention"}}, {"query_pre_attn_scalar", 6},
+          {"hidden_activation", "gelu_pytorch_tanh"}, {"rms_norm_eps", 1e-6}, {"tie_word_embeddings", true},
+          {"final_logit_softcapping", nullptr}, {"attn_logit_softcapping", nullptr}};
+}
+Weights gemma3_weights(uint64_t seed) {
+  auto w = llama_family_weights(seed, false);
+  auto g = at::make_generator<at::CPUGeneratorImpl>(seed + 100);
+  for (int l = 0; l < L; ++l) {  // Gemma stores the gains' offsets from 1: small numbers around 0
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    for (const char* n : {"input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"})
+      w[p + n + ".weight"] = rnd({D}, 0.2, g);
+    w[p + "self_attn.q_norm.weight"] = rnd({DH}, 0.2, g);
+    w[p + "self_attn.k_norm.weight"] = rnd({DH}, 0.2, g);
+  }
+  w["model.norm.weight"] = rnd({D}, 0.2, g);
+  return w;
+}
+// Gemma3RMSNorm: x / sqrt(mean(x²) + eps) · (1 + w).
+at::Tensor gemma_norm(const Weights& w, const std::string& name, const at::Tensor& x) {
+  return x / at::sqrt(x.pow(2).mean(-1, true) + 1e-6) * (1.0 + w.at(name + ".weight"));
+}
+at::Tensor gemma3_reference(const Weights& w, const std::vector<int64_t>& ids) {
+  const int64_t T = ids.size();
+  auto x = w.at("model.embed_tokens.weight").index_select(0, at::tensor(ids, at::kLong)) * std::sqrt(double(D));
+  for (int l = 0; l < L; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const bool sliding = l == 0;  // layer_types: sliding_attention, full_attention
+    auto h = gemma_norm(w, p + "input_layernorm", x);
+    auto q = gemma_norm(w, p + "self_attn.q_norm", linear(w, p + "self_attn.q_proj", h).view({T, H, DH}));
+    auto k = gemma_norm(w, p + "self_attn.k_norm", linear(w, p + "self_attn.k_proj", h).view({T, KV, DH}));
+    // Sliding layers: plain RoPE at rope_local_base_freq; full layers: rope_theta with linear scaling ×2.
+    auto inv = plain_inv(sliding ? 100.0 : 1e4);
+    if (!sliding) for (auto& f : inv) f /= 2;
+    q = rope_with(q, inv, 1.0) * (std::sqrt(double(DH)) / std::sqrt(6.0));  // scores × query_pre_attn_scalar^(-1/2)
+    k = rope_with(k, inv, 1.0);
+    auto v = linear(w, p + "self_attn.v_proj", h).view({T, KV, DH});
+    auto a = linear(w, p + "self_attn.o_proj", attention(q, k, v, sliding ? 4 : 0).reshape({T, H * DH}));
+    x = x + gemma_norm(w, p + "post_attention_layernorm", a);
+    auto h2 = gemma_norm(w, p + "pre_feedforward_layernorm", x);
+    auto gate = linear(w, p + "mlp.gate_proj", h2);
+    auto gelu_tanh = 0.5 * gate * (1 + at::tanh(std::sqrt(2.0 / M_PI) * (gate + 0.044715 * gate.pow(3))));
+    x = x + gemma_norm(w, p + "post_feedforward_layernorm", linear(w, p + "mlp.down_proj", gelu_tanh * linear(w, p + "mlp.up_proj", h2)));
+  }
+  return gemma_norm(w, "model.norm", x).matmul(w.at("model.embed_tokens.weight").t());
+}
+
+TEST(HfModels, Gemma3ShapedEqualsTheFloat64Reference) {
+  const auto dir = scratch_dir() + "/gemma3-tiny";
+  auto w = gemma3_weights(9);
+  round_to(w, "F32");
+  write_hf_dir(dir, gemma3_config(), w, "F32", 1);
+  auto m = model::import_hf(dir);
+  EXPECT_EQ(m->cfg.layer_pattern, "sliding,full");
+  EXPECT_EQ(m->cfg.sliding_rope_theta, 100.0);
+  EXPECT_EQ(m->cfg.rope_scaling, "linear");
+  EXPECT_TRUE(m->cfg.qk_norm && m->cfg.embed_scale && m->cfg.sandwich_norms);
+  const auto ids = some_ids(14);
+  const auto ref = gemma3_reference(w, ids);
+  ASSERT_GT(ref.abs().max().item<double>(), 1.0);
+  EXPECT_LT(max_diff(logits_of(m, ids), ref), 1e-5 * ref.abs().max().item<double>());
+  // The older key: every sliding_window_pattern-th layer global (here 2: sliding, full).
+  json older = gemma3_config();
+  older.erase("layer_types");
+  older["sliding_window_pattern"] = 2;
+  write_hf_dir(dir + "-older", older, w, "F32", 1);
+  auto m2 = model::import_hf(dir + "-older");
+  EXPECT_EQ(m2->cfg.layer_pattern, "sliding,full");
+  EXPECT_LT(max_diff(logits_of(m2, ids), ref), 1e-5 * ref.abs().max().item<double>());
+  // Exported: the gains written back as Gemma stores them, and the same logits loaded again.
+  model::export_hf(*m, dir + "-out", "");
+  const auto cfg = io::read_json(dir + "-out/config.json");
+  EXPECT_EQ(cfg["architectures"][0], "Gemma3ForCausalLM");
+  EXPECT_EQ(cfg["rope_parameters"]["sliding_attention"]["rope_theta"], 100.0);
+  EXPECT_EQ(cfg["rope_parameters"]["full_attention"]["rope_type"], "linear");
+  auto back = safetensors::read(dir + "-out/model.safetensors");
+  const auto& b = back.tensors.at("model.layers.1.post_feedforward_layernorm.weight");
+  auto got = at::from_blob(const_cast<char*>(b.bytes.data()), b.shape, at::kFloat).to(at::kDouble);
+  EXPECT_LT(max_diff(got, w.at("model.layers.1.post_feedforward_layernorm.weight")), 1e-7);
+  auto again = model::import_hf(dir + "-out");
+  EXPECT_EQ(model::to_json(again->cfg), model::to_json(m->cfg));
+  EXPECT_LT(max_diff(logits_of(again, ids), ref), 1e-5 * ref.abs().max().item<double>());
+  // Soft-capping is not built: named.
+  json capped = gemma3_config();
+  capped["final_logit_softcapping"] = 30.0;
+  write_hf_dir(dir + "-capped", capped, w, "F32", 1);
+  EXPECT_NE(error_of([&] { model::import_hf(dir + "-capped"); }).find("final_logit_softcapping is set"), std::string::npos);
 }
 
 TEST(HfModels, DynamicNtkAndLongropeMatchTransformersDefinitions) {

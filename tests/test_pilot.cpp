@@ -142,6 +142,37 @@ TEST(Pilot, SeedsMakeOneRunPerThetaAndSeed) {
   EXPECT_NE(err("seeds = []\n").find("key \"seeds\": is an empty list"), std::string::npos) << err("seeds = []\n");
 }
 
+// [design.NAME] sections: each design is trained at every θ and seed with its
+// own train flags, in a run directory named after it.
+TEST(Pilot, DesignsMakeOneRunPerDesignThetaAndSeed) {
+  const auto dir = scratch_dir();
+  const auto s = study::load_study(study_file(
+      dir, "seeds = [1]\n[train]\nmax-steps = 8\n[design.uniform]\n[design.local-global]\nlayer-pattern = "
+           "\"sliding,full\"\nsliding-window = 64\nsliding-rope-theta = 1e4\n"));
+  ASSERT_EQ(s.designs.size(), 2u);  // a design without keys (uniform: the recipe as it is) counts
+  EXPECT_EQ(s.designs[0].first, "uniform");
+  EXPECT_TRUE(s.designs[0].second.empty());
+  const auto two = study::load_study(study_file(
+      dir, "seeds = [1]\n[train]\nmax-steps = 8\n[design.uniform]\nn-layers = 2\n[design.local-global]\n"
+           "n-layers = 2\nlayer-pattern = \"sliding,full\"\nsliding-window = 64\n"));
+  const auto runs = study::members(two);
+  ASSERT_EQ(runs.size(), 4u);  // design-major: uniform 1e4, uniform 2.5e5, local-global 1e4, local-global 2.5e5
+  EXPECT_EQ(runs[0].design, "uniform");
+  EXPECT_EQ(runs[3].design, "local-global");
+  EXPECT_EQ(study::member_label(runs[3]), "local-global θ=2.5e5 seed=1");
+  const std::string run = dir + "/out/local-global-theta-2.5e5-seed-1";
+  EXPECT_EQ(study::run_dir(two, runs[3]), run);
+  EXPECT_EQ(study::plan_step(two, "train", runs[3]).args,
+            (std::vector<std::string>{"train", "--config", kRecipe, "--rope-theta=2.5e5", "--seed=1", "--max-steps=8",
+                                      "--n-layers=2", "--layer-pattern=sliding,full", "--sliding-window=64", "--out",
+                                      run}));
+  auto err = [&](const std::string& extra) { return error_of([&] { study::load_study(study_file(dir, extra)); }); };
+  EXPECT_NE(err("[train]\nn-layers = 4\n[design.a]\nn-layers = 2\n").find("key \"design.a.n-layers\": is also in [train]"),
+            std::string::npos);
+  EXPECT_NE(err("[design.A]\nn-layers = 2\n").find("lowercase letters, digits and dashes"), std::string::npos);
+  EXPECT_NE(err("[design.a]\nrope-theta = 5\n").find("is set by the pilot itself"), std::string::npos);
+}
+
 // With two γ protocols asked for, the gamma stage is complete only when every
 // checkpoint has a record of each (a record without one counts as taf).
 TEST(Pilot, GammaIsCompleteWhenEveryProtocolMeasuredEveryCheckpoint) {

@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -260,4 +262,12 @@ TEST(RopeMethods, HfConfigRefusesWhatATypeDoesNotTakeByName) {
   EXPECT_FALSE(c.rope_truncate);
   EXPECT_DOUBLE_EQ(c.rope_mscale, 1.0);
   EXPECT_DOUBLE_EQ(rope_frequencies(c.rope_params(), c.rope_geometry(), 10).attention_factor, 1.0);  // equal mscales
+}
+
+// The docs' table lists every method of the one table, under its name.
+TEST(RopeMethods, TheDocsListEveryMethod) {
+  std::ifstream f(std::string(ROPELAB_SOURCE_DIR) + "/docs/rope-methods.md");
+  ASSERT_TRUE(f.good());
+  const std::string doc((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  for (const auto& m : rope_methods()) EXPECT_NE(doc.find("| `" + std::string(m.name) + "`"), std::string::npos) << m.name;
 }
