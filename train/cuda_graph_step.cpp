@@ -18,6 +18,9 @@ namespace ropelab::train {
 std::string cuda_graph_why_not(const TrainConfig& cfg, bool distributed) {
   if (!cfg.cuda_graph) return "--cuda-graph 0";
   if (cfg.device != "cuda") return "not on CUDA";
+  // A RoPE method other than plain RoPE makes its frequencies on the host in
+  // each forward (model/trained_rope.h): a copy a graph capture forbids.
+  if (!cfg.model.plain_rope()) return "RoPE method " + cfg.model.rope_scaling + " (its frequencies come from the host)";
 #if !defined(ROPELAB_CUDA_GRAPH)
   return "this build has no CUDA graphs (libtorch without CUDA, or 1.x)";
 #else
