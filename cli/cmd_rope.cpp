@@ -53,31 +53,11 @@ struct FreqsFlags {
   std::map<std::string, std::string> params;  // HF name -> value as written
 };
 
-nlohmann::json value_of(const std::string& key, const std::string& v) {
-  if (key == "truncate") {
-    if (v != "true" && v != "false") throw Error("rope freqs: --truncate must be true or false");
-    return v == "true";
-  }
-  auto number = [&](const std::string& s) {
-    size_t used = 0;
-    double x = NAN;
-    try { x = std::stod(s, &used); } catch (...) { used = 0; }
-    if (used != s.size() || s.empty()) throw Error("rope freqs: --" + key + " " + text::quoted(v) + " is not a number");
-    return x;
-  };
-  if (key == "long_factor" || key == "short_factor") {
-    nlohmann::json list = nlohmann::json::array();
-    for (const auto& x : text::split(v, ',')) list.push_back(number(x));
-    return list;
-  }
-  return number(v);
-}
-
 nlohmann::json freqs(const FreqsFlags& f) {
   model::RopeParams p;
   p.type = model::rope_method(f.type).name;
   const model::RopeGeometry g{f.theta, f.head_dim, f.rotary_fraction, f.context};
-  for (const auto& [key, v] : f.params) set_rope_param(p, key, value_of(key, v), "rope freqs --" + key);
+  for (const auto& [key, v] : f.params) set_rope_param(p, key, model::rope_param_from_text(key, v, ','), "rope freqs --" + key);
   if (p.type == "longrope" && !f.params.count("factor") && f.context > 0)
     p.factor = double(f.context) / double(p.original_max_position_embeddings > 0 ? p.original_max_position_embeddings : f.context);
   check_rope_params(p, g, "rope freqs");

@@ -176,6 +176,22 @@ RopeParams ModelConfig::rope_params() const {
   return p;
 }
 
+void ModelConfig::set_rope_params(const RopeParams& p) {
+  rope_scaling = p.type == "default" ? "none" : p.type;  // ropelab's configs call plain RoPE "none"
+  rope_scaling_factor = p.factor;
+  rope_original_max_positions = p.original_max_position_embeddings;
+  rope_low_freq_factor = p.low_freq_factor;
+  rope_high_freq_factor = p.high_freq_factor;
+  rope_beta_fast = p.beta_fast;
+  rope_beta_slow = p.beta_slow;
+  rope_mscale = p.mscale;
+  rope_mscale_all_dim = p.mscale_all_dim;
+  rope_truncate = p.truncate;
+  rope_attention_factor = p.attention_factor;
+  rope_long_factor = p.long_factor;
+  rope_short_factor = p.short_factor;
+}
+
 RopeGeometry ModelConfig::rope_geometry() const {
   return {rope_theta, d_head > 0 ? d_head : d_model / n_heads, rotary_fraction, T_train};
 }

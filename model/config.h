@@ -70,6 +70,7 @@ struct ModelConfig {
   ModelConfig resolved() const;
   int64_t rotary_dim() const;       // even; the first rotary_dim dims of a head rotate (all of it for proportional)
   RopeParams rope_params() const;   // the method and its parameters, as model/rope_methods.h takes them
+  void set_rope_params(const RopeParams& p);  // the reverse ("default" stored as "none")
   RopeGeometry rope_geometry() const;
   bool plain_rope() const;          // the method is default RoPE
   // The type of layer i (full, sliding or nope), from layer_pattern.

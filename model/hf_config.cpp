@@ -122,19 +122,7 @@ void read_rope(const HfReader& top, ModelConfig& c) {
   }
   if (p.type == "proportional")  // p-RoPE's p is the rotary fraction of the rope parameters
     c.rotary_fraction = rope.number_or("partial_rotary_factor", 1.0);
-  c.rope_scaling = p.type == "default" ? "none" : p.type;  // ropelab's configs call plain RoPE "none"
-  c.rope_scaling_factor = p.factor;
-  c.rope_original_max_positions = p.original_max_position_embeddings;
-  c.rope_low_freq_factor = p.low_freq_factor;
-  c.rope_high_freq_factor = p.high_freq_factor;
-  c.rope_beta_fast = p.beta_fast;
-  c.rope_beta_slow = p.beta_slow;
-  c.rope_mscale = p.mscale;
-  c.rope_mscale_all_dim = p.mscale_all_dim;
-  c.rope_truncate = p.truncate;
-  c.rope_attention_factor = p.attention_factor;
-  c.rope_long_factor = p.long_factor;
-  c.rope_short_factor = p.short_factor;
+  c.set_rope_params(p);
 }
 
 // Gemma 3 (text): GeGLU with the tanh gelu, RMSNorm (its 1 + w gain is

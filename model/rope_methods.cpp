@@ -243,6 +243,21 @@ void set_rope_param(RopeParams& p, const std::string& key, const nlohmann::json&
   }
 }
 
+nlohmann::json rope_param_from_text(const std::string& key, const std::string& text, char list_sep) {
+  auto value = [](const std::string& s) -> nlohmann::json {
+    if (s == "true" || s == "false") return s == "true";
+    size_t used = 0;
+    double v = NAN;
+    try { v = std::stod(s, &used); } catch (...) { used = 0; }
+    if (used == s.size() && !s.empty() && std::isfinite(v)) return v;
+    return s;
+  };
+  if (key != "long_factor" && key != "short_factor") return value(text);
+  nlohmann::json list = nlohmann::json::array();
+  for (const auto& x : text::split(text, list_sep)) list.push_back(value(x));
+  return list;
+}
+
 void check_rope_params(const RopeParams& p, const RopeGeometry& g, const std::string& where) {
   const RopeMethod& m = rope_method(p.type);
   auto need = [&](bool ok, const std::string& why) {

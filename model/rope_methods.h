@@ -89,6 +89,12 @@ std::string rope_method_names();
 // Sets parameter `key` of `p` from a JSON value; throws Error "WHERE: ..."
 // naming the key when `p.type` does not take it or the value is outside its domain.
 void set_rope_param(RopeParams& p, const std::string& key, const nlohmann::json& value, const std::string& where);
+// A parameter's value as written on a command line (true/false, a number, or
+// for long_factor/short_factor a list separated by `list_sep`), as the JSON
+// set_rope_param takes; what is none of these stays text, for set_rope_param
+// to refuse by name.
+nlohmann::json rope_param_from_text(const std::string& key, const std::string& text, char list_sep);
+
 // Checks every parameter of `p` against its method's domains (and the
 // combinations: beta_fast > beta_slow, low < high freq factor, longrope's
 // factor lists one per rotated pair); throws Error "WHERE: ...".

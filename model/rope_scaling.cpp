@@ -46,17 +46,8 @@ double number(const std::string& s) {
   return used == s.size() && !s.empty() ? v : NAN;
 }
 
-// VALUE of KEY=VALUE as JSON: true/false, a number, a/b/c as a list of numbers.
-nlohmann::json param_value(const std::string& v) {
-  if (v == "true" || v == "false") return v == "true";
-  if (v.find('/') != std::string::npos) {
-    nlohmann::json list = nlohmann::json::array();
-    for (const auto& x : text::split(v, '/')) list.push_back(std::isfinite(number(x)) ? nlohmann::json(number(x)) : nlohmann::json(x));
-    return list;
-  }
-  if (std::isfinite(number(v))) return number(v);
-  return v;
-}
+// VALUE of KEY=VALUE as a parameter value; a list is written a/b/c (a comma separates methods).
+nlohmann::json param_value(const std::string& key, const std::string& v) { return rope_param_from_text(key, v, '/'); }
 
 ScalingMethod parse_one(const std::string& item) {
   ScalingMethod m;
@@ -92,7 +83,7 @@ ScalingMethod parse_one(const std::string& item) {
       throw Error("scaling method \"" + item + "\": " + text::quoted(parts[i]) + " is no KEY=VALUE");
     const std::string key = parts[i].substr(0, eq), value = parts[i].substr(eq + 1);
     if (key == "factor") throw Error("scaling method \"" + item + "\": give the factor as " + m.kind + ":F");
-    set_rope_param(check, key, param_value(value), "scaling method \"" + item + "\"");  // names a bad key or value now
+    set_rope_param(check, key, param_value(key, value), "scaling method \"" + item + "\"");  // names a bad key or value now
     m.params.emplace_back(key, value);
   }
   return m;
@@ -180,7 +171,7 @@ RopeParams scaling_params(const ScalingMethod& m, const ModelConfig& cfg, int64_
   RopeParams p;
   p.type = rope_method(m.kind).name;
   p.factor = scaling_factor(m, cfg, target_length, gamma_target);
-  for (const auto& [k, v] : m.params) set_rope_param(p, k, param_value(v), "scaling method \"" + m.label() + "\"");
+  for (const auto& [k, v] : m.params) set_rope_param(p, k, param_value(k, v), "scaling method \"" + m.label() + "\"");
   return p;
 }
 }  // namespace

@@ -271,3 +271,17 @@ TEST(RopeMethods, TheDocsListEveryMethod) {
   const std::string doc((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   for (const auto& m : rope_methods()) EXPECT_NE(doc.find("| `" + std::string(m.name) + "`"), std::string::npos) << m.name;
 }
+
+// One reader of a parameter written as text (--scaling's KEY=VALUE, rope freqs' flags).
+TEST(RopeMethods, ParameterTextIsReadOneWay) {
+  EXPECT_EQ(rope_param_from_text("long_factor", "1,2.5", ','), json({1.0, 2.5}));
+  EXPECT_EQ(rope_param_from_text("short_factor", "1/3", '/'), json({1.0, 3.0}));
+  EXPECT_EQ(rope_param_from_text("truncate", "false", ','), json(false));
+  EXPECT_EQ(rope_param_from_text("factor", "4", '/'), json(4.0));
+  EXPECT_EQ(rope_param_from_text("factor", "four", '/'), json("four"));  // left for set_rope_param to refuse
+  RopeParams p;
+  p.type = "yarn";
+  EXPECT_NE(error_of([&] { set_rope_param(p, "factor", rope_param_from_text("factor", "four", '/'), "w"); })
+                .find("w: factor must be a number >= 1"),
+            std::string::npos);
+}
