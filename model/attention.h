@@ -75,9 +75,6 @@ class AttentionImpl : public torch::nn::Module {
   torch::nn::Linear wq{nullptr}, wk{nullptr}, wv{nullptr}, wo{nullptr};
   RMSNorm q_norm{nullptr}, k_norm{nullptr};  // qk_norm only
 
-  int64_t window() const { return window_; }
-  bool rotates() const { return rotates_; }
-
  private:
   int64_t n_heads_, n_kv_heads_, d_head_, rotary_dim_, window_;
   double scale_;  // of the scores: d_head^(-1/2), or query_pre_attn_scalar^(-1/2) (Gemma 3)
