@@ -5,10 +5,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/config_flags.h"
 #include "common/error.h"
 #include "common/io.h"
 #include "theory/decay_input.h"
@@ -26,9 +28,9 @@ std::string num(double x) {
 
 struct FitFlags {
   std::string input, model_id, out, protocol;
-  double fit_min_d = 30, theta = 0, T_eval = 0;
+  double theta = 0, T_eval = 0;
   int64_t tail = 50, prompt_length = 0;
-  int bootstrap = 2000, min_points = 5;
+  fit::FitOptions fit;  // its flags from fit::fit_fields(), as `eval gamma`'s
   bool json = false;
   CLI::Option *o_theta = nullptr, *o_T_eval = nullptr, *o_tail = nullptr, *o_prompt_length = nullptr;
 };
@@ -95,13 +97,9 @@ void run_fit_gamma(const FitFlags& f) {
     throw Error("fit gamma: --T-eval asks for gamma_pade at T = " + num(f.T_eval) +
                 ", which needs --theta (" + f.input + " gives no \"theta\")");
 
-  fit::FitOptions opt;
-  opt.fit_min_d = f.fit_min_d;
-  opt.bootstrap_resamples = f.bootstrap;
-  opt.min_points = f.min_points;
   fit::GammaFit g;
   try {
-    g = fit::fit_gamma(in.curve, opt);
+    g = fit::fit_gamma(in.curve, f.fit);
   } catch (const Error& e) {
     throw Error(f.input + ": " + e.what());
   }
@@ -120,7 +118,7 @@ void run_fit_gamma(const FitFlags& f) {
   }
   info.source = f.input + " (" + in.format + ")";
   info.protocol = protocol;
-  if (!protocol.empty()) info.uniform_baseline_gamma = fit::uniform_baseline_gamma(in.curve, f.fit_min_d);
+  if (!protocol.empty()) info.uniform_baseline_gamma = fit::uniform_baseline_gamma(in.curve, f.fit.fit_min_d);
   const nlohmann::json rec = make_gamma_record(arch, in.curve, g, info);
 
   if (!theta)
@@ -146,12 +144,11 @@ void add_fit_command(CLI::App& root) {
   CLI::App* cmd = fit->add_subcommand("gamma", "Fit A(d) = a*d^-gamma with a bootstrap CI95");
   cmd->add_option("--input", f->input, "A(d) file: TAF result JSON, TAF CLI JSON, or CSV distance,A[,seed]")
       ->required();
-  cmd->add_option("--fit-min-d", f->fit_min_d, "fit only distances d >= this")->capture_default_str();
   f->o_theta = cmd->add_option("--theta", f->theta, "RoPE base θ (overrides the file's)");
   f->o_T_eval = cmd->add_option("--T-eval", f->T_eval, "T for gamma_pade (default: largest fitted distance)");
   cmd->add_option("--model-id", f->model_id, "name for the record (default: the file's model, else its name)");
-  cmd->add_option("--bootstrap", f->bootstrap, "bootstrap resamples for the CI95")->capture_default_str();
-  cmd->add_option("--min-points", f->min_points, "fewer fitted distances is refused, not called a γ")->capture_default_str();
+  std::map<std::string, CLI::Option_group*> groups;
+  add_config_flags(*cmd, f->fit, fit::fit_fields(), groups);
   cmd->add_option("--protocol", f->protocol,
                   "how the curve was measured: taf (prompts d + tail; the default for the public tool's JSON) or "
                   "fixed (--prompt-length): gives the normalised γ");

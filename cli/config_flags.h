@@ -12,9 +12,15 @@
 
 namespace ropelab::cli {
 
+template <class T>
+struct is_vector : std::false_type {};
+template <class T>
+struct is_vector<std::vector<T>> : std::true_type {};
+
 // One option per field with a flag, bound to `c`, in the option group the
 // field names (made on first use; `groups` keeps them across tables). A
-// default that is not empty is shown in --help.
+// default that is not empty is shown in --help. A list takes its values
+// comma-separated (or repeated); a switch is given alone (--per-layer).
 template <class C>
 void add_config_flags(CLI::App& cmd, C& c, const std::vector<config::Field<C>>& fields,
                       std::map<std::string, CLI::Option_group*>& groups) {
@@ -24,9 +30,17 @@ void add_config_flags(CLI::App& cmd, C& c, const std::vector<config::Field<C>>& 
     if (!group) group = cmd.add_option_group(f.group);
     std::visit(
         [&](auto m) {
-          CLI::Option* o = group->add_option(std::string("--") + f.flag, c.*m, f.help);
           using T = std::decay_t<decltype(c.*m)>;
-          if constexpr (std::is_same_v<T, std::string> || std::is_same_v<T, std::vector<std::string>>) {
+          const std::string name = std::string("--") + f.flag;
+          if constexpr (std::is_same_v<T, bool>) {
+            if (f.is_switch) {
+              group->add_flag(name, c.*m, f.help);
+              return;
+            }
+          }
+          CLI::Option* o = group->add_option(name, c.*m, f.help);
+          if constexpr (is_vector<T>::value) o->delimiter(',');
+          if constexpr (std::is_same_v<T, std::string> || is_vector<T>::value) {
             if (!(c.*m).empty()) o->capture_default_str();
           } else {
             o->capture_default_str();

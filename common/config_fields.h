@@ -15,8 +15,8 @@ namespace ropelab::config {
 
 template <class C>
 struct Field {
-  using Member = std::variant<int64_t C::*, uint64_t C::*, double C::*, bool C::*, std::string C::*,
-                              std::vector<std::string> C::*, std::vector<double> C::*>;
+  using Member = std::variant<int64_t C::*, uint64_t C::*, int C::*, double C::*, bool C::*, std::string C::*,
+                              std::vector<std::string> C::*, std::vector<double> C::*, std::vector<int64_t> C::*>;
   struct Rule {
     bool (*ok)(const C&) = nullptr;  // nullptr: any value
     const char* says = "";           // what `ok` wants, after the field's name: "must be > 0"
@@ -28,6 +28,7 @@ struct Field {
   const char* help = "";
   Rule rule = {};
   bool optional_in_json = false;  // config.json of older runs lacks it: it keeps its default
+  bool is_switch = false;         // a bool flag given alone (--per-layer), not with a value (--qk-norm true)
 
   std::string name() const { return flag ? flag : key; }  // as messages name it
 };
@@ -59,6 +60,18 @@ template <class C>
 void validate(const C& c, const std::vector<Field<C>>& fields, const std::string& what) {
   for (const auto& f : fields)
     if (f.rule.ok && !f.rule.ok(c)) throw Error(what + ": " + f.name() + " " + f.rule.says);
+}
+
+// For command options: throws Error "--FLAG RULE (got VALUE)" for the first
+// field with a flag whose rule fails, as a command's own messages name it.
+template <class C>
+void check_flags(const C& c, const std::vector<Field<C>>& fields) {
+  for (const auto& f : fields) {
+    if (!f.flag || !f.rule.ok || f.rule.ok(c)) continue;
+    std::string got;
+    std::visit([&](auto m) { got = nlohmann::json(c.*m).dump(); }, f.member);
+    throw Error(std::string("--") + f.flag + " " + f.rule.says + " (got " + got + ")");
+  }
 }
 
 }  // namespace ropelab::config

@@ -2,10 +2,12 @@
 
 #include <torch/version.h>
 
+#include <cmath>
 #include <filesystem>
 #include <functional>
 #include <set>
 
+#include "common/config_fields.h"
 #include "common/error.h"
 #include "common/io.h"
 #include "common/progress.h"
@@ -77,7 +79,31 @@ nlohmann::json fit_per_layer_type(const model::ModelConfig& c, const DecayMeasur
 
 }  // namespace
 
+const std::vector<config::Field<GammaEvalOptions>>& gamma_eval_fields() {
+  using C = GammaEvalOptions;
+  static const std::vector<config::Field<C>> fields = {
+      {"T_eval", "T-eval", &C::T_eval, "fit", "T for γ_Padé (0: the largest fitted distance)",
+       {[](const C& c) { return std::isfinite(c.T_eval) && c.T_eval >= 0; }, "must be > 0 (or 0: the largest fitted distance)"}},
+      {"per_layer", "per-layer", &C::per_layer, "protocol", "γ per layer", {}, false, true},
+  };
+  return fields;
+}
+
+nlohmann::json gamma_options_json(const GammaEvalOptions& opt) {
+  nlohmann::json j = config::to_json(opt.protocol, protocol_fields());
+  j.update(config::to_json(opt.fit, fit::fit_fields()));
+  j.update(config::to_json(opt, gamma_eval_fields()));
+  return j;
+}
+
+void check_gamma_options(const GammaEvalOptions& opt) {
+  check_protocol(opt.protocol);
+  config::check_flags(opt.fit, fit::fit_fields());
+  config::check_flags(opt, gamma_eval_fields());
+}
+
 nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEvalOptions& opt) {
+  check_gamma_options(opt);
   auto opened = open_model(ckpt_path, opt.open);
   auto& m = opened.model;
   const auto& p = opt.protocol;
@@ -87,7 +113,7 @@ nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEv
   info.model_id = opened.model_id;
   info.corpus = text_corpus_label(p);
   info.n_prompts_per_distance = static_cast<int>(p.prompts * p.seeds.size());
-  info.T_eval = opt.T_eval;
+  if (opt.T_eval > 0) info.T_eval = opt.T_eval;
   info.source = ckpt_path;
   info.protocol = p.name;
   if (std::count_if(meas.curve.distances.begin(), meas.curve.distances.end(),
@@ -114,6 +140,7 @@ nlohmann::json eval_gamma_checkpoint(const std::string& ckpt_path, const GammaEv
   r["seeds"] = p.seeds;
   r["train_config"] = opened.state.at("config");
   r["versions"] = versions();  // (kept here too: records never lose a field)
+  r["options"] = gamma_options_json(opt);
   if (opt.per_layer || p.per_head) r["per_layer"] = fit_each(meas.per_layer, meas.curve, opt.fit);
   if (!m->cfg.layer_pattern.empty()) r["per_layer_type"] = fit_per_layer_type(m->cfg, meas, opt.fit);
   if (p.per_head) {

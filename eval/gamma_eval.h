@@ -15,11 +15,18 @@ namespace ropelab::eval {
 struct GammaEvalOptions {
   GammaProtocol protocol;
   fit::FitOptions fit;
-  std::optional<double> T_eval;  // default: the largest fitted distance
+  double T_eval = 0;             // T of γ_Padé; 0: the largest fitted distance
   bool per_layer = false;
   std::string out;               // results .jsonl (appended)
   OpenOptions open;              // a Hugging Face directory's model id and dtype
 };
+// The options of GammaEvalOptions itself, once (common/config_fields.h); the
+// protocol's are protocol_fields(), the fit's fit::fit_fields().
+const std::vector<config::Field<GammaEvalOptions>>& gamma_eval_fields();
+// Every option of a γ measurement as JSON (the three tables): ropelab.options of its record.
+nlohmann::json gamma_options_json(const GammaEvalOptions& opt);
+// Checks every option (the three tables' rules, then the protocol's combinations).
+void check_gamma_options(const GammaEvalOptions& opt);
 
 // Measures one checkpoint file or Hugging Face directory and returns its
 // record (also appended to out).

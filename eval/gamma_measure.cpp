@@ -2,28 +2,52 @@
 
 #include <torch/utils.h>
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
+#include "common/config_fields.h"
 #include "common/error.h"
 #include "data/loader.h"
 
 namespace ropelab::eval {
 
+const std::vector<config::Field<GammaProtocol>>& protocol_fields() {
+  using C = GammaProtocol;
+  static const std::vector<config::Field<C>> fields = {
+      {"protocol", nullptr, &C::name, "", "taf or fixed"},
+      {"distances", "distances", &C::distances, "protocol",
+       "key distances d (default: --grid-points log-spaced from --fit-min-d to the largest whose prompt fits the context)",
+       {[](const C& c) { return std::all_of(c.distances.begin(), c.distances.end(), [](int64_t d) { return d > 0; }); },
+        "must all be > 0"}},
+      {"grid_points", "grid-points", &C::grid_points, "protocol", "size of the default distance grid",
+       {[](const C& c) { return c.grid_points >= 5; }, "must be >= 5 (a γ needs 5 fitted points)"}},
+      {"prompts", "prompts", &C::prompts, "protocol", "prompts per distance and seed",
+       {[](const C& c) { return c.prompts > 0; }, "must be > 0"}},
+      {"seeds", "seeds", &C::seeds, "protocol", "prompt seeds",
+       {[](const C& c) { return !c.seeds.empty(); }, "must list at least one prompt seed"}},
+      {"tail", "tail", &C::tail, "protocol", "taf: tokens after the key (prompt length d + tail)",
+       {[](const C& c) { return c.tail >= 1; }, "must be >= 1"}},
+      {"prompt_length", "prompt-length", &C::prompt_length, "protocol", "fixed: the prompt length (0 = the context)",
+       {[](const C& c) { return c.prompt_length >= 0; }, "must be > 0 (or 0: the context)"}},
+      {"context", "context", &C::context, "protocol",
+       "the longest prompt (0 = the model's T_train); longer prompts are skipped",
+       {[](const C& c) { return c.context >= 0; }, "must be > 0 (or 0: T_train)"}},
+      {"corpus", nullptr, &C::corpus, "", "random or text"},
+      {"text_shards", nullptr, &C::text_shards, "", "the text corpus's shards"},
+      {"batch", "batch", &C::batch, "protocol", "prompts per forward pass",
+       {[](const C& c) { return c.batch > 0; }, "must be > 0"}},
+      {"per_head", "per-head", &C::per_head, "protocol", "γ per (layer, head): the γ-field", {}, false, true},
+  };
+  return fields;
+}
+
 void check_protocol(const GammaProtocol& p) {
   if (p.name != "taf" && p.name != "fixed") throw Error("--protocol must be taf or fixed, got \"" + p.name + "\"");
-  if (p.prompts <= 0) throw Error("--prompts must be > 0, got " + std::to_string(p.prompts));
-  if (p.batch <= 0) throw Error("--batch must be > 0, got " + std::to_string(p.batch));
-  if (p.seeds.empty()) throw Error("--seeds must list at least one prompt seed");
-  if (p.tail < 1) throw Error("--tail must be >= 1, got " + std::to_string(p.tail));
-  if (p.prompt_length < 0) throw Error("--prompt-length must be > 0 (or 0: the context), got " + std::to_string(p.prompt_length));
-  if (p.context < 0) throw Error("--context must be > 0 (or 0: T_train), got " + std::to_string(p.context));
-  if (p.grid_points < 5) throw Error("--grid-points must be >= 5 (a γ needs 5 fitted points), got " + std::to_string(p.grid_points));
+  config::check_flags(p, protocol_fields());
   if (p.name == "taf" && p.prompt_length > 0)
     throw Error("--prompt-length " + std::to_string(p.prompt_length) +
                 " contradicts --protocol taf (prompts of d + tail tokens); use --protocol fixed");
-  for (int64_t d : p.distances)
-    if (d <= 0) throw Error("--distances must be positive, got " + std::to_string(d));
 }
 
 int64_t prompt_length(const GammaProtocol& p, int64_t context, int64_t d) {

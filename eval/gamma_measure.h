@@ -21,6 +21,7 @@
 #include "model/transformer.h"
 
 namespace ropelab::data { class TokenStream; }
+namespace ropelab::config { template <class C> struct Field; }
 
 namespace ropelab::eval {
 
@@ -39,7 +40,14 @@ struct GammaProtocol {
   bool per_head = false;              // also keep A per (layer, head)
 };
 
-// Checks the protocol's own fields (name, sizes); throws Error naming the flag.
+// Each field once (common/config_fields.h): flags of `eval gamma` (and so the
+// [gamma] recipe keys), the record's ropelab.options, and the rules. name,
+// corpus and text_shards are recorded but not flags: --protocol taf,fixed
+// makes one record per protocol, and --corpus is parsed into the other two.
+const std::vector<config::Field<GammaProtocol>>& protocol_fields();
+
+// Checks the protocol's fields (their rules, then the name and the
+// combinations); throws Error naming the flag.
 void check_protocol(const GammaProtocol& p);
 
 // The prompt length at distance d under p, for a model of context `context`

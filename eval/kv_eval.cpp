@@ -11,6 +11,7 @@
 #include <utility>
 #include <sstream>
 
+#include "common/config_fields.h"
 #include "common/error.h"
 #include "common/io.h"
 #include "common/progress.h"
@@ -284,19 +285,53 @@ std::vector<double> budget_ratios(const KVEvalOptions& opt, int64_t N) {
   return r;
 }
 
+const std::vector<config::Field<KVEvalOptions>>& kv_fields() {
+  using C = KVEvalOptions;
+  static const std::vector<config::Field<C>> fields = {
+      {"policies", "policies", &C::policies, "kv", "comma list of KV policies"},
+      {"ratios", "ratios", &C::ratios, "kv", "budgets as a fraction of the context",
+       {[](const C& c) {
+          return !c.ratios.empty() && std::all_of(c.ratios.begin(), c.ratios.end(), [](double r) { return r > 0 && r <= 1; });
+        },
+        "must list fractions in (0, 1]"}},
+      {"budgets", "budgets", &C::budgets, "kv", "budgets as token counts (instead of --ratios)"},
+      {"context", "context", &C::context, "kv", "prefilled tokens N (0 = T_train - decode)",
+       {[](const C& c) { return c.context >= 0; }, "must be >= 0"}},
+      {"decode", "decode", &C::decode, "kv", "tokens decoded after compression",
+       {[](const C& c) { return c.decode >= 2; }, "must be >= 2"}},
+      {"windows", "windows", &C::windows, "kv", "held-out windows", {[](const C& c) { return c.windows >= 1; }, "must be >= 1"}},
+      {"sinks", "sinks", &C::sinks, "kv", "sink tokens kept by streaming and df",
+       {[](const C& c) { return c.sinks >= 0; }, "must be >= 0"}},
+      {"obs_window", "obs-window", &C::obs_window, "kv", "observation window of snapkv, pyramidkv, tova",
+       {[](const C& c) { return c.obs_window >= 1; }, "must be >= 1"}},
+      {"epsilon", "epsilon", &C::epsilon, "kv", "loss tolerance for the smallest budget",
+       {[](const C& c) { return c.epsilon >= 0; }, "must be >= 0"}},
+      {"gamma_from", "gamma-from", &C::gamma_from, "kv", "γ results .jsonl holding this checkpoint's record"},
+      {"gamma_protocol", "gamma-protocol", &C::gamma_protocol, "kv", "which γ record of --gamma-from: taf or fixed",
+       {[](const C& c) { return c.gamma_protocol == "taf" || c.gamma_protocol == "fixed"; }, "must be taf or fixed"}},
+      {"mass_fractions", "f", &C::mass_fractions, "kv", "attention-mass fractions for D_f",
+       {[](const C& c) {
+          return std::all_of(c.mass_fractions.begin(), c.mass_fractions.end(), [](double f) { return f > 0 && f < 1; });
+        },
+        "must list fractions in (0, 1)"}},
+      {"seed", "seed", &C::seed, "kv", "seed of the windows and passkey prompts"},
+      {"eviction", "eviction", &C::eviction, "kv",
+       "step: TOVA, H2O and the windows evict at every decoded token; prefill: once",
+       {[](const C& c) { return c.eviction == "step" || c.eviction == "prefill"; }, "must be step or prefill"}},
+      {"niah_trials", "niah-trials", &C::niah_trials, "kv", "passkey prompts of length N scored per policy and budget (0 = skip)",
+       {[](const C& c) { return c.niah_trials >= 0; }, "must be >= 0"}},
+      {"gmm_max_k", "gmm-max-k", &C::gmm_max_k, "kv", "query-distribution check: GMMs up to this K (0 = skip)",
+       {[](const C& c) { return c.gmm_max_k >= 0; }, "must be >= 0"}},
+      {"evict_in_place", nullptr, &C::evict_in_place, "", "per-step eviction in place (tests compare with re-gathering)"},
+  };
+  return fields;
+}
+
 void check_kv_options(const KVEvalOptions& opt, int64_t T_train) {
+  config::check_flags(opt, kv_fields());
   const int64_t N = context_of(opt, T_train);
   const auto ratios = budget_ratios(opt, N);
-  if (ratios.empty()) throw Error("--ratios must not be empty");
-  if (opt.gamma_protocol != "taf" && opt.gamma_protocol != "fixed")
-    throw Error("--gamma-protocol must be taf or fixed, got \"" + opt.gamma_protocol + "\"");
-  for (double r : ratios)
-    if (!(r > 0 && r <= 1)) throw Error("--ratios: " + std::to_string(r) + " is outside (0, 1]");
   for (const auto& p : text::split(opt.policies)) model::parse_kv_policy(p);
-  if (opt.decode < 2 || opt.windows < 1) throw Error("--decode must be >= 2 and --windows >= 1");
-  if (opt.eviction != "step" && opt.eviction != "prefill")
-    throw Error("--eviction must be step or prefill, got \"" + opt.eviction + "\"");
-  if (opt.niah_trials < 0) throw Error("--niah-trials must be >= 0");
   if (N <= opt.obs_window || N + opt.decode > T_train)
     throw Error("--context " + std::to_string(N) + " + --decode " + std::to_string(opt.decode) +
                 " must fit in T_train " + std::to_string(T_train) + " with room for the observation window");
@@ -306,8 +341,6 @@ void check_kv_options(const KVEvalOptions& opt, int64_t T_train) {
     throw Error("--ratios: " + std::to_string(min_ratio) + " x context " + std::to_string(N) + " leaves " +
                 std::to_string(std::llround(min_ratio * N)) + " tokens, not above the " + std::to_string(floor_tokens) +
                 " sink/observation tokens");
-  for (double f : opt.mass_fractions)
-    if (!(f > 0 && f < 1)) throw Error("--f: " + std::to_string(f) + " is outside (0, 1)");
 }
 
 namespace {
@@ -402,6 +435,7 @@ nlohmann::json shared_fields(const KVSetup& k, const OpenedModel& opened, double
   common.update({{"kind", "kv"}, {"context", k.N}, {"decode", opt.decode}, {"windows", opt.windows}, {"seed", opt.seed},
                  {"loss_full", k.loss_full}, {"gamma", gamma}, {"gamma_source", gamma_source}, {"eviction", opt.eviction},
                  {"decode_tok_per_s_full", k.full_tok_s}});
+  common["ropelab"]["options"] = config::to_json(opt, kv_fields());
   if (opt.niah_trials > 0) {
     const auto ci = wilson95(k.niah_full, opt.niah_trials);
     common["niah_trials"] = opt.niah_trials;

@@ -18,6 +18,8 @@
 #include "eval/evaluation.h"
 #include "model/transformer.h"
 
+namespace ropelab::config { template <class C> struct Field; }
+
 namespace ropelab::eval {
 
 struct KVEvalOptions {
@@ -44,6 +46,12 @@ struct KVEvalOptions {
   bool evict_in_place = true;
   std::string out;
 };
+
+// Each option once (common/config_fields.h): the flags of `eval kv` (and so
+// the [kv] recipe keys), the records' ropelab.options, and the rules that need
+// no model. `gamma` is not among them: unset is not a number, and --gamma
+// excludes --gamma-from (cli/cmd_eval.cpp adds it).
+const std::vector<config::Field<KVEvalOptions>>& kv_fields();
 
 // Checks every option before any work (ratios in (0,1], known policies,
 // budgets above the sinks/observation window, context within T_train).

@@ -4,11 +4,13 @@
 #include <torch/version.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <set>
 #include <sstream>
 
+#include "common/config_fields.h"
 #include "common/error.h"
 #include "common/io.h"
 #include "common/progress.h"
@@ -117,13 +119,40 @@ std::vector<model::ScalingMethod> with_closed_forms(std::vector<model::ScalingMe
 
 }  // namespace
 
+const std::vector<config::Field<NiahOptions>>& niah_fields() {
+  using C = NiahOptions;
+  static const std::vector<config::Field<C>> fields = {
+      {"lengths", "lengths", &C::lengths, "niah", "context lengths: tokens or multiples of T_train (4x)",
+       {[](const C& c) { return !c.lengths.empty(); }, "must not be empty"}},
+      {"depths", "depths", &C::depths, "niah", "needle depths in [0,1]",
+       {[](const C& c) {
+          return !c.depths.empty() && std::all_of(c.depths.begin(), c.depths.end(), [](double d) { return d >= 0 && d <= 1; });
+        },
+        "must list depths in [0, 1]"}},
+      {"trials", "trials", &C::trials, "niah", "trials per (method, length, depth)",
+       {[](const C& c) { return c.trials > 0; }, "must be > 0"}},
+      {"scaling", "scaling", &C::scaling, "niah",
+       "KIND[:FACTOR][:KEY=VALUE...], KIND a method of `ropelab rope list` (none, pi:S, ntk:A|alpha_opt|alpha_opt_measured, "
+       "ntk-aware:A, dynamic[:S], yarn:S, llama3:S, proportional, logn, ...); "
+       "sweeps KIND-sweep:LO..HI:xR, e.g. ntk-sweep:0.25..64:x2"},
+      {"n_keys", "keys", &C::n_keys, "niah", "needles per prompt (>1: multi-key, one asked)",
+       {[](const C& c) { return c.n_keys >= 1 && c.n_keys <= 8; }, "must be 1..8"}},
+      {"gamma_target", "gamma-target", &C::gamma_target, "niah", "γ target of α_opt",
+       {[](const C& c) { return c.gamma_target > -1 && c.gamma_target < 1; }, "must be in (-1, 1)"}},
+      {"gamma_from", "gamma-from", &C::gamma_from, "niah", "γ results .jsonl holding this checkpoint's record (alpha_opt_measured)"},
+      {"gamma_protocol", "gamma-protocol", &C::gamma_protocol, "niah", "which γ record of --gamma-from: taf or fixed",
+       {[](const C& c) { return c.gamma_protocol == "taf" || c.gamma_protocol == "fixed"; }, "must be taf or fixed"}},
+      {"seed", "seed", &C::seed, "niah", "seed of the prompts and windows"},
+      {"ppl_windows", "ppl-windows", &C::ppl_windows, "niah", "held-out windows for perplexity (0 = skip)",
+       {[](const C& c) { return c.ppl_windows >= 0; }, "must be >= 0"}},
+      {"no_generation", "no-generation", &C::no_generation, "niah", "skip greedy exact-match scoring", {}, false, true},
+  };
+  return fields;
+}
+
 NiahPlan plan_niah(const NiahOptions& opt, const model::ModelConfig& cfg) {
   NiahPlan plan;
-  if (opt.trials <= 0) throw Error("--trials must be > 0");
-  if (opt.n_keys < 1 || opt.n_keys > 8) throw Error("--keys must be 1..8");
-  if (opt.lengths.empty() || opt.depths.empty()) throw Error("--lengths and --depths must not be empty");
-  for (double d : opt.depths)
-    if (!(d >= 0 && d <= 1)) throw Error("--depths: " + std::to_string(d) + " is outside [0, 1]");
+  config::check_flags(opt, niah_fields());
   const double budget = 0.8 * physical_memory_bytes();
   for (const auto& s : opt.lengths) {
     const int64_t L = parse_length(s, cfg.T_train);
@@ -136,8 +165,6 @@ NiahPlan plan_niah(const NiahOptions& opt, const model::ModelConfig& cfg) {
   for (const auto& m : plan.methods)
     if (m.measured_gamma && opt.gamma_from.empty())
       throw Error("--scaling " + m.label() + " needs --gamma-from (a γ results .jsonl written by `ropelab eval gamma`)");
-  if (opt.gamma_protocol != "taf" && opt.gamma_protocol != "fixed")
-    throw Error("--gamma-protocol must be taf or fixed, got \"" + opt.gamma_protocol + "\"");
   // read_jsonl reads a missing file as empty, which would read as "no record for this checkpoint".
   if (!opt.gamma_from.empty() && !io::exists(opt.gamma_from))
     throw Error("--gamma-from " + opt.gamma_from + ": no such file");
@@ -167,7 +194,7 @@ void check_lengths(const NiahData& d, const NiahPlan& plan) {
 }
 
 // One (method, length, depth) cell: `trials` haystacks with a needle, scored
-// by key ranking and (with opt.generation) greedy exact match.
+// by key ranking and (unless opt.no_generation) greedy exact match.
 nlohmann::json niah_cell(NiahData& d, const model::ScalingMethod& method, int64_t L, size_t di) {
   const auto& opt = d.opt;
   const auto& cfg = d.m->cfg;
@@ -183,7 +210,7 @@ nlohmann::json niah_cell(NiahData& d, const model::ScalingMethod& method, int64_
     auto ids = torch::tensor(ex.context, at::kLong).unsqueeze(0);
     auto last = d.m->forward(ids, &ctx, nullptr, &settings)[0][-1].to(at::kFloat);
     rank_ok += key_ranks_first(d.m, ctx, last, ex.answer, ex.wrong, &settings);
-    if (opt.generation) {
+    if (!opt.no_generation) {
       const auto gen = greedy(d.m, ctx, last, ex.answer.size(), &settings);
       const std::string said = trimmed(d.tok.decode(std::vector<int>(gen.begin(), gen.end())));
       exact_ok += said == ex.key;
@@ -195,7 +222,7 @@ nlohmann::json niah_cell(NiahData& d, const model::ScalingMethod& method, int64_
                         {"depth", opt.depths[di]}, {"trials", opt.trials},
                         {"rank_accuracy", double(rank_ok) / opt.trials}, {"rank_ci95", {rci.first, rci.second}},
                         {"rank_chance", 0.1}};
-  if (opt.generation)
+  if (!opt.no_generation)
     rec.update({{"exact_accuracy", double(exact_ok) / opt.trials}, {"exact_ci95", {eci.first, eci.second}},
                 {"example", example}});
   return rec;
@@ -246,7 +273,7 @@ nlohmann::json pooled_record(const model::ScalingMethod& method, const eval::Alp
                         {"rank_chance", 0.1}};
   if (!method.sweep.empty()) rec["sweep"] = method.sweep;
   if (method.alpha_opt) rec["alpha_opt_gamma"] = p.gamma;
-  if (opt.generation)
+  if (!opt.no_generation)
     rec.update({{"exact_accuracy", double(exact_hits) / p.n}, {"exact_ci95", {eci.first, eci.second}}});
   return rec;
 }
@@ -311,6 +338,7 @@ std::vector<nlohmann::json> eval_niah(const std::string& ckpt_path, const NiahOp
   auto shared = opened.provenance();
   shared.update({{"seed", opt.seed},
                  {"gamma_target", opt.gamma_target}});
+  shared["ropelab"]["options"] = config::to_json(opt, niah_fields());
   if (opened.state.contains("config") && opened.state["config"].contains("seed"))
     shared["train_seed"] = opened.state["config"]["seed"];
   if (!gamma.is_null()) shared["gamma_measured"] = gamma;

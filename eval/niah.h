@@ -9,6 +9,8 @@
 #include "model/rope_scaling.h"
 #include "model/transformer.h"
 
+namespace ropelab::config { template <class C> struct Field; }
+
 namespace ropelab::eval {
 
 struct NiahOptions {
@@ -22,7 +24,7 @@ struct NiahOptions {
   std::string gamma_protocol = "taf";  // which of its records: the γ protocol ("taf", "fixed"; "" = any)
   uint64_t seed = 1234;
   int64_t ppl_windows = 8;     // held-out windows per (method, length); 0 = skip perplexity
-  bool generation = true;      // also score greedy exact match
+  bool no_generation = false;  // skip greedy exact-match scoring
   std::string out;
   OpenOptions open;            // a Hugging Face directory's model id, dtype, data
 };
@@ -35,6 +37,11 @@ struct NiahPlan {
   std::vector<int64_t> lengths;
   std::vector<model::ScalingMethod> methods;
 };
+// Each option once (common/config_fields.h): the flags of `eval niah` (and so
+// the [niah] recipe keys), the records' ropelab.options, and the rules that
+// need no model (plan_niah checks them, then the lengths against the model).
+const std::vector<config::Field<NiahOptions>>& niah_fields();
+
 NiahPlan plan_niah(const NiahOptions& opt, const model::ModelConfig& cfg);
 
 // Whether the true key outranks every wrong key by log-probability as the

@@ -160,7 +160,7 @@ TEST(FitGamma, TooFewPointsAfterCutIsInsufficientNotAGamma) {
   three.min_points = 3;  // the old rule, on request
   EXPECT_EQ(error_of(c, three), "<no error>");
   three.min_points = 2;
-  EXPECT_NE(error_of(c, three).find("min_points must be >= 3"), std::string::npos);
+  EXPECT_NE(error_of(c, three).find("min-points must be >= 3"), std::string::npos);
 }
 
 // Z(n, γ) = 1 + Σ_{k=1}^{n−1} k^−γ: exact for small n, Euler–Maclaurin beyond,

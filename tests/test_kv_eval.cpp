@@ -21,9 +21,9 @@ TEST(KVEval, RefusesBadArgumentsBeforeAnyWork) {
     }
   };
   o.ratios = {0.5, 0.0};
-  refuses(o, "outside (0, 1]");
+  refuses(o, "--ratios must list fractions in (0, 1]");
   o.ratios = {1.5};
-  refuses(o, "outside (0, 1]");
+  refuses(o, "--ratios must list fractions in (0, 1]");
   o = {};
   o.policies = "full,lru";
   refuses(o, "\"lru\"");
@@ -40,7 +40,7 @@ TEST(KVEval, RefusesBadArgumentsBeforeAnyWork) {
   refuses(o, "must fit in T_train");
   o = {};
   o.eviction = "lazy";
-  refuses(o, "--eviction must be step or prefill, got \"lazy\"");
+  refuses(o, "--eviction must be step or prefill (got \"lazy\")");
   o = {};
   o.niah_trials = -1;
   refuses(o, "--niah-trials must be >= 0");

@@ -168,7 +168,7 @@ TEST(Niah, SweepIsPairedAndComparesBothClosedForms) {
   // A measured γ >= 1 has no α_opt: those cells are skipped and the α* record says why.
   o.gamma_from = gamma_file(1.05);
   o.lengths = {"1x"};
-  o.generation = false;
+  o.no_generation = true;
   int measured_cells = 0;
   for (const auto& r : eval::eval_niah(ckpt, o)) {
     measured_cells += r.value("method", "") == "ntk:alpha_opt_measured";

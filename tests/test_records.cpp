@@ -3,6 +3,7 @@
 // fields, and a shared field never overwrites a record's own.
 #include <gtest/gtest.h>
 
+#include "common/config_fields.h"
 #include "common/io.h"
 #include "eval/evaluation.h"
 #include "eval/gamma_eval.h"
@@ -10,6 +11,7 @@
 #include "eval/niah.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
+#include "test_util.h"
 #include "train_fixture.h"
 
 using namespace ropelab;
@@ -75,4 +77,65 @@ TEST(Records, EveryEvaluationCarriesTheSameProvenance) {
       for (const auto& [sub, v] : value.items()) EXPECT_EQ(r[key][sub], v) << key << "." << sub << " in " << r.value("kind", "gamma");
     }
   EXPECT_EQ(expected["ropelab"]["build"]["device"], "cpu");
+
+  // Every record carries the options it was measured with, under one path, from their declarations.
+  const auto& gamma_options = recs.front()["ropelab"]["options"];
+  EXPECT_EQ(gamma_options["distances"], nlohmann::json({2, 4, 8, 16}));
+  EXPECT_EQ(gamma_options["tail"], 4);
+  EXPECT_EQ(gamma_options["protocol"], "taf");
+  EXPECT_EQ(gamma_options["bootstrap_resamples"], 20);
+  EXPECT_EQ(gamma_options["fit_min_d"], 2.0);
+  EXPECT_EQ(gamma_options["per_layer"], false);
+  for (size_t i = 1; i < recs.size(); ++i) {
+    ASSERT_TRUE(recs[i]["ropelab"].contains("options")) << recs[i].dump();
+    const auto& o = recs[i]["ropelab"]["options"];
+    if (recs[i]["ropelab"]["options"].contains("trials")) {
+      EXPECT_EQ(o["trials"], 1) << recs[i].dump();
+      EXPECT_EQ(o["lengths"], nlohmann::json({"1x"}));
+      EXPECT_EQ(o["scaling"], "none");
+    } else {
+      ASSERT_TRUE(o.contains("policies")) << recs[i].dump();
+      EXPECT_EQ(o["policies"], "recent") << recs[i].dump();
+      EXPECT_EQ(o["context"], 24);
+      EXPECT_EQ(o["obs_window"], 4);
+      EXPECT_EQ(o["ratios"], nlohmann::json({0.5}));
+    }
+  }
+}
+
+namespace {
+void expect_refusal(const std::string& args, const std::string& needle) {
+  const auto r = test::run_ropelab(args);
+  EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+  EXPECT_NE(r.output.find(needle), std::string::npos) << args << "\n" << r.output;
+}
+}  // namespace
+
+// Evaluation options are declared once: each command's flags are its tables' fields, and a
+// bad value is refused by the field's rule before any model is opened.
+TEST(Records, EvalFlagsComeFromTheirDeclarations) {
+  auto flags_of = [](const auto& fields) {
+    std::vector<std::string> out;
+    for (const auto& f : fields)
+      if (f.flag) out.push_back(std::string("--") + f.flag);
+    return out;
+  };
+  const std::vector<std::pair<std::string, std::vector<std::string>>> commands = {
+      {"niah", flags_of(eval::niah_fields())},
+      {"kv", flags_of(eval::kv_fields())},
+      {"gamma", flags_of(eval::protocol_fields())},
+      {"gamma", flags_of(fit::fit_fields())},
+      {"gamma", flags_of(eval::gamma_eval_fields())},
+  };
+  for (const auto& [cmd, flags] : commands) {
+    const auto help = test::run_ropelab("eval " + cmd + " --help");
+    EXPECT_EQ(help.exit_code, 0) << help.output;
+    ASSERT_FALSE(flags.empty()) << cmd;
+    for (const auto& f : flags) EXPECT_NE(help.output.find(f + " "), std::string::npos) << cmd << " lacks " << f;
+  }
+  EXPECT_GE(eval::niah_fields().size(), 10u);
+  expect_refusal("eval gamma --ckpt missing.pt --prompts 0", "--prompts must be > 0 (got 0)");
+  expect_refusal("eval gamma --ckpt missing.pt --bootstrap-seed 3 --min-points 2", "--min-points must be >= 3 (got 2)");
+  expect_refusal("eval gamma --ckpt missing.pt --distances 4,0,8", "--distances must all be > 0 (got [4,0,8])");
+  expect_refusal("eval gamma --ckpt missing.pt --T-eval -1", "--T-eval must be > 0");
 }

@@ -7,9 +7,26 @@
 #include <set>
 #include <sstream>
 
+#include "common/config_fields.h"
 #include "common/error.h"
 
 namespace ropelab::fit {
+
+const std::vector<config::Field<FitOptions>>& fit_fields() {
+  using C = FitOptions;
+  static const std::vector<config::Field<C>> fields = {
+      {"fit_min_d", "fit-min-d", &C::fit_min_d, "fit", "fit only distances d >= this",
+       {[](const C& c) { return std::isfinite(c.fit_min_d) && c.fit_min_d >= 0; }, "must be >= 0"}},
+      {"bootstrap_resamples", "bootstrap", &C::bootstrap_resamples, "fit", "bootstrap resamples for the CI95",
+       {[](const C& c) { return c.bootstrap_resamples >= 1; }, "must be >= 1"}},
+      {"bootstrap_seed", "bootstrap-seed", &C::bootstrap_seed, "fit", "seed of the bootstrap resampling"},
+      {"min_points", "min-points", &C::min_points, "fit",
+       "fewer fitted distances is recorded as insufficient, never as a γ",
+       {[](const C& c) { return c.min_points >= 3; }, "must be >= 3"}},
+  };
+  return fields;
+}
+
 namespace {
 
 std::string num(double x) {
@@ -226,12 +243,10 @@ LineFit ols(const std::vector<double>& x, const std::vector<double>& y) {
 
 GammaFit fit_gamma(const DecayCurve& c, const FitOptions& opt) {
   validate(c);
-  if (opt.bootstrap_resamples < 1)
-    throw Error("fit: bootstrap resamples must be >= 1, got " + std::to_string(opt.bootstrap_resamples));
+  config::validate(opt, fit_fields(), "fit");
   std::vector<size_t> kept;
   for (size_t i = 0; i < c.distances.size(); ++i)
     if (c.distances[i] >= opt.fit_min_d) kept.push_back(i);
-  if (opt.min_points < 3) throw Error("fit: min_points must be >= 3, got " + std::to_string(opt.min_points));
   if (static_cast<int>(kept.size()) < opt.min_points)
     throw InsufficientPoints("decay curve: " + std::to_string(kept.size()) + " of " +
                                  std::to_string(c.distances.size()) + " points have d >= " + num(opt.fit_min_d) +

@@ -9,6 +9,8 @@
 
 #include "common/error.h"
 
+namespace ropelab::config { template <class C> struct Field; }
+
 namespace ropelab::fit {
 
 struct DecayCurve {
@@ -42,6 +44,9 @@ struct FitOptions {
   uint64_t bootstrap_seed = 12345;
   int min_points = 5;             // fewer fitted points is no γ (InsufficientPoints); must be ≥ 3
 };
+// Each option once (common/config_fields.h): `eval gamma` and `fit gamma`
+// take their flags from it, a record its JSON, check_flags its rules.
+const std::vector<config::Field<FitOptions>>& fit_fields();
 
 // Thrown by fit_gamma when fewer than FitOptions::min_points distances are
 // left after the d ≥ fit_min_d cut: an evaluation records the curve as
