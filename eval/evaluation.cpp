@@ -114,6 +114,10 @@ nlohmann::json OpenedModel::arch() const {
     a["layer_types"] = types;
     a["sliding_window"] = c.sliding_window;
     a["sliding_rope_theta"] = c.sliding_rope_theta > 0 ? c.sliding_rope_theta : c.rope_theta;
+    if (c.sliding_window > 0) {  // the sliding layers' own RoPE, as the full layers' under "rope"
+      a["sliding_rope"] = model::rope_params_json(c.rope_params_of("sliding"));
+      a["sliding_rotary_fraction"] = c.rope_geometry_of("sliding").rotary_fraction;
+    }
     if (c.nope_attn_scale > 0) a["nope_attn_scale"] = {{"scale", c.nope_attn_scale}, {"floor", c.nope_floor_scale}};
   }
   if (c.attention_window > 0) a["attention_window"] = c.attention_window;

@@ -68,7 +68,7 @@ int64_t window_of(const ModelConfig& c, const std::string& type) {
 }  // namespace
 
 AttentionImpl::AttentionImpl(const ModelConfig& c, int64_t layer)
-    : n_heads_(c.n_heads), n_kv_heads_(c.n_kv_heads), d_head_(c.d_head), rotary_dim_(c.rotary_dim()),
+    : n_heads_(c.n_heads), n_kv_heads_(c.n_kv_heads), d_head_(c.d_head), rotary_dim_(c.rotary_dim_of(c.layer_type(layer))),
       window_(window_of(c, c.layer_type(layer))),
       scale_(1.0 / std::sqrt(c.query_pre_attn_scalar > 0 ? c.query_pre_attn_scalar : double(c.d_head))),
       rotates_(c.layer_type(layer) != "nope"),

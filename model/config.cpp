@@ -75,6 +75,16 @@ const std::vector<config::Field<ModelConfig>>& model_fields() {
        {[](const C& c) { return c.sliding_window >= 0; }, "must be >= 0"}, true},
       {"sliding_rope_theta", "sliding-rope-theta", &C::sliding_rope_theta, "model", "θ of sliding layers (0: rope-theta)",
        {[](const C& c) { return c.sliding_rope_theta >= 0 && std::isfinite(c.sliding_rope_theta); }, "must be >= 0"}, true},
+      {"sliding_rope", "sliding-rope", &C::sliding_rope, "model",
+       "RoPE method of sliding layers, KIND[:FACTOR][:KEY=VALUE...] as --scaling (e.g. linear:2, yarn:4:beta_fast=16; "
+       "empty: default RoPE)",
+       {[](const C& c) { return c.sliding_rope.empty() || (rope_params_from_spec(c.sliding_rope, "model config: sliding_rope"), true); }},
+       true},
+      {"sliding_rotary_fraction", "sliding-rotary-fraction", &C::sliding_rotary_fraction, "model",
+       "share of each sliding layer's head that rotates (0: rotary-fraction)",
+       {[](const C& c) { return c.sliding_rotary_fraction >= 0 && c.sliding_rotary_fraction <= 1; },
+        "must be in (0, 1] (or 0: rotary_fraction)"},
+       true},
       {"nope_attn_scale", "nope-attn-scale", &C::nope_attn_scale, "model",
        "nope layers: queries at n scaled by 1 + s*log(floor((n+1)/nope-floor-scale) + 1) (Llama 4; 0: off)",
        {[](const C& c) { return c.nope_attn_scale >= 0 && std::isfinite(c.nope_attn_scale); }, "must be >= 0"}, true},
@@ -119,6 +129,10 @@ void check_layer_pattern(const ModelConfig& c) {
   need(has("sliding") || c.sliding_window == 0, "model config: sliding_window is set but layer_pattern has no sliding layer");
   need(has("sliding") || c.sliding_rope_theta == 0,
        "model config: sliding_rope_theta is set but layer_pattern has no sliding layer");
+  need(has("sliding") || (c.sliding_rope.empty() && c.sliding_rotary_fraction == 0),
+       "model config: sliding_rope or sliding_rotary_fraction is set but layer_pattern has no sliding layer");
+  if (has("sliding"))
+    check_rope_params(c.rope_params_of("sliding"), c.rope_geometry_of("sliding"), "model config: sliding_rope");
   need(!has("nope") || c.attention_window == 0,
        "model config: attention_window on a pattern with nope layers: a window on a NoPE layer is not built "
        "(sliding layers take sliding_window)");
@@ -197,6 +211,27 @@ RopeGeometry ModelConfig::rope_geometry() const {
 }
 
 bool ModelConfig::plain_rope() const { return std::string(rope_method(rope_scaling).name) == "default"; }
+
+RopeParams ModelConfig::rope_params_of(const std::string& type) const {
+  if (type != "sliding") return rope_params();
+  return sliding_rope.empty() ? RopeParams{} : rope_params_from_spec(sliding_rope, "model config: sliding_rope");
+}
+
+RopeGeometry ModelConfig::rope_geometry_of(const std::string& type) const {
+  RopeGeometry g = rope_geometry();
+  if (type != "sliding") return g;
+  if (sliding_rope_theta > 0) g.theta = sliding_rope_theta;
+  if (sliding_rotary_fraction > 0) g.rotary_fraction = sliding_rotary_fraction;
+  return g;
+}
+
+int64_t ModelConfig::rotary_dim_of(const std::string& type) const {
+  return rotary_dims(rope_params_of(type), rope_geometry_of(type));
+}
+
+bool ModelConfig::plain_rope_of(const std::string& type) const {
+  return std::string(rope_params_of(type).type) == "default";
+}
 
 std::string ModelConfig::layer_type(int64_t i) const {
   if (layer_pattern.empty()) return "full";

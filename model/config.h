@@ -43,13 +43,16 @@ struct ModelConfig {
   double query_pre_attn_scalar = 0;  // 0: d_head
   // Per-layer attention: a pattern of layer types repeated over the depth
   // ("" = every layer full). full: RoPE at rope_theta with the model's RoPE
-  // method, causal over everything; sliding: plain RoPE at sliding_rope_theta,
-  // the last sliding_window keys (Gemma 3's local layers); nope: no position
-  // encoding, causal over everything (Llama 4, Command A), optionally with
-  // Llama 4's query temperature.
+  // method and rotary_fraction, causal over everything; sliding: its own RoPE
+  // (sliding_rope at sliding_rope_theta, sliding_rotary_fraction), the last
+  // sliding_window keys (Gemma 3's local layers); nope: no position encoding,
+  // causal over everything (Llama 4, Command A), optionally with Llama 4's
+  // query temperature.
   std::string layer_pattern;
   int64_t sliding_window = 0;      // the window of sliding layers
   double sliding_rope_theta = 0;   // θ of sliding layers (0: rope_theta)
+  std::string sliding_rope;        // their RoPE method, KIND[:FACTOR][:KEY=VALUE...] as --scaling ("": default RoPE)
+  double sliding_rotary_fraction = 0;  // the share of their heads that rotates (0: rotary_fraction)
   double nope_attn_scale = 0;      // >0: nope layers scale queries by 1 + s·log(⌊(n+1)/floor⌋ + 1)
   int64_t nope_floor_scale = 8192; // that floor
   // The RoPE method the model was trained with (model/rope_methods.h; HF
@@ -73,6 +76,12 @@ struct ModelConfig {
   void set_rope_params(const RopeParams& p);  // the reverse ("default" stored as "none")
   RopeGeometry rope_geometry() const;
   bool plain_rope() const;          // the method is default RoPE
+  // The RoPE of a layer type: full (and nope, which applies none) the
+  // model's method and geometry above; sliding its own.
+  RopeParams rope_params_of(const std::string& layer_type) const;
+  RopeGeometry rope_geometry_of(const std::string& layer_type) const;
+  int64_t rotary_dim_of(const std::string& layer_type) const;
+  bool plain_rope_of(const std::string& layer_type) const;
   // The type of layer i (full, sliding or nope), from layer_pattern.
   std::string layer_type(int64_t i) const;
   std::vector<std::string> layer_types() const;  // the pattern's distinct types, in order of first use

@@ -52,6 +52,38 @@ struct HfReader {
   }
 };
 
+// One rope-parameters object's method and keys (rope_type or type, "default"
+// when absent), every key through the one table (model/rope_methods.h),
+// which names a key the type does not take; the model-level keys (θ, the
+// rotary fraction) are the caller's.
+RopeParams read_rope_params(const HfReader& rope, const std::string& type) {
+  const bool hf_type = std::any_of(rope_methods().begin(), rope_methods().end(),
+                                   [&](const RopeMethod& m) { return type == m.hf_type; });
+  rope.require(hf_type && !type.empty(), "rope type " + text::quoted(type) + " is not one of transformers' (ropelab rope list)");
+  RopeParams p;
+  p.type = rope_method(type).name;
+  for (const auto& [key, value] : rope.j.items()) {
+    if (key == "rope_type" || key == "type" || key == "rope_theta" || key == "partial_rotary_factor") continue;
+    if (value.is_null()) continue;
+    // transformers reads no original context for dynamic (it warns the key is unused): neither does ropelab.
+    if (key == "original_max_position_embeddings" && p.type == "dynamic") continue;
+    set_rope_param(p, key, value, rope.where);
+  }
+  return p;
+}
+
+// transformers 5's sliding_attention rope parameters (Gemma 3): the sliding
+// layers' θ and method (sliding_rope_theta, sliding_rope), and proportional's p.
+void read_sliding_rope(const HfReader& local, ModelConfig& c) {
+  const RopeParams p = read_rope_params(local, local.text_or("rope_type", local.text_or("type", "default")));
+  local.require(!rope_method(p.type).factor_required || local.has("factor"), p.type + " needs \"factor\"");
+  c.sliding_rope_theta = local.number_or("rope_theta", 0.0);
+  c.sliding_rope = p.type == "default" ? "" : rope_spec(p);
+  if (p.type == "proportional") c.sliding_rotary_fraction = local.number_or("partial_rotary_factor", 1.0);
+  else local.require(local.number_or("partial_rotary_factor", 1.0) == 1.0,
+                     "partial_rotary_factor below 1 on sliding layers: Gemma 3 rotates whole heads");
+}
+
 // RoPE base and scaling: transformers v5 keeps them in "rope_parameters",
 // older configs in "rope_theta" / "rotary_emb_base" and "rope_scaling".
 void read_rope(const HfReader& top, ModelConfig& c) {
@@ -62,7 +94,7 @@ void read_rope(const HfReader& top, ModelConfig& c) {
   if (top.has("rope_scaling")) top.require(top.j["rope_scaling"].is_object(), "config.json needs an object or null at \"rope_scaling\"");
   const nlohmann::json* chosen = v5 ? &top.j["rope_parameters"] : top.has("rope_scaling") ? &top.j["rope_scaling"] : &empty;
   // transformers 5's per-layer-type parameters (Gemma 3): the full layers' are
-  // the model's method; the sliding layers' θ is theirs (plain RoPE only).
+  // the model's method; the sliding layers' θ and method are theirs.
   if (v5 && chosen->contains("full_attention")) {
     const nlohmann::json& nested = *chosen;
     for (const auto& [key, value] : nested.items())
@@ -71,9 +103,7 @@ void read_rope(const HfReader& top, ModelConfig& c) {
     top.require(nested["full_attention"].is_object(), "config.json needs an object at \"rope_parameters.full_attention\"");
     if (nested.contains("sliding_attention")) {
       const HfReader local{nested["sliding_attention"], where + " rope_parameters.sliding_attention"};
-      local.require(local.text_or("rope_type", "default") == "default",
-                    "sliding layers take plain RoPE in ropelab (their own θ, no scaling)");
-      if (c.layer_pattern.find("sliding") != std::string::npos) c.sliding_rope_theta = local.number_or("rope_theta", 0.0);
+      if (c.layer_pattern.find("sliding") != std::string::npos) read_sliding_rope(local, c);
     }
     chosen = &nested["full_attention"];
   }
@@ -93,20 +123,7 @@ void read_rope(const HfReader& top, ModelConfig& c) {
 
   c.rope_theta = rope.number_or("rope_theta", top.number_or("rope_theta", top.number_or("rotary_emb_base", 10000.0)));
   // "rope_type" (newer) or "type" (older); "default" and absent mean plain RoPE.
-  const std::string type = rope.text_or("rope_type", rope.text_or("type", "default"));
-  const bool hf_type = std::any_of(rope_methods().begin(), rope_methods().end(),
-                                   [&](const RopeMethod& m) { return type == m.hf_type; });
-  rope.require(hf_type && !type.empty(), "rope type " + text::quoted(type) + " is not one of transformers' (ropelab rope list)");
-  RopeParams p;
-  p.type = rope_method(type).name;
-  // Every key through the one table (model/rope_methods.h), which names a key the type does not take.
-  for (const auto& [key, value] : params.items()) {
-    if (key == "rope_type" || key == "type" || key == "rope_theta" || key == "partial_rotary_factor") continue;
-    if (value.is_null()) continue;
-    // transformers reads no original context for dynamic (it warns the key is unused): neither does ropelab.
-    if (key == "original_max_position_embeddings" && p.type == "dynamic") continue;
-    set_rope_param(p, key, value, rope.where);
-  }
+  RopeParams p = read_rope_params(rope, rope.text_or("rope_type", rope.text_or("type", "default")));
   // transformers 5: a top-level original_max_position_embeddings (Phi-3's
   // layout) wins over the one in the rope parameters; without either, the
   // original context is max_position_embeddings.

@@ -174,6 +174,13 @@ std::string hf_architecture(const ModelConfig& config) {
     if (c.layer_pattern.find("nope") != std::string::npos) refuse("layer_pattern has nope layers: no exported family has them");
     if (c.sliding_rope_theta > 0 && c.sliding_rope_theta != c.rope_theta && !is_gemma(c))
       refuse("sliding_rope_theta: a per-layer-type θ is Gemma 3's (mlp geglu); the other exported families have one θ");
+    if ((!c.sliding_rope.empty() || c.sliding_rotary_fraction > 0) && !is_gemma(c))
+      refuse("sliding_rope / sliding_rotary_fraction: per-layer-type RoPE is Gemma 3's (mlp geglu); the other exported "
+             "families rotate every layer alike");
+    if (!*rope_method(c.rope_params_of("sliding").type).hf_type)
+      refuse("sliding_rope " + c.sliding_rope + " is ropelab's own RoPE method: transformers has no rope_type for it");
+    if (c.rotary_dim_of("sliding") != c.d_head)
+      refuse("sliding_rotary_fraction: Gemma3ForCausalLM's sliding layers rotate whole heads (or take proportional's p)");
   }
   if (is_gemma(c)) {
     if (!c.qk_norm || !c.embed_scale || !c.sandwich_norms || c.qkv_bias != c.out_bias || c.mlp_bias ||
@@ -267,7 +274,11 @@ nlohmann::json hf_config(const ModelConfig& config) {
     }
     if (arch == "Gemma3ForCausalLM") {
       // transformers 5's per-layer-type rope parameters, and 4.x's keys beside them.
-      const double local = c.sliding_rope_theta > 0 ? c.sliding_rope_theta : c.rope_theta;
+      const double local = c.rope_geometry_of("sliding").theta;
+      nlohmann::json sliding_parameters = rope_params_json(c.rope_params_of("sliding"));
+      sliding_parameters["rope_theta"] = local;
+      if (sliding_parameters["rope_type"] == "proportional")
+        sliding_parameters["partial_rotary_factor"] = c.rope_geometry_of("sliding").rotary_fraction;
       nlohmann::json types = nlohmann::json::array();
       for (int64_t i = 0; i < c.n_layers; ++i)
         types.push_back(c.layer_type(i) == "sliding" ? "sliding_attention" : "full_attention");
@@ -278,7 +289,7 @@ nlohmann::json hf_config(const ModelConfig& config) {
                 {"layer_types", types}, {"rope_local_base_freq", local},
                 {"final_logit_softcapping", nullptr}, {"attn_logit_softcapping", nullptr},
                 {"rope_parameters", {{"full_attention", rope_parameters},
-                                     {"sliding_attention", {{"rope_type", "default"}, {"rope_theta", local}}}}}});
+                                     {"sliding_attention", sliding_parameters}}}});
     }
   }
   return j;

@@ -312,4 +312,59 @@ nlohmann::json rope_params_json(const RopeParams& p) {
   return j;
 }
 
+RopeSpecText split_rope_spec(const std::string& text, const std::string& where) {
+  RopeSpecText out;
+  const auto parts = text::split(text, ':');
+  out.kind = parts.empty() ? "" : parts[0];
+  size_t next = 1;
+  if (parts.size() > 1 && parts[1].find('=') == std::string::npos) {
+    out.factor = parts[1];
+    next = 2;
+  }
+  for (size_t i = next; i < parts.size(); ++i) {
+    const auto eq = parts[i].find('=');
+    if (eq == std::string::npos || eq == 0) throw Error(where + ": " + text::quoted(parts[i]) + " is no KEY=VALUE");
+    const std::string key = parts[i].substr(0, eq);
+    if (key == "factor") throw Error(where + ": give the factor as " + out.kind + ":F, not factor=");
+    out.params.emplace_back(key, parts[i].substr(eq + 1));
+  }
+  return out;
+}
+
+RopeParams rope_params_from_spec(const std::string& text, const std::string& where) {
+  const RopeSpecText spec = split_rope_spec(text, where);
+  if (!is_rope_method(spec.kind))
+    throw Error(where + ": " + text::quoted(text) + " names no RoPE method (expected KIND[:FACTOR][:KEY=VALUE...], KIND one of " +
+                rope_method_names() + ")");
+  RopeParams p;
+  p.type = rope_method(spec.kind).name;
+  if (!spec.factor.empty()) {
+    const nlohmann::json f = rope_param_from_text("factor", spec.factor, '/');
+    set_rope_param(p, "factor", f, where);
+  }
+  for (const auto& [key, value] : spec.params) set_rope_param(p, key, rope_param_from_text(key, value, '/'), where);
+  return p;
+}
+
+std::string rope_spec(const RopeParams& p) {
+  const RopeMethod& m = rope_method(p.type);
+  RopeParams defaults;
+  defaults.type = p.type;
+  defaults.factor = p.factor;
+  const nlohmann::json given = rope_params_json(p), unset = rope_params_json(defaults);
+  std::string out = m.name;
+  if (given.contains("factor")) out += ":" + given["factor"].dump();
+  for (const auto& [key, value] : given.items()) {
+    if (key == "rope_type" || key == "factor" || (unset.contains(key) && unset[key] == value)) continue;
+    std::string text;
+    if (value.is_array()) {
+      for (const auto& x : value) text += (text.empty() ? "" : "/") + x.dump();
+    } else {
+      text = value.dump();
+    }
+    out += ":" + key + "=" + text;
+  }
+  return out;
+}
+
 }  // namespace ropelab::model

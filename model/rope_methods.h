@@ -95,6 +95,25 @@ void set_rope_param(RopeParams& p, const std::string& key, const nlohmann::json&
 // to refuse by name.
 nlohmann::json rope_param_from_text(const std::string& key, const std::string& text, char list_sep);
 
+// A method with its parameters written as one string, as --scaling and the
+// per-layer-type config fields take it: KIND[:FACTOR][:KEY=VALUE...], a list
+// value written a/b/c (e.g. "yarn:4:beta_fast=16", "linear:2", "default").
+struct RopeSpecText {
+  std::string kind;
+  std::string factor;  // "" when not given
+  std::vector<std::pair<std::string, std::string>> params;  // KEY=VALUE as written, in order
+};
+// Splits `text` (syntax only: the caller reads the factor); throws Error
+// "WHERE: ..." naming a part that is no KEY=VALUE, or a factor given as KEY=VALUE.
+RopeSpecText split_rope_spec(const std::string& text, const std::string& where);
+// The parameters `text` names: a method of the table, a numeric factor, each
+// KEY=VALUE by set_rope_param; throws Error "WHERE: ..." naming what is wrong
+// (check_rope_params then checks the whole against a geometry).
+RopeParams rope_params_from_spec(const std::string& text, const std::string& where);
+// The reverse: the method's name, its factor when it takes one, and every
+// other parameter that differs from its default.
+std::string rope_spec(const RopeParams& p);
+
 // Checks every parameter of `p` against its method's domains (and the
 // combinations: beta_fast > beta_slow, low < high freq factor, longrope's
 // factor lists one per rotated pair); throws Error "WHERE: ...".

@@ -51,39 +51,32 @@ nlohmann::json param_value(const std::string& key, const std::string& v) { retur
 
 ScalingMethod parse_one(const std::string& item) {
   ScalingMethod m;
-  const auto parts = text::split(item, ':');
-  m.kind = parts.empty() ? "" : parts[0];
+  const std::string where = "scaling method \"" + item + "\"";
+  const RopeSpecText spec = split_rope_spec(item, where);
+  m.kind = spec.kind;
   if (!is_rope_method(m.kind))
     throw Error("unknown scaling method \"" + item + "\" (expected KIND[:FACTOR][:KEY=VALUE...] or KIND-sweep:LO..HI:xR, KIND one of " +
                 rope_method_names() + "; ropelab rope list)");
   const RopeMethod& method = rope_method(m.kind);
-  size_t next = 1;
-  const bool factor_given = parts.size() > 1 && parts[1].find('=') == std::string::npos;
-  if (factor_given) {
-    const std::string arg = parts[1];
-    next = 2;
-    if (!takes_factor(method)) throw Error("scaling method \"" + item + "\": " + m.kind + " takes no factor");
+  if (!spec.factor.empty()) {
+    const std::string& arg = spec.factor;
+    if (!takes_factor(method)) throw Error(where + ": " + m.kind + " takes no factor");
     if ((arg == "alpha_opt" || arg == "alpha_opt_measured") && method.closed_form) {
       m.alpha_opt = true;
       m.measured_gamma = arg == "alpha_opt_measured";
     } else {
       m.factor = number(arg);
       if (!factor_allowed(m.kind, m.factor))
-        throw Error("scaling method \"" + item + "\": factor must be " + domain_text(m.kind) +
+        throw Error(where + ": factor must be " + domain_text(m.kind) +
                     (method.closed_form ? ", alpha_opt or alpha_opt_measured" : ""));
     }
   } else if (method.factor_required) {
-    throw Error("scaling method \"" + item + "\": needs a factor, e.g. " + m.kind + ":4");
+    throw Error(where + ": needs a factor, e.g. " + m.kind + ":4");
   }
   RopeParams check;
   check.type = method.name;
-  for (size_t i = next; i < parts.size(); ++i) {
-    const auto eq = parts[i].find('=');
-    if (eq == std::string::npos || eq == 0)
-      throw Error("scaling method \"" + item + "\": " + text::quoted(parts[i]) + " is no KEY=VALUE");
-    const std::string key = parts[i].substr(0, eq), value = parts[i].substr(eq + 1);
-    if (key == "factor") throw Error("scaling method \"" + item + "\": give the factor as " + m.kind + ":F");
-    set_rope_param(check, key, param_value(key, value), "scaling method \"" + item + "\"");  // names a bad key or value now
+  for (const auto& [key, value] : spec.params) {
+    set_rope_param(check, key, param_value(key, value), where);  // names a bad key or value now
     m.params.emplace_back(key, value);
   }
   return m;

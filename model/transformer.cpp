@@ -64,7 +64,8 @@ at::Tensor BlockImpl::forward(const at::Tensor& x, const at::Tensor& pos, const 
 
 TransformerImpl::TransformerImpl(const ModelConfig& config) : cfg(config.resolved()) {
   attention.rope_theta = cfg.rope_theta;
-  sliding.rope_theta = cfg.sliding_rope_theta > 0 ? cfg.sliding_rope_theta : cfg.rope_theta;
+  sliding.rope_theta = cfg.rope_geometry_of("sliding").theta;
+  sliding_rope_plain_ = cfg.plain_rope_of("sliding");
   tok_emb = register_module("tok_emb", torch::nn::Embedding(cfg.vocab_size, cfg.d_model));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < cfg.n_layers; ++i) blocks->push_back(Block(cfg, i));
@@ -94,9 +95,12 @@ at::Tensor TransformerImpl::hidden(const at::Tensor& idx, KVCache* cache, Attent
   // Without settings: the model's own positions (θ, or the RoPE method it was trained with).
   const AttentionSettings own = cfg.plain_rope() ? attention : trained_attention(cfg, start + T);
   const AttentionSettings& full = settings ? *settings : own;
+  // Sliding layers keep their own RoPE whatever --scaling does to the full ones (they never see past their window).
+  const AttentionSettings local = sliding_rope_plain_ ? sliding
+                                  : rope_attention(cfg.rope_params_of("sliding"), cfg.rope_geometry_of("sliding"), start + T);
   for (int64_t l = 0; l < cfg.n_layers; ++l) {
     auto* block = blocks[l]->as<BlockImpl>();
-    const AttentionSettings& s = cfg.layer_type(l) == "sliding" ? sliding : full;
+    const AttentionSettings& s = cfg.layer_type(l) == "sliding" ? local : full;
     x = block->forward(x, pos, s, cache ? &cache->layers[l] : nullptr, probe);
   }
   if (cache) cache->next_pos += T;

@@ -29,14 +29,15 @@ inline at::Tensor norm_ref(const at::Tensor& x, Transformer& m, const std::strin
   return (x - mu) / torch::sqrt(var + 1e-5) * param(m, prefix + ".weight") + param(m, prefix + ".bias");
 }
 
-// Rotates pair (i, i+rd/2) of every head vector by pos·θ^(-2i/rd), one scalar at a time.
-inline at::Tensor rope_ref(at::Tensor x /*[T,H,D]*/, double theta, int64_t rd) {
+// Rotates pair (i, i+rd/2) of every head vector by pos·θ^(-2i/rd)/divisor (linear
+// scaling's divisor; 1: plain RoPE), one scalar at a time.
+inline at::Tensor rope_ref(at::Tensor x /*[T,H,D]*/, double theta, int64_t rd, double divisor = 1.0) {
   x = x.clone();
   auto a = x.accessor<double, 3>();
   for (int64_t t = 0; t < x.size(0); ++t)
     for (int64_t h = 0; h < x.size(1); ++h)
       for (int64_t i = 0; i < rd / 2; ++i) {
-        const double ang = t * std::pow(theta, -2.0 * i / rd), c = std::cos(ang), s = std::sin(ang);
+        const double ang = t * std::pow(theta, -2.0 * i / rd) / divisor, c = std::cos(ang), s = std::sin(ang);
         const double x1 = a[t][h][i], x2 = a[t][h][i + rd / 2];
         a[t][h][i] = x1 * c - x2 * s;
         a[t][h][i + rd / 2] = x2 * c + x1 * s;
@@ -62,13 +63,21 @@ inline ReferenceOutput reference_forward(Transformer& m, const at::Tensor& ids /
       q = q / torch::sqrt((q * q).mean(-1, true) + c.norm_eps) * param(m, p + "attn.q_norm.weight");
       k = k / torch::sqrt((k * k).mean(-1, true) + c.norm_eps) * param(m, p + "attn.k_norm.weight");
     }
-    // The layer's type: full (θ, attention_window), sliding (its θ and window), nope (no rotation).
+    // The layer's type: full (θ, attention_window), sliding (its θ, window, rotated share and
+    // linear factor: the one sliding method written here), nope (no rotation).
     const std::string type = c.layer_type(l);
     const double theta = type == "sliding" && c.sliding_rope_theta > 0 ? c.sliding_rope_theta : c.rope_theta;
     const int64_t window = type == "sliding" ? c.sliding_window : type == "full" ? c.attention_window : 0;
+    int64_t rd = c.rotary_dim();
+    double divisor = 1.0;
+    if (type == "sliding" && c.sliding_rotary_fraction > 0) rd = int64_t(c.sliding_rotary_fraction * D / 2) * 2;
+    if (type == "sliding" && !c.sliding_rope.empty()) {
+      if (c.sliding_rope.rfind("linear:", 0) != 0) throw std::runtime_error("reference: sliding_rope linear:F only");
+      divisor = std::stod(c.sliding_rope.substr(7));
+    }
     if (type != "nope") {
-      q = rope_ref(q, theta, c.rotary_dim());
-      k = rope_ref(k, theta, c.rotary_dim());
+      q = rope_ref(q, theta, rd, divisor);
+      k = rope_ref(k, theta, rd, divisor);
     } else if (c.nope_attn_scale > 0) {  // Llama 4's query temperature
       for (int64_t t = 0; t < T; ++t)
         q[t] *= 1.0 + c.nope_attn_scale * std::log(std::floor(double(t + 1) / double(c.nope_floor_scale)) + 1.0);

@@ -89,6 +89,8 @@ train::TrainConfig all_set() {
   m.layer_pattern = "sliding,full,full";
   m.sliding_window = 16;
   m.sliding_rope_theta = 100;
+  m.sliding_rope = "yarn:2";
+  m.sliding_rotary_fraction = 0.5;
   m.nope_attn_scale = 0.1;  // (acts on nope layers only: none here)
   m.nope_floor_scale = 100;
   return c;

@@ -673,7 +673,8 @@ Weights gemma3_weights(uint64_t seed) {
 at::Tensor gemma_norm(const Weights& w, const std::string& name, const at::Tensor& x) {
   return x / at::sqrt(x.pow(2).mean(-1, true) + 1e-6) * (1.0 + w.at(name + ".weight"));
 }
-at::Tensor gemma3_reference(const Weights& w, const std::vector<int64_t>& ids) {
+// sliding_factor: linear scaling of the sliding layers (transformers 5's per-layer-type rope parameters).
+at::Tensor gemma3_reference(const Weights& w, const std::vector<int64_t>& ids, double sliding_factor = 1.0) {
   const int64_t T = ids.size();
   auto x = w.at("model.embed_tokens.weight").index_select(0, at::tensor(ids, at::kLong)) * std::sqrt(double(D));
   for (int l = 0; l < L; ++l) {
@@ -684,7 +685,7 @@ at::Tensor gemma3_reference(const Weights& w, const std::vector<int64_t>& ids) {
     auto k = gemma_norm(w, p + "self_attn.k_norm", linear(w, p + "self_attn.k_proj", h).view({T, KV, DH}));
     // Sliding layers: plain RoPE at rope_local_base_freq; full layers: rope_theta with linear scaling ×2.
     auto inv = plain_inv(sliding ? 100.0 : 1e4);
-    if (!sliding) for (auto& f : inv) f /= 2;
+    for (auto& f : inv) f /= sliding ? sliding_factor : 2.0;
     q = rope_with(q, inv, 1.0) * (std::sqrt(double(DH)) / std::sqrt(6.0));  // scores × query_pre_attn_scalar^(-1/2)
     k = rope_with(k, inv, 1.0);
     auto v = linear(w, p + "self_attn.v_proj", h).view({T, KV, DH});
@@ -738,6 +739,34 @@ TEST(HfModels, Gemma3ShapedEqualsTheFloat64Reference) {
   capped["final_logit_softcapping"] = 30.0;
   write_hf_dir(dir + "-capped", capped, w, "F32", 1);
   EXPECT_NE(error_of([&] { model::import_hf(dir + "-capped"); }).find("final_logit_softcapping is set"), std::string::npos);
+}
+
+// transformers 5's per-layer-type rope_parameters with a method on the sliding
+// layers too: loaded exactly, and written back by export.
+TEST(HfModels, Gemma3SlidingLayersWithTheirOwnMethodRoundTrip) {
+  const auto dir = scratch_dir() + "/gemma3-v5";
+  auto w = gemma3_weights(10);
+  round_to(w, "F32");
+  json cfg = gemma3_config();
+  cfg.erase("rope_scaling");
+  cfg.erase("rope_local_base_freq");
+  cfg["rope_parameters"] = {{"full_attention", {{"rope_type", "linear"}, {"factor", 2.0}, {"rope_theta", 1e4}}},
+                            {"sliding_attention", {{"rope_type", "linear"}, {"factor", 3.0}, {"rope_theta", 100.0}}}};
+  write_hf_dir(dir, cfg, w, "F32", 1);
+  auto m = model::import_hf(dir);
+  EXPECT_EQ(m->cfg.sliding_rope, "linear:3.0");
+  const auto ids = some_ids(14);
+  const auto ref = gemma3_reference(w, ids, 3.0);
+  EXPECT_LT(max_diff(logits_of(m, ids), ref), 1e-5 * ref.abs().max().item<double>());
+  EXPECT_GT(max_diff(gemma3_reference(w, ids, 1.0), ref), 1e-3 * ref.abs().max().item<double>());  // the factor matters
+  model::export_hf(*m, dir + "-out", "");
+  const auto out = io::read_json(dir + "-out/config.json");
+  EXPECT_EQ(out["rope_parameters"]["sliding_attention"]["rope_type"], "linear");
+  EXPECT_EQ(out["rope_parameters"]["sliding_attention"]["factor"], 3.0);
+  EXPECT_EQ(out["rope_parameters"]["sliding_attention"]["rope_theta"], 100.0);
+  auto again = model::import_hf(dir + "-out");
+  EXPECT_EQ(model::to_json(again->cfg), model::to_json(m->cfg));
+  EXPECT_LT(max_diff(logits_of(again, ids), ref), 1e-5 * ref.abs().max().item<double>());
 }
 
 TEST(HfModels, DynamicNtkAndLongropeMatchTransformersDefinitions) {

@@ -154,3 +154,99 @@ TEST(LayerTypes, BadPatternsAndSettingsAreRefusedByName) {
   EXPECT_NE(with([](ModelConfig& c) { c.rope_scaling = "yarn-ish"; }).find("must name a RoPE method"), std::string::npos);
   EXPECT_EQ(with([](ModelConfig&) {}), "");
 }
+
+// Sliding layers take their own RoPE method and rotated share (sliding_rope,
+// sliding_rotary_fraction): against the float64 reference, and through the KV cache.
+TEST(LayerTypes, SlidingLayersTakeTheirOwnRopeMethodAndRotaryFraction) {
+  ModelConfig c = hybrid();
+  c.sliding_rope = "linear:3";
+  c.sliding_rotary_fraction = 0.5;
+  auto m = randomised(c.resolved(), 6);
+  EXPECT_EQ(m->cfg.rotary_dim_of("sliding"), 4);
+  EXPECT_EQ(m->cfg.rotary_dim_of("full"), 8);
+  torch::NoGradGuard ng;
+  const auto ids = ids_of(20);
+  const auto got = m->forward(ids.unsqueeze(0))[0];
+  EXPECT_LT(rel(got, reference_forward(m, ids).logits), 1e-5);
+  // Each of the two matters: the reference without it differs.
+  const ModelConfig as_built = m->cfg;
+  m->cfg.sliding_rope = "";
+  EXPECT_GT(rel(got, reference_forward(m, ids).logits), 1e-3);
+  m->cfg = as_built;
+  m->cfg.sliding_rotary_fraction = 0;
+  EXPECT_GT(rel(got, reference_forward(m, ids).logits), 1e-3);
+  m->cfg = as_built;
+  KVCache cache;
+  std::vector<at::Tensor> rows;
+  rows.push_back(m->forward(ids.unsqueeze(0).narrow(1, 0, 7), &cache)[0]);
+  for (int64_t t = 7; t < 20; ++t) rows.push_back(m->forward(ids.unsqueeze(0).narrow(1, t, 1), &cache)[0]);
+  EXPECT_LT((at::cat(rows, 0) - got).abs().max().item<double>(), 1e-5);
+}
+
+// A sliding layer whose window holds the whole sequence is a full layer: with
+// any method of the table it gives the logits of a model whose full layers
+// take that method (same weights), including the length-dependent ones past T_train.
+TEST(LayerTypes, ASlidingLayerWithAMethodIsAFullLayerWithIt) {
+  struct Case { std::string spec; double fraction; };
+  for (const Case& k : {Case{"yarn:4:beta_fast=16", 0}, Case{"dynamic:2", 0}, Case{"llama3:8:original_max_position_embeddings=8", 0},
+                        Case{"proportional", 0.5}, Case{"linear:2", 0.5}, Case{"ntk-aware:3", 0}}) {
+    ModelConfig base;
+    base.vocab_size = 41; base.d_model = 32; base.n_layers = 2; base.n_heads = 2; base.d_head = 16;
+    base.rope_theta = 500;
+    base.T_train = 16;
+    ModelConfig sliding = base;
+    sliding.layer_pattern = "sliding";
+    sliding.sliding_window = 64;
+    sliding.sliding_rope = k.spec;
+    sliding.sliding_rotary_fraction = k.fraction;
+    ModelConfig full = base;
+    full.set_rope_params(rope_params_from_spec(k.spec, "test"));
+    if (k.fraction > 0) full.rotary_fraction = k.fraction;
+    auto a = randomised(sliding.resolved(), 11), b = make_model(full.resolved(), 12);
+    torch::NoGradGuard ng;
+    for (auto& p : a->named_parameters())  // sharp attention, so positions show in the logits
+      if (p.key().find("wq") != std::string::npos || p.key().find("wk") != std::string::npos) p.value().mul_(8);
+    auto from = a->named_parameters();
+    for (auto& p : b->named_parameters()) p.value().copy_(from[p.key()]);
+    const auto ids = ids_of(40).unsqueeze(0);  // past T_train = 16: dynamic's α moves
+    const auto la = a->forward(ids), lb = b->forward(ids);
+    const double scale = la.abs().max().item<double>();
+    EXPECT_LT((la - lb).abs().max().item<double>(), 1e-5 * scale) << k.spec;
+    EXPECT_EQ(a->cfg.rotary_dim_of("sliding"), b->cfg.rotary_dim()) << k.spec;
+    // ... and differs from the same sliding layer without the method.
+    ModelConfig plain = sliding;
+    plain.sliding_rope = "";
+    plain.sliding_rotary_fraction = 0;
+    auto c = make_model(plain.resolved(), 13);
+    for (auto& p : c->named_parameters()) p.value().copy_(from[p.key()]);
+    EXPECT_GT((c->forward(ids) - la).abs().max().item<double>(), 1e-2 * scale) << k.spec;
+  }
+}
+
+TEST(LayerTypes, BadSlidingRopeSettingsAreRefusedByName) {
+  auto with = [](auto change) {
+    ModelConfig c = hybrid();
+    change(c);
+    return error_of(c);
+  };
+  EXPECT_NE(with([](ModelConfig& c) { c.sliding_rope = "rotate"; }).find("sliding_rope: \"rotate\" names no RoPE method"),
+            std::string::npos);
+  EXPECT_NE(with([](ModelConfig& c) { c.sliding_rope = "linear:0.5"; }).find("sliding_rope: factor must be"), std::string::npos);
+  EXPECT_NE(with([](ModelConfig& c) { c.sliding_rope = "linear:2:beta_fast=3"; }).find("takes no parameter \"beta_fast\""),
+            std::string::npos);
+  EXPECT_NE(with([](ModelConfig& c) { c.sliding_rope = "longrope:2"; }).find("sliding_rope: longrope needs long_factor"),
+            std::string::npos);
+  EXPECT_NE(with([](ModelConfig& c) { c.sliding_rotary_fraction = 1.5; }).find("sliding-rotary-fraction must be in (0, 1]"),
+            std::string::npos);
+  EXPECT_NE(with([](ModelConfig& c) { c.sliding_rotary_fraction = 0.1; }).find("sliding_rope: default leaves too few rotated"),
+            std::string::npos);
+  EXPECT_NE(with([](ModelConfig& c) {
+              c.layer_pattern = "full";
+              c.sliding_window = 0;
+              c.sliding_rope_theta = 0;
+              c.nope_attn_scale = 0;
+              c.sliding_rope = "linear:2";
+            }).find("sliding_rope or sliding_rotary_fraction is set but layer_pattern has no sliding layer"),
+            std::string::npos);
+  EXPECT_EQ(with([](ModelConfig& c) { c.sliding_rope = "yarn:4"; c.sliding_rotary_fraction = 0.5; }), "");
+}

@@ -285,3 +285,59 @@ TEST(RopeMethods, ParameterTextIsReadOneWay) {
                 .find("w: factor must be a number >= 1"),
             std::string::npos);
 }
+
+// A method written as one string (--scaling's form, the sliding layers'
+// sliding_rope) reads into the parameters it names, and back.
+TEST(RopeMethods, ASpecReadsIntoItsParametersAndBack) {
+  const RopeParams yarn = rope_params_from_spec("yarn:4:beta_fast=16:truncate=false", "here");
+  EXPECT_EQ(yarn.type, "yarn");
+  EXPECT_DOUBLE_EQ(yarn.factor, 4.0);
+  EXPECT_DOUBLE_EQ(yarn.beta_fast, 16.0);
+  EXPECT_DOUBLE_EQ(yarn.beta_slow, 1.0);
+  EXPECT_FALSE(yarn.truncate);
+  EXPECT_EQ(rope_spec(yarn), "yarn:4.0:beta_fast=16.0:truncate=false");
+  EXPECT_EQ(rope_params_from_spec("pi:2", "here").type, "linear");  // the alias
+  EXPECT_EQ(rope_spec(rope_params_from_spec("default", "here")), "default");
+  const RopeParams lr = rope_params_from_spec("longrope:2:long_factor=1/2.5:short_factor=1/1", "here");
+  EXPECT_EQ(lr.long_factor, (std::vector<double>{1.0, 2.5}));
+  // Every parameter survives the round trip, lists included.
+  for (const std::string spec : {"yarn:4:beta_fast=16:truncate=false", "longrope:2:long_factor=1/2.5:short_factor=1/1",
+                                 "llama3:8:low_freq_factor=2:original_max_position_embeddings=64", "dynamic:3", "logn"}) {
+    const RopeParams p = rope_params_from_spec(spec, "here");
+    EXPECT_EQ(rope_params_json(rope_params_from_spec(rope_spec(p), "again")), rope_params_json(p)) << spec;
+  }
+  EXPECT_NE(error_of([] { rope_params_from_spec("rotate:2", "here"); }).find("here: \"rotate:2\" names no RoPE method"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { rope_params_from_spec("yarn:4:beta", "here"); }).find("here: \"beta\" is no KEY=VALUE"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { rope_params_from_spec("yarn:factor=4", "here"); }).find("give the factor as yarn:F"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { rope_params_from_spec("linear:0.5", "here"); }).find("here: factor must be"), std::string::npos);
+  EXPECT_NE(error_of([] { rope_params_from_spec("default:2", "here"); }).find("default takes no parameter \"factor\""),
+            std::string::npos);
+}
+
+// transformers 5's per-layer-type rope parameters give the sliding layers their own method.
+TEST(RopeMethods, HfConfigReadsTheSlidingLayersOwnMethod) {
+  json hf = {{"architectures", {"Gemma3ForCausalLM"}}, {"model_type", "gemma3_text"}, {"vocab_size", 64}, {"hidden_size", 32},
+             {"intermediate_size", 64}, {"num_hidden_layers", 2}, {"num_attention_heads", 2}, {"num_key_value_heads", 1},
+             {"head_dim", 16}, {"max_position_embeddings", 64}, {"sliding_window", 8},
+             {"layer_types", {"sliding_attention", "full_attention"}}, {"query_pre_attn_scalar", 16},
+             {"hidden_activation", "gelu_pytorch_tanh"},
+             {"rope_parameters", {{"full_attention", {{"rope_type", "default"}, {"rope_theta", 1e6}}},
+                                  {"sliding_attention", {{"rope_type", "yarn"}, {"factor", 4.0}, {"beta_fast", 16.0},
+                                                         {"rope_theta", 500.0}}}}}};
+  const auto c = model_config_from_hf(hf, "config.json");
+  EXPECT_EQ(c.sliding_rope_theta, 500.0);
+  const RopeParams p = c.rope_params_of("sliding");
+  EXPECT_EQ(p.type, "yarn");
+  EXPECT_DOUBLE_EQ(p.factor, 4.0);
+  EXPECT_DOUBLE_EQ(p.beta_fast, 16.0);
+  EXPECT_EQ(c.rope_params_of("full").type, "default");
+  hf["rope_parameters"]["sliding_attention"] = {{"rope_type", "linear"}, {"factor", 2.0}, {"partial_rotary_factor", 0.5}};
+  EXPECT_NE(error_of([&] { model_config_from_hf(hf, "config.json"); }).find("partial_rotary_factor below 1 on sliding layers"),
+            std::string::npos);
+  hf["rope_parameters"]["sliding_attention"] = {{"rope_type", "linear"}, {"beta_fast", 2.0}};
+  EXPECT_NE(error_of([&] { model_config_from_hf(hf, "config.json"); }).find("linear takes no parameter \"beta_fast\""),
+            std::string::npos);
+}

@@ -199,7 +199,7 @@ TEST(Train, AHybridModelTrainsResumesAndItsLogitsAgreeThroughTheKvCache) {
   auto flags = ropelab::test::tiny_flags(ropelab::test::tiny_data(dir));
   flags.replace(flags.find("--log-every 1000"), 16, "--log-every 1");  // a loss every step to compare
   flags += " --layer-pattern sliding,full --sliding-window 8 --sliding-rope-theta 100 --qk-norm true"
-           " --rope-scaling yarn --rope-factor 2";
+           " --rope-scaling yarn --rope-factor 2 --sliding-rope linear:2 --sliding-rotary-fraction 0.5";
   auto r = run_ropelab("train " + flags + " --max-steps 6 --checkpoints list:3,6 --out " + dir + "/straight");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = run_ropelab("train " + flags + " --max-steps 3 --checkpoints list:3 --out " + dir + "/split");
@@ -212,6 +212,8 @@ TEST(Train, AHybridModelTrainsResumesAndItsLogitsAgreeThroughTheKvCache) {
   const auto cfg = io::read_json(dir + "/straight/config.json")["model"];
   EXPECT_EQ(cfg["layer_pattern"], "sliding,full");
   EXPECT_EQ(cfg["rope_scaling"], "yarn");
+  EXPECT_EQ(cfg["sliding_rope"], "linear:2");
+  EXPECT_EQ(cfg["sliding_rotary_fraction"], 0.5);
 
   const std::string ckpt = train::checkpoints_dir(dir + "/straight") + "/step_00000006.pt";
   r = run_ropelab("logits --ckpt " + ckpt + " --length 40 --seed 3 --out " + dir + "/one.json");
@@ -222,6 +224,8 @@ TEST(Train, AHybridModelTrainsResumesAndItsLogitsAgreeThroughTheKvCache) {
   EXPECT_EQ(one["ids"], kv["ids"]);
   EXPECT_EQ(one["ids"].size(), 40u);
   EXPECT_EQ(one["arch"]["layer_pattern"], "sliding,full");
+  EXPECT_EQ(one["arch"]["sliding_rope"]["rope_type"], "linear");
+  EXPECT_EQ(one["arch"]["sliding_rotary_fraction"], 0.5);
   double worst = 0;
   for (size_t t = 0; t < 40; ++t)
     for (size_t v = 0; v < one["logits"][t].size(); ++v)

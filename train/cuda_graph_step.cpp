@@ -21,6 +21,8 @@ std::string cuda_graph_why_not(const TrainConfig& cfg, bool distributed) {
   // A RoPE method other than plain RoPE makes its frequencies on the host in
   // each forward (model/trained_rope.h): a copy a graph capture forbids.
   if (!cfg.model.plain_rope()) return "RoPE method " + cfg.model.rope_scaling + " (its frequencies come from the host)";
+  if (!cfg.model.plain_rope_of("sliding"))
+    return "sliding layers' RoPE method " + cfg.model.sliding_rope + " (its frequencies come from the host)";
 #if !defined(ROPELAB_CUDA_GRAPH)
   return "this build has no CUDA graphs (libtorch without CUDA, or 1.x)";
 #else
