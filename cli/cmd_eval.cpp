@@ -156,7 +156,6 @@ void add_gamma_command(CLI::App& ev) {
     for (const auto& name : chosen_protocols(*g, *protocols)) {
       auto o = *opt;
       o.protocol.name = name;
-      eval::check_gamma_options(o);
       std::vector<nlohmann::json> these;
       if (!ckpt->empty()) these.push_back(eval::eval_gamma_checkpoint(*ckpt, o));
       else if (!run->empty()) these = eval::eval_gamma_run(*run, o);

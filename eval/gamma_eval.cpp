@@ -194,6 +194,7 @@ std::vector<nlohmann::json> sweep(const std::vector<SweepPoint>& points,
 }  // namespace
 
 std::vector<nlohmann::json> eval_gamma_run(const std::string& run_dir, const GammaEvalOptions& opt) {
+  check_gamma_options(opt);  // before the sweep, which may find every checkpoint measured
   if (opt.out.empty()) throw Error("--out is required with --run (it is how a sweep resumes)");
   const auto entries = train::read_manifest(run_dir);
   if (entries.empty()) throw Error(run_dir + ": no checkpoints listed in checkpoints/manifest.json");
@@ -206,6 +207,7 @@ std::vector<nlohmann::json> eval_gamma_run(const std::string& run_dir, const Gam
 }
 
 std::vector<nlohmann::json> eval_gamma_hf_run(const std::string& dir, const GammaEvalOptions& opt) {
+  check_gamma_options(opt);
   if (opt.out.empty()) throw Error("--out is required with --hf-run (it is how a sweep resumes)");
   if (!fs::is_directory(dir)) throw Error(dir + ": not a directory (expected a folder of checkpoint folders)");
   std::vector<SweepPoint> points;

@@ -64,8 +64,8 @@ at::Tensor BlockImpl::forward(const at::Tensor& x, const at::Tensor& pos, const 
 
 TransformerImpl::TransformerImpl(const ModelConfig& config) : cfg(config.resolved()) {
   attention.rope_theta = cfg.rope_theta;
-  sliding.rope_theta = cfg.rope_geometry_of("sliding").theta;
-  sliding_rope_plain_ = cfg.plain_rope_of("sliding");
+  sliding_params_ = cfg.rope_params_of("sliding");
+  sliding_geometry_ = cfg.rope_geometry_of("sliding");
   tok_emb = register_module("tok_emb", torch::nn::Embedding(cfg.vocab_size, cfg.d_model));
   blocks = register_module("blocks", torch::nn::ModuleList());
   for (int64_t i = 0; i < cfg.n_layers; ++i) blocks->push_back(Block(cfg, i));
@@ -96,8 +96,8 @@ at::Tensor TransformerImpl::hidden(const at::Tensor& idx, KVCache* cache, Attent
   const AttentionSettings own = cfg.plain_rope() ? attention : trained_attention(cfg, start + T);
   const AttentionSettings& full = settings ? *settings : own;
   // Sliding layers keep their own RoPE whatever --scaling does to the full ones (they never see past their window).
-  const AttentionSettings local = sliding_rope_plain_ ? sliding
-                                  : rope_attention(cfg.rope_params_of("sliding"), cfg.rope_geometry_of("sliding"), start + T);
+  // (Default RoPE gives plain settings: inv_freq made on the device, as for full layers.)
+  const AttentionSettings local = rope_attention(sliding_params_, sliding_geometry_, start + T);
   for (int64_t l = 0; l < cfg.n_layers; ++l) {
     auto* block = blocks[l]->as<BlockImpl>();
     const AttentionSettings& s = cfg.layer_type(l) == "sliding" ? local : full;

@@ -64,15 +64,16 @@ class TransformerImpl : public torch::nn::Module {
   ModelConfig cfg;
   AttentionSettings attention;  // plain RoPE at cfg's θ (an evaluation passes its own settings to
                                 // forward; a model trained with another method uses model/trained_rope.h)
-  AttentionSettings sliding;    // the sliding layers' plain RoPE at their θ (their own method, when they have
-                                // one, is made per forward from cfg.sliding_rope; --scaling never reaches them)
   torch::nn::Embedding tok_emb{nullptr};
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::AnyModule norm_f;
   torch::nn::Linear lm_head{nullptr};  // null when tied
 
  private:
-  bool sliding_rope_plain_ = true;  // cfg's sliding layers apply default RoPE
+  // The sliding layers' own RoPE (cfg.sliding_rope at their θ and rotated
+  // share), read once; --scaling never reaches them.
+  RopeParams sliding_params_;
+  RopeGeometry sliding_geometry_;
 };
 TORCH_MODULE(Transformer);
 

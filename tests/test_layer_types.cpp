@@ -58,6 +58,14 @@ std::string error_of(const ModelConfig& c) {
   return "";
 }
 
+// The refusal of hybrid() with one change made ("" when it resolves).
+template <class Change>
+std::string with(Change change) {
+  ModelConfig c = hybrid();
+  change(c);
+  return error_of(c);
+}
+
 }  // namespace
 
 TEST(LayerTypes, HybridModelMatchesTheFloat64Reference) {
@@ -136,11 +144,6 @@ TEST(LayerTypes, TheKvCacheGivesTheOnePassLogitsAndSlidingLayersKeepTheirWindow)
 }
 
 TEST(LayerTypes, BadPatternsAndSettingsAreRefusedByName) {
-  auto with = [](auto change) {
-    ModelConfig c = hybrid();
-    change(c);
-    return error_of(c);
-  };
   EXPECT_NE(with([](ModelConfig& c) { c.layer_pattern = "sliding,local,full,full"; }).find("\"local\""), std::string::npos);
   EXPECT_NE(with([](ModelConfig& c) { c.layer_pattern = "sliding,full,full"; }).find("does not divide n_layers 4"),
             std::string::npos);
@@ -224,11 +227,6 @@ TEST(LayerTypes, ASlidingLayerWithAMethodIsAFullLayerWithIt) {
 }
 
 TEST(LayerTypes, BadSlidingRopeSettingsAreRefusedByName) {
-  auto with = [](auto change) {
-    ModelConfig c = hybrid();
-    change(c);
-    return error_of(c);
-  };
   EXPECT_NE(with([](ModelConfig& c) { c.sliding_rope = "rotate"; }).find("sliding_rope: \"rotate\" names no RoPE method"),
             std::string::npos);
   EXPECT_NE(with([](ModelConfig& c) { c.sliding_rope = "linear:0.5"; }).find("sliding_rope: factor must be"), std::string::npos);
